@@ -1,0 +1,1 @@
+"""Data layer: datasets, validation, caching, splits, batches, behaviour pairs, synthetic data."""
