@@ -44,16 +44,20 @@ def require_file(path: Path, what: str = "") -> Path:
 
 
 def _to_epoch_seconds(values: pl.Series) -> pl.Series:
-    """Strings -> Int64 epoch seconds; accepts integers, floats and ISO dates/datetimes."""
+    """Strings -> Int64 epoch seconds; accepts integers, floats and ISO dates/datetimes (UTC)."""
     as_int = values.cast(pl.Int64, strict=False)
-    as_float = values.cast(pl.Float64, strict=False)
-    as_date = values.str.to_datetime(strict=False, time_unit="us")
-    if as_date.dtype == pl.Datetime and as_date.dt.time_zone() is not None:
-        as_date = as_date.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
-    from_date = (as_date.dt.epoch("us") // 1_000_000).cast(pl.Int64)
-    out = pl.select(
-        pl.coalesce(as_int, as_float.floor().cast(pl.Int64, strict=False), from_date).alias(values.name)
-    ).to_series()
+    as_float = values.cast(pl.Float64, strict=False).floor().cast(pl.Int64, strict=False)
+    out = pl.select(pl.coalesce(as_int, as_float).alias(values.name)).to_series()
+    pending = out.is_null() & values.is_not_null()
+    if pending.any():
+        try:
+            parsed = values.str.to_datetime(strict=False, time_unit="us")
+        except pl.exceptions.PolarsError:  # no common date format: leave nulls, reported by the caller
+            return out
+        if parsed.dt.time_zone() is not None:
+            parsed = parsed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        from_date = (parsed.dt.epoch("us") // 1_000_000).cast(pl.Int64)
+        out = pl.select(pl.coalesce(out, from_date).alias(values.name)).to_series()
     return out
 
 
