@@ -96,7 +96,9 @@ __all__ = [
 def _check_int(value: Any, name: str, owner: str, *, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
         kind = "a positive int" if low == 1 else f"an int >= {low}"
-        raise ValueError(f"The {name!r} parameter of {owner} must be {kind}. Got {value!r} instead.")
+        raise ValueError(
+            f"The {name!r} parameter of {owner} must be {kind}. Got {value!r} instead."
+        )
     return int(value)
 
 
@@ -125,7 +127,9 @@ def _as_rows(rows: np.ndarray | list[int], n: int, owner: str) -> np.ndarray:
     rows = np.asarray(rows)
     if rows.dtype == bool:
         if rows.shape != (n,):
-            raise ValueError(f"{owner}: a boolean row mask must have shape ({n},), got {rows.shape}.")
+            raise ValueError(
+                f"{owner}: a boolean row mask must have shape ({n},), got {rows.shape}."
+            )
         return np.flatnonzero(rows)
     if rows.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -900,7 +904,9 @@ class SequenceBatchSampler(Sampler[BatchKey]):
         self.eligible = np.flatnonzero(np.asarray(lengths) >= min_length).astype(np.int64)
         self.epoch = 0
         if len(self.eligible) == 0:
-            log.warning("no training sequence has length >= %d: the loader yields nothing", min_length)
+            log.warning(
+                "no training sequence has length >= %d: the loader yields nothing", min_length
+            )
 
     def set_epoch(self, epoch: int) -> None:
         """Use the permutation (and negatives) of ``epoch`` from the next iteration on."""
@@ -1125,6 +1131,15 @@ def make_loader(
     )
 
 
+def _cycle_epochs(loader: SequenceLoader) -> Iterator[SequenceBatch]:
+    """Batches of epoch 0, 1, 2, ... without end."""
+    epoch = 0
+    while True:
+        loader.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
 def batch_throughput(
     jagged: Jagged,
     batch_size: int,
@@ -1159,14 +1174,7 @@ def batch_throughput(
     if len(loader) == 0:
         raise ValueError("batch_throughput: the sequences give no training batch.")
 
-    def batches() -> Iterator[SequenceBatch]:
-        epoch = 0
-        while True:
-            loader.set_epoch(epoch)
-            yield from loader
-            epoch += 1
-
-    stream = batches()
+    stream = _cycle_epochs(loader)
     t0 = time.perf_counter()
     next(stream)
     startup = time.perf_counter() - t0

@@ -26,13 +26,18 @@ def _where(sources: dict[str, str], table: str) -> str:
 
 
 def _check_unique(frame: pl.DataFrame, id_col: str, where: str) -> None:
-    dup = frame.filter(pl.col(id_col).is_duplicated())
-    if dup.height:
-        first = dup.row(0, named=True)
-        line = f" line {first[LINE]}" if LINE in dup.columns else ""
+    repeats = frame.filter(~pl.col(id_col).is_first_distinct())
+    if repeats.height:
+        bad = repeats.row(0, named=True)
+        if LINE in frame.columns:
+            first_line = frame.filter(pl.col(id_col) == bad[id_col])[LINE][0]
+            at = f" line {bad[LINE]}"
+            first = f", first seen on line {first_line}"
+        else:
+            at = first = ""
         raise DataValidationError(
-            f"{where}{line}: duplicate {id_col} {first[id_col]!r} "
-            f"({dup[id_col].n_unique()} IDs appear more than once); each ID must appear once."
+            f"{where}{at}: duplicate {id_col} {bad[id_col]!r}{first} "
+            f"({repeats[id_col].n_unique()} IDs appear more than once); each ID must appear once."
         )
 
 

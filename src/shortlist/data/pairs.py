@@ -384,6 +384,7 @@ def swing(data: InteractionData, config: SwingConfig | None = None) -> ItemNeigh
     out_items = np.zeros((n_items + 1, k), dtype=np.int32)
     out_scores = np.zeros((n_items + 1, k), dtype=np.float32)
     u_ptr, u_idx = by_user.indptr, by_user.indices
+    col_pos = np.full(n_items + 1, -1, dtype=np.int64)  # scratch: item -> column of the block
     for i in range(1, n_items + 1):
         rows = by_item.indices[by_item.indptr[i] : by_item.indptr[i + 1]]  # (n_i,) U_i
         n_i = len(rows)
@@ -392,23 +393,27 @@ def swing(data: InteractionData, config: SwingConfig | None = None) -> ItemNeigh
         # gather the CSR rows of U_i: flat column indices (nnz,) and their row numbers
         starts, lens = u_ptr[rows], u_ptr[rows + 1] - u_ptr[rows]
         ends_cum = np.cumsum(lens)
-        flat = np.arange(ends_cum[-1]) + np.repeat(starts - (ends_cum - lens), lens)
-        cols = u_idx[flat]
+        cols = u_idx[np.arange(ends_cum[-1]) + np.repeat(starts - (ends_cum - lens), lens)]
         row_of = np.repeat(np.arange(n_i), lens)
-        touched, col_of = np.unique(cols, return_inverse=True)  # J_i (sorted), position of each nnz
+        count = np.bincount(cols, minlength=n_items + 1)  # (N+1,) users of U_i per item
+        touched = np.flatnonzero(count)  # J_i, sorted
+        col_pos[touched] = np.arange(len(touched))
         block = np.zeros((n_i, len(touched)), dtype=np.float32)  # (n_i, |J_i|)
-        block[row_of, col_of] = 1.0
+        block[row_of, col_pos[cols]] = 1.0
         inter = block @ block.T  # (n_i, n_i) |I_u ∩ I_v|
         w = weight[rows]
         pair = np.outer(w, w) / (alpha + inter)  # (n_i, n_i)
         np.fill_diagonal(pair, 0.0)
-        shared = block.sum(axis=0) >= 2  # only items with >= 2 users of U_i can score
-        shared[np.searchsorted(touched, i)] = False
-        if not shared.any():
+        # only items with >= 2 users of U_i can score; i itself is not its own neighbour
+        count[i] = 0
+        shared = np.flatnonzero(count >= 2)  # (|J'|,) item indices
+        if len(shared) == 0:
             continue
-        sub = block[:, shared]  # (n_i, |J'|)
-        score = np.einsum("uj,uj->j", sub, pair @ sub)  # (|J'|,)
-        top, top_score = _top_k(touched[shared], score, k)
+        col_pos[shared] = np.arange(len(shared))
+        spread = pair @ block[:, np.searchsorted(touched, shared)]  # (n_i, |J'|) sum_v K[u, v] B[v, j]
+        nz = count[cols] >= 2  # the nonzeros (u, j) of B with j in J'
+        score = np.bincount(col_pos[cols[nz]], weights=spread[row_of[nz], col_pos[cols[nz]]], minlength=len(shared))
+        top, top_score = _top_k(shared, score, k)
         out_items[i, : len(top)] = top
         out_scores[i, : len(top)] = top_score
     log.info(

@@ -54,7 +54,7 @@ def _to_epoch_seconds(values: pl.Series) -> pl.Series:
             parsed = values.str.to_datetime(strict=False, time_unit="us")
         except pl.exceptions.PolarsError:  # no common date format: leave nulls, reported by the caller
             return out
-        if parsed.dt.time_zone() is not None:
+        if getattr(parsed.dtype, "time_zone", None) is not None:
             parsed = parsed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
         from_date = (parsed.dt.epoch("us") // 1_000_000).cast(pl.Int64)
         out = pl.select(pl.coalesce(out, from_date).alias(values.name)).to_series()

@@ -1,0 +1,826 @@
+"""Synthetic short-video interactions: users with latent interests, Zipf item popularity, sessions,
+item text and categories, and watch-time feedback, at any size from a test fixture to 10^8 events.
+
+It is the embedded default dataset of ``shortlist quickstart`` (:func:`generate`, in memory) and the
+input of the scale benchmarks (:func:`write_parquet`, streamed to Parquet in bounded memory).
+
+Notation: U users, N items, K topics, C level-1 categories, m topic slots per user, s the Zipf
+exponent, L_u the number of events of user u, sigma(x) = 1 / (1 + exp(-x)).
+
+Generative process:
+
+1. Items. Topics z_i are balanced (a random permutation of ``i mod K``). Popularity ranks rho_i are a
+   random permutation of 1..N and weights w_i = rho_i^(-s). The topic prior is
+   pi_k proportional to sum_{i: z_i = k} w_i. Duration d_i ~ LogNormal (median
+   ``duration_median_s``) clipped to [3 s, ``duration_max_s``]; quality q_i ~ N(0, 0.5^2).
+   Each topic has V = ``words_per_topic`` pseudo-words (``"kalomi"``) of its own; a title has 4-9
+   words, each a word of topic z_i with probability 0.75 (at least one) or else a shared filler
+   word (``"my"``, ``"best"``...), so bag-of-words or text embeddings recover the topic. Topic k
+   belongs to level-1 category c(k) = floor(k C / K) (a readable genre, ``"comedy"``); its level-2
+   category is the topic's name (its first word): ``category = "comedy/kalomi"``.
+2. Users. L_u = clip(round(LogNormal(log mu - sigma_L^2 / 2, sigma_L)), min_length, max_length), so
+   the mean length before clipping is mu = ``mean_length``. Optional features: an age bucket a_u and
+   a gender g_u, which tilt the topic prior, pi^(a,g)_k proportional to
+   pi_k exp(0.5 (h_{a,k} + h'_{g,k})) with h, h' ~ N(0, 1) fixed per dataset; an activity level
+   derived from L_u. Latent interests: m slots t_{u,j} ~ Cat(pi^(a,g)) i.i.d. with weights
+   gamma_u ~ Dirichlet(alpha, ..., alpha), theta_u = sum_j gamma_{u,j} e_{t_{u,j}}: a sparse mixture
+   over at most m topics whose mean is the topic prior, so (without features) the expected item
+   popularity is exactly Zipf. ``top_topic`` = argmax_k theta_u(k).
+3. Sessions. Each event starts a new session with probability 1 / ``mean_session_length`` (a user's
+   first event always does); each session has a focus topic drawn from theta_u.
+4. Events. The event's topic is the session focus with probability ``session_focus``, else a fresh
+   draw from theta_u; the item is drawn within that topic with probability proportional to w_i.
+   With probability ``explore_ratio`` the item is instead drawn from the global Zipf law (w_i).
+   Items may repeat within a user's history, as re-watches do in real logs.
+5. Feedback. Affinity a = theta_u(z_i) / max_k theta_u(k) in [0, 1]; the watched fraction is
+   f = sigma(-1 + 3 a + q_i + xi), xi ~ N(0, 1); ``watch_time = f d_i`` and
+   ``label = 1[watch_time >= effective_view_ratio * d_i]`` (an "effective view").
+6. Time. A user's first event is at ``start_time`` + U(0, ``start_spread_days``). Within a session the
+   next event follows ceil(watch_time) + o seconds later (o in [1, 120], median 4), so every gap
+   inside a session is shorter than ``session_break_s``; between sessions the gap is
+   ``session_break_s`` + LogNormal(median ``session_gap_median_s``, sigma 1) seconds (hours to days).
+   Timestamps strictly increase per user, so positions in a user's sequence follow time.
+7. Planted returning interests (``planted_return_gap = G`` set). Among users with
+   L_u >= 2 B + G (B = ``planted_burst``), a fraction ``planted_fraction`` get a topic p outside
+   their interest slots: B events of topic p at positions [P, P + B), none of topic p during the next
+   G events, and B events of topic p again at [P + B + G, P + 2 B + G), with affinity 1 (a real
+   interest). The users table records ``planted_topic`` = p, ``planted_at`` = P and
+   ``planted_return_at`` = P + B + G (0-based positions in the user's time-ordered sequence; null
+   for users without a planted interest), so a long-history model's recovery of p can be measured.
+
+Determinism: items, topics and text come from their own random stream, and every block of
+``BLOCK_USERS`` consecutive users from its own stream
+(``np.random.SeedSequence(seed, spawn_key=(stream, block))``), so the data depend only on the config,
+never on how many users :func:`write_parquet` holds in memory at a time. Planted interests use a
+third stream per block, so setting ``planted_return_gap`` changes only the planted users' events.
+
+Example:
+    >>> data = generate(SyntheticConfig(n_users=200, n_items=100, n_topics=8, n_categories=4))
+    >>> data.num_users, data.num_items <= 100, data.has_timestamps
+    (200, True, True)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from shortlist.data.build import build_dataset
+from shortlist.data.schema import InteractionData
+
+log = logging.getLogger(__name__)
+
+NAME = "synthetic"
+BLOCK_USERS = 1024  # users per random stream: part of the data's definition, do not change
+META_KEY = b"shortlist.synthetic.config"  # Parquet schema metadata: the config as JSON
+
+# Random streams (SeedSequence spawn keys).
+_ITEMS_STREAM, _USERS_STREAM, _PLANTED_STREAM, _TEXT_STREAM = 0, 1, 2, 3
+
+# Fixed constants of the generative process (see the module docstring).
+_MIN_DURATION_S = 3.0
+_DURATION_SIGMA = 0.7
+_QUALITY_SD = 0.5
+_WATCH_BIAS, _WATCH_AFFINITY, _WATCH_NOISE = -1.0, 3.0, 1.0
+_OVERHEAD_MEDIAN_S, _OVERHEAD_MAX_S = 4.0, 120  # browsing time between two events of a session
+_FEATURE_TILT = 0.5
+_TITLE_WORDS = (4, 9)  # title length range, inclusive
+_TOPIC_WORD_P = 0.75
+
+_AGE_BUCKETS = ("under-18", "18-24", "25-34", "35-44", "45-54", "55+")
+_AGE_P = (0.08, 0.25, 0.28, 0.18, 0.12, 0.09)
+_GENDERS = ("female", "male", "unknown")
+_GENDER_P = (0.48, 0.47, 0.05)
+_ACTIVITY = ("low", "medium", "high")
+_GENRES = (
+    "comedy", "music", "dance", "food", "travel", "sports", "gaming", "beauty", "fashion", "pets",
+    "science", "education", "news", "cars", "art", "family", "fitness", "nature", "tech", "film",
+)  # fmt: skip
+_FILLERS = (
+    "my", "the", "best", "new", "day", "with", "how", "to", "of", "in", "and", "top", "first",
+    "last", "video", "part", "one", "two", "your", "our", "this", "why", "when", "quick", "easy",
+    "full", "live", "real", "little", "big", "today", "ever",
+)  # fmt: skip
+_CONSONANTS, _VOWELS = "bdfgklmnprstvz", "aeiou"
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Parameters of the synthetic short-video dataset (defaults: the quickstart's ~5,000 users,
+    2,000 items, median 40 events per user, about 300,000 events)."""
+
+    n_users: int = 5_000
+    n_items: int = 2_000
+    n_topics: int = 32  # K latent topics; each item has one, each user a sparse mixture
+    n_categories: int = 8  # C level-1 categories; topics are split evenly among them
+    mean_length: float = 60.0  # mean events per user before clipping (median = mean e^(-sigma^2/2))
+    length_sigma: float = 0.9  # sigma of the log-normal user length (heavy tail)
+    min_length: int = 5
+    max_length: int = 1_000
+    zipf_exponent: float = 0.8  # s: item weight = popularity_rank^(-s); 0 = uniform
+    topics_per_user: int = 3  # m interest slots per user (slots may repeat a topic)
+    topic_concentration: float = 0.5  # Dirichlet alpha over the slots; small = one dominant topic
+    explore_ratio: float = 0.1  # share of events drawn from global popularity, ignoring interests
+    session_focus: float = 0.6  # probability that an event's topic is its session's focus topic
+    mean_session_length: float = 8.0  # events per session (geometric)
+    session_break_s: int = 1_800  # every gap between sessions is >= this, every gap within is <
+    session_gap_median_s: float = 6 * 3600.0  # median extra gap between sessions, beyond the break
+    start_time: int = 1_704_067_200  # 2024-01-01 00:00 UTC, epoch seconds
+    start_spread_days: float = 30.0  # users' first events are spread uniformly over this period
+    duration_median_s: float = 25.0
+    duration_max_s: float = 300.0
+    effective_view_ratio: float = 0.5  # label = 1 when watch_time >= ratio * duration
+    words_per_topic: int = 16  # V: vocabulary words of each topic, used in titles
+    user_features: bool = True  # age bucket, gender and activity level in the users table
+    planted_return_gap: int | None = None  # G: events between a planted interest and its return
+    planted_burst: int = 5  # B: events of the planted topic at its appearance and at its return
+    planted_fraction: float = 0.5  # share of long-enough users (L_u >= 2B + G) that get one
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("n_users", self.n_users, 1)
+        _check_int("n_topics", self.n_topics, 1)
+        _check_int("n_items", self.n_items, self.n_topics, low_text=f"n_topics ({self.n_topics})")
+        _check_int(
+            "n_categories",
+            self.n_categories,
+            1,
+            self.n_topics,
+            high_text=f"n_topics ({self.n_topics})",
+        )
+        _check_float("mean_length", self.mean_length, 0.0, open_low=True)
+        _check_float("length_sigma", self.length_sigma, 0.0)
+        _check_int("min_length", self.min_length, 1)
+        _check_int(
+            "max_length",
+            self.max_length,
+            self.min_length,
+            low_text=f"min_length ({self.min_length})",
+        )
+        _check_float("zipf_exponent", self.zipf_exponent, 0.0, 5.0)
+        _check_int("topics_per_user", self.topics_per_user, 1)
+        _check_float("topic_concentration", self.topic_concentration, 0.0, open_low=True)
+        _check_float("explore_ratio", self.explore_ratio, 0.0, 1.0)
+        _check_float("session_focus", self.session_focus, 0.0, 1.0)
+        _check_float("mean_session_length", self.mean_session_length, 1.0)
+        _check_float("duration_median_s", self.duration_median_s, _MIN_DURATION_S)
+        _check_float(
+            "duration_max_s",
+            self.duration_max_s,
+            self.duration_median_s,
+            low_text=f"duration_median_s ({self.duration_median_s})",
+        )
+        need = math.ceil(self.duration_max_s) + _OVERHEAD_MAX_S + 1
+        _check_int(
+            "session_break_s",
+            self.session_break_s,
+            need,
+            low_text=f"duration_max_s + {_OVERHEAD_MAX_S + 1} ({need})",
+        )
+        _check_float("session_gap_median_s", self.session_gap_median_s, 0.0, open_low=True)
+        _check_int("start_time", self.start_time, 0)
+        _check_float("start_spread_days", self.start_spread_days, 0.0)
+        _check_float("effective_view_ratio", self.effective_view_ratio, 0.0, 1.0, open_low=True)
+        _check_int("words_per_topic", self.words_per_topic, 1)
+        if not isinstance(self.user_features, bool):
+            raise TypeError(
+                "The 'user_features' parameter of SyntheticConfig must be a bool. "
+                f"Got {self.user_features!r} instead."
+            )
+        _check_int("planted_burst", self.planted_burst, 1)
+        _check_float("planted_fraction", self.planted_fraction, 0.0, 1.0)
+        if self.planted_return_gap is not None:
+            most = self.max_length - 2 * self.planted_burst
+            _check_int(
+                "planted_return_gap",
+                self.planted_return_gap,
+                1,
+                most,
+                high_text=f"max_length - 2 * planted_burst ({most})",
+                none=True,
+            )
+            _check_int(
+                "n_topics",
+                self.n_topics,
+                self.topics_per_user + 1,
+                low_text=f"topics_per_user + 1 ({self.topics_per_user + 1}) when "
+                "planted_return_gap is set",
+            )
+        _check_int("seed", self.seed, 0)
+
+    @property
+    def median_length(self) -> float:
+        """Median events per user before clipping."""
+        return self.mean_length * math.exp(-(self.length_sigma**2) / 2)
+
+
+@dataclass(frozen=True)
+class SyntheticFiles:
+    """What :func:`write_parquet` wrote: three Parquet files and their row counts."""
+
+    directory: Path
+    interactions: Path
+    items: Path
+    users: Path
+    n_events: int
+    n_users: int
+    n_items: int
+    config: SyntheticConfig
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+
+def _bad(name: str, expected: str, value: Any) -> str:
+    return f"The {name!r} parameter of SyntheticConfig must be {expected}. Got {value!r} instead."
+
+
+def _check_int(
+    name: str,
+    value: Any,
+    low: int,
+    high: int | None = None,
+    *,
+    low_text: str | None = None,
+    high_text: str | None = None,
+    none: bool = False,
+) -> None:
+    lo, hi = low_text or str(low), high_text or (str(high) if high is not None else "")
+    expected = f"an int in [{lo}, {hi}]" if high is not None else f"an int >= {lo}"
+    if none:
+        expected += " or None"
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(_bad(name, expected, value))
+    if value < low or (high is not None and value > high):
+        raise ValueError(_bad(name, expected, value))
+
+
+def _check_float(
+    name: str,
+    value: Any,
+    low: float,
+    high: float | None = None,
+    *,
+    open_low: bool = False,
+    low_text: str | None = None,
+) -> None:
+    lo = low_text or f"{low:g}"
+    if high is None:
+        expected = f"a float {'>' if open_low else '>='} {lo}"
+    else:
+        expected = f"a float in {'(' if open_low else '['}{lo}, {high:g}]"
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(_bad(name, expected, value))
+    ok = (value > low if open_low else value >= low) and (high is None or value <= high)
+    if not ok or not math.isfinite(value):
+        raise ValueError(_bad(name, expected, value))
+
+
+# -- random streams and sampling helpers --------------------------------------------------------
+
+
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def _segment_cdf(weights: np.ndarray, seg_start: np.ndarray) -> np.ndarray:
+    """Concatenated per-segment CDFs, segment k's shifted into (k, k + 1] and ending at exactly k + 1.
+
+    ``weights`` (M,) > 0 are grouped in consecutive non-empty segments starting at ``seg_start``
+    (S,); inverse-CDF sampling of segment k then is one ``searchsorted(cdf, k + u)``.
+    """
+    counts = np.diff(np.append(seg_start, len(weights)))
+    seg = np.repeat(np.arange(len(seg_start)), counts)
+    csum = np.cumsum(weights)
+    before = np.concatenate([[0.0], csum])[seg_start]  # (S,) mass before each segment
+    total = np.add.reduceat(weights, seg_start)  # (S,)
+    cdf = seg + (csum - before[seg]) / total[seg]
+    cdf[seg_start + counts - 1] = np.arange(1, len(seg_start) + 1)
+    return cdf
+
+
+def _sample_segments(
+    cdf: np.ndarray, seg_end: np.ndarray, seg: np.ndarray, u: np.ndarray
+) -> np.ndarray:
+    """Positions drawn within segments ``seg`` (any shape) from uniforms ``u`` in [0, 1)."""
+    pos = np.searchsorted(cdf, seg + u, side="right")
+    return np.minimum(pos, seg_end[seg] - 1)  # guards k + u rounding up to k + 1
+
+
+def _draw_slot(cum: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Slot index per row of ``cum`` (n, m), a row-wise CDF, from uniforms ``u`` (n,)."""
+    return np.minimum((cum <= u[:, None]).sum(1), cum.shape[1] - 1)
+
+
+def _lengths(cfg: SyntheticConfig, rng: np.random.Generator, n: int) -> np.ndarray:
+    mu = math.log(cfg.mean_length) - cfg.length_sigma**2 / 2
+    raw = np.rint(rng.lognormal(mu, cfg.length_sigma, n))
+    return np.clip(raw, cfg.min_length, cfg.max_length).astype(np.int64)
+
+
+def _n_blocks(cfg: SyntheticConfig) -> int:
+    return -(-cfg.n_users // BLOCK_USERS)
+
+
+def _block_size(cfg: SyntheticConfig, b: int) -> int:
+    return min(cfg.n_users, (b + 1) * BLOCK_USERS) - b * BLOCK_USERS
+
+
+def count_events(config: SyntheticConfig) -> int:
+    """The exact number of events the config generates (draws only the user lengths: fast)."""
+    total = 0
+    for b in range(_n_blocks(config)):
+        rng = _rng(config.seed, _USERS_STREAM, b)
+        total += int(_lengths(config, rng, _block_size(config, b)).sum())
+    return total
+
+
+# -- items ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _World:
+    """Item-side state shared by every user block. Item i (0-based) has raw ID i + 1."""
+
+    item_topic: np.ndarray  # (N,) int32
+    duration: np.ndarray  # (N,) float32 seconds
+    quality: np.ndarray  # (N,) float64
+    topic_items: np.ndarray  # (N,) int64 items sorted by topic: topic k's are a segment
+    topic_cdf: np.ndarray  # (N,) float64 per-topic popularity CDFs (see _segment_cdf)
+    topic_end: np.ndarray  # (K,) int64 end of each topic's segment
+    global_cdf: np.ndarray  # (N,) float64 popularity CDF over all items
+    group_cdf: np.ndarray  # (G * K,) topic-prior CDF of each (age, gender) group
+    group_end: np.ndarray  # (G,) int64
+
+
+def _build_world(cfg: SyntheticConfig) -> _World:
+    rng = _rng(cfg.seed, _ITEMS_STREAM)
+    n, k = cfg.n_items, cfg.n_topics
+    item_topic = rng.permutation(np.arange(n) % k).astype(np.int32)
+    rank = rng.permutation(n) + 1
+    weight = rank.astype(np.float64) ** -cfg.zipf_exponent  # (N,)
+    topic_items = np.argsort(item_topic, kind="stable")
+    topic_end = np.cumsum(np.bincount(item_topic, minlength=k))
+    topic_start = topic_end - np.bincount(item_topic, minlength=k)
+    topic_cdf = _segment_cdf(weight[topic_items], topic_start)
+    global_cdf = np.cumsum(weight) / weight.sum()
+    global_cdf[-1] = 1.0
+    duration = rng.lognormal(math.log(cfg.duration_median_s), _DURATION_SIGMA, n)
+    duration = np.clip(np.round(duration, 1), _MIN_DURATION_S, cfg.duration_max_s).astype(
+        np.float32
+    )
+    quality = rng.normal(0.0, _QUALITY_SD, n)
+    pi = np.bincount(item_topic, weights=weight, minlength=k)
+    pi /= pi.sum()  # (K,) topic prior
+    if cfg.user_features:
+        h_age = rng.standard_normal((len(_AGE_BUCKETS), k))
+        h_gender = rng.standard_normal((len(_GENDERS), k))
+        tilt = (h_age[:, None, :] + h_gender[None, :, :]).reshape(
+            -1, k
+        )  # (G, K), g = a * 3 + gender
+        prior = pi[None, :] * np.exp(_FEATURE_TILT * tilt)
+    else:
+        prior = pi[None, :]
+    groups = prior.shape[0]
+    group_cdf = _segment_cdf(prior.ravel(), np.arange(groups) * k)
+    return _World(
+        item_topic=item_topic,
+        duration=duration,
+        quality=quality,
+        topic_items=topic_items,
+        topic_cdf=topic_cdf,
+        topic_end=topic_end,
+        global_cdf=global_cdf,
+        group_cdf=group_cdf,
+        group_end=(np.arange(groups) + 1) * k,
+    )
+
+
+def _pseudo_words(rng: np.random.Generator, count: int) -> np.ndarray:
+    """``count`` distinct pronounceable words of consonant-vowel syllables ("kalomi")."""
+    syllables = np.array([c + v for c in _CONSONANTS for v in _VOWELS])
+    n_syl = 3
+    while len(syllables) ** n_syl < 4 * count:
+        n_syl += 1
+    codes = rng.choice(len(syllables) ** n_syl, size=count, replace=False)
+    words = syllables[codes % len(syllables)]
+    for j in range(1, n_syl):
+        words = np.char.add(words, syllables[codes // len(syllables) ** j % len(syllables)])
+    return words
+
+
+def _items_table(cfg: SyntheticConfig, world: _World) -> pa.Table:
+    rng = _rng(cfg.seed, _TEXT_STREAM)
+    n, k, v = cfg.n_items, cfg.n_topics, cfg.words_per_topic
+    vocab = np.concatenate(
+        [_pseudo_words(rng, k * v), np.array(_FILLERS)]
+    )  # topic k: [k V, (k+1) V)
+    lo, hi = _TITLE_WORDS
+    n_words = rng.integers(lo, hi + 1, n)  # (N,)
+    is_topic = rng.random((n, hi)) < _TOPIC_WORD_P  # (N, hi)
+    is_topic[np.arange(n), rng.integers(0, n_words)] = True  # at least one topic word
+    topic_word = world.item_topic[:, None].astype(np.int64) * v + rng.integers(0, v, (n, hi))
+    filler = k * v + rng.integers(0, len(_FILLERS), (n, hi))
+    word = np.where(is_topic, topic_word, filler)[np.arange(hi)[None, :] < n_words[:, None]]
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(n_words, out=offsets[1:])
+    titles = pc.binary_join(pa.ListArray.from_arrays(offsets, pa.array(vocab[word])), " ")
+
+    topic_name = vocab[np.arange(k) * v]  # a topic's name is its first word
+    genre = np.array(
+        [
+            _GENRES[c % len(_GENRES)] + (f"-{c // len(_GENRES) + 1}" if c >= len(_GENRES) else "")
+            for c in range(cfg.n_categories)
+        ]
+    )
+    l1 = genre[np.arange(k) * cfg.n_categories // k][world.item_topic]
+    l2 = topic_name[world.item_topic]
+    return pa.table(
+        {
+            "item_id": pa.array(np.arange(1, n + 1, dtype=np.int64)),
+            "title": titles,
+            "category": pa.array(np.char.add(np.char.add(l1, "/"), l2)),
+            "category_l1": pa.array(l1),
+            "category_l2": pa.array(l2),
+            "duration": pa.array(world.duration),
+            "topic": pa.array(world.item_topic),
+        }
+    )
+
+
+# -- users and events -----------------------------------------------------------------------------
+
+_INTERACTIONS_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("item_id", pa.int64()),
+        ("timestamp", pa.int64()),
+        ("session", pa.int32()),
+        ("watch_time", pa.float32()),
+        ("label", pa.float32()),
+    ]
+)
+
+
+def _users_schema(cfg: SyntheticConfig) -> pa.Schema:
+    fields = [("user_id", pa.int64())]
+    if cfg.user_features:
+        fields += [("age_bucket", pa.string()), ("gender", pa.string()), ("activity", pa.string())]
+    fields.append(("top_topic", pa.int32()))
+    if cfg.planted_return_gap is not None:
+        fields += [(c, pa.int32()) for c in ("planted_topic", "planted_at", "planted_return_at")]
+    return pa.schema(fields)
+
+
+@dataclass(frozen=True)
+class _Planted:
+    users: np.ndarray  # (P,) block-local user indices
+    topic: np.ndarray  # (P,) planted topic
+    at: np.ndarray  # (P,) position of the first planted event
+    events: np.ndarray  # (2 P B,) block-local event indices of the two bursts
+
+
+def _plant(
+    cfg: SyntheticConfig,
+    world: _World,
+    b: int,
+    lengths: np.ndarray,
+    offsets: np.ndarray,
+    slot_topic: np.ndarray,
+    top_topic: np.ndarray,
+    item: np.ndarray,
+) -> _Planted:
+    """Plant returning interests in place in ``item`` (see step 7 of the module docstring)."""
+    assert cfg.planted_return_gap is not None
+    rng = _rng(cfg.seed, _PLANTED_STREAM, b)
+    burst, gap, k = cfg.planted_burst, cfg.planted_return_gap, cfg.n_topics
+    span = 2 * burst + gap
+    chosen = (lengths >= span) & (rng.random(len(lengths)) < cfg.planted_fraction)
+    users = np.flatnonzero(chosen)
+    at = np.floor(rng.random(len(users)) * (lengths[users] - span + 1)).astype(np.int64)
+    # A topic outside the user's slots, uniform: the c-th topic of the complement.
+    slots = np.sort(slot_topic[users], axis=1)  # (P, m)
+    dup = np.zeros_like(slots, dtype=bool)
+    dup[:, 1:] = slots[:, 1:] == slots[:, :-1]
+    slots = np.where(dup, k, slots)  # duplicates can never be passed
+    choice = np.floor(rng.random(len(users)) * (k - (~dup).sum(1))).astype(np.int64)
+    for j in range(slots.shape[1]):  # ascending: skip every slot topic at or below the choice
+        choice += choice >= slots[:, j]
+    topic = choice.astype(np.int32)
+
+    first = offsets[users] + at  # (P,)
+    bursts = np.concatenate(
+        [first[:, None] + np.arange(burst), (first + burst + gap)[:, None] + np.arange(burst)],
+        axis=1,
+    )  # (P, 2B)
+    burst_topic = np.repeat(topic, 2 * burst)
+    events = bursts.ravel()
+    u = rng.random(len(events))
+    item[events] = world.topic_items[
+        _sample_segments(world.topic_cdf, world.topic_end, burst_topic, u)
+    ]
+    # No event of the planted topic in between: redraw those (exploration hits) from the top topic.
+    between = ((first + burst)[:, None] + np.arange(gap)).ravel()  # (P G,)
+    owner = np.repeat(np.arange(len(users)), gap)
+    hit = world.item_topic[item[between]] == topic[owner]
+    redo, redo_owner = between[hit], owner[hit]
+    u = rng.random(len(redo))
+    redo_topic = top_topic[users[redo_owner]]
+    item[redo] = world.topic_items[
+        _sample_segments(world.topic_cdf, world.topic_end, redo_topic, u)
+    ]
+    return _Planted(users=users, topic=topic, at=at, events=events)
+
+
+def _block_tables(cfg: SyntheticConfig, world: _World, b: int) -> tuple[pa.Table, pa.Table]:
+    """Events and users of block ``b`` (users b*BLOCK_USERS ...), drawn from the block's stream."""
+    rng = _rng(cfg.seed, _USERS_STREAM, b)
+    u0, nu, m = b * BLOCK_USERS, _block_size(cfg, b), cfg.topics_per_user
+    lengths = _lengths(cfg, rng, nu)  # (U_b,) first draw: count_events relies on it
+    offsets = np.zeros(nu + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    starts, n_events = offsets[:-1], int(offsets[-1])
+
+    # Users: features and latent interests.
+    if cfg.user_features:
+        age = rng.choice(len(_AGE_BUCKETS), size=nu, p=_AGE_P)
+        gender = rng.choice(len(_GENDERS), size=nu, p=_GENDER_P)
+        group = age * len(_GENDERS) + gender
+    else:
+        group = np.zeros(nu, dtype=np.int64)
+    group_pos = _sample_segments(
+        world.group_cdf, world.group_end, group[:, None], rng.random((nu, m))
+    )
+    slot_topic = group_pos - group[:, None] * cfg.n_topics  # (U_b, m)
+    gam = rng.standard_gamma(cfg.topic_concentration, (nu, m))
+    total = gam.sum(1)
+    gam[total == 0, 0] = 1.0  # all gammas underflowed (tiny alpha): everything on slot 0
+    slot_weight = gam / gam.sum(1, keepdims=True)  # (U_b, m) Dirichlet
+    slot_cum = np.cumsum(slot_weight, 1)
+    slot_cum[:, -1] = 1.0
+    same = slot_topic[:, :, None] == slot_topic[:, None, :]  # (U_b, m, m)
+    theta_slot = (same * slot_weight[:, None, :]).sum(2)  # (U_b, m): theta_u at slot j's topic
+    best = theta_slot.argmax(1)
+    top_topic = slot_topic[np.arange(nu), best]
+    theta_max = theta_slot[np.arange(nu), best]
+
+    # Sessions.
+    user = np.repeat(np.arange(nu), lengths)  # (E_b,)
+    new_session = rng.random(n_events) < 1.0 / cfg.mean_session_length
+    new_session[starts] = True
+    session_index = np.cumsum(new_session) - 1  # (E_b,) block-wide session number
+    session = (session_index - session_index[starts][user]).astype(np.int32)
+    session_user = user[new_session]  # (S_b,)
+    focus = slot_topic[
+        session_user, _draw_slot(slot_cum[session_user], rng.random(len(session_user)))
+    ]
+
+    # Events: topic, then item.
+    fresh = slot_topic[user, _draw_slot(slot_cum[user], rng.random(n_events))]
+    topic = np.where(rng.random(n_events) < cfg.session_focus, focus[session_index], fresh)
+    explore = rng.random(n_events) < cfg.explore_ratio
+    u = rng.random(n_events)
+    item = np.empty(n_events, dtype=np.int64)
+    pos = _sample_segments(world.topic_cdf, world.topic_end, topic[~explore], u[~explore])
+    item[~explore] = world.topic_items[pos]
+    item[explore] = np.minimum(
+        np.searchsorted(world.global_cdf, u[explore], side="right"), cfg.n_items - 1
+    )
+    noise = rng.standard_normal(n_events)
+    overhead = np.clip(
+        np.rint(rng.lognormal(math.log(_OVERHEAD_MEDIAN_S), 0.8, n_events)), 1, _OVERHEAD_MAX_S
+    )
+    session_gap = cfg.session_break_s + np.rint(
+        rng.lognormal(math.log(cfg.session_gap_median_s), 1.0, len(session_user))
+    )
+    first_time = cfg.start_time + np.floor(rng.random(nu) * cfg.start_spread_days * 86_400)
+
+    planted = None
+    if cfg.planted_return_gap is not None:
+        planted = _plant(cfg, world, b, lengths, offsets, slot_topic, top_topic, item)
+
+    # Feedback.
+    item_topic = world.item_topic[item]
+    theta_at = (slot_weight[user] * (slot_topic[user] == item_topic[:, None])).sum(1)  # (E_b,)
+    affinity = theta_at / theta_max[user]
+    if planted is not None:
+        affinity[planted.events] = 1.0
+    logit = _WATCH_BIAS + _WATCH_AFFINITY * affinity + world.quality[item] + _WATCH_NOISE * noise
+    duration = world.duration[item]  # float32
+    watch = (duration.astype(np.float64) / (1.0 + np.exp(-logit))).astype(np.float32)
+    label = (
+        watch.astype(np.float64) >= cfg.effective_view_ratio * duration.astype(np.float64)
+    ).astype(np.float32)
+
+    # Time: gaps after the previous event, cumulated per user.
+    delta = np.empty(n_events, dtype=np.int64)
+    delta[1:] = np.ceil(watch[:-1]).astype(np.int64) + overhead[1:].astype(np.int64)
+    delta[new_session] = session_gap.astype(np.int64)
+    delta[starts] = first_time.astype(np.int64)
+    csum = np.cumsum(delta)
+    timestamp = csum - (csum[starts] - delta[starts])[user]
+
+    events = pa.table(
+        {
+            "user_id": pa.array(u0 + user),
+            "item_id": pa.array(item + 1),
+            "timestamp": pa.array(timestamp),
+            "session": pa.array(session),
+            "watch_time": pa.array(watch),
+            "label": pa.array(label),
+        },
+        schema=_INTERACTIONS_SCHEMA,
+    )
+
+    columns: dict[str, pa.Array] = {"user_id": pa.array(np.arange(u0, u0 + nu, dtype=np.int64))}
+    if cfg.user_features:
+        median = cfg.median_length
+        activity = (lengths >= median / 2).astype(np.int64) + (lengths >= 2 * median)
+        columns["age_bucket"] = pa.array(np.array(_AGE_BUCKETS)[age])
+        columns["gender"] = pa.array(np.array(_GENDERS)[gender])
+        columns["activity"] = pa.array(np.array(_ACTIVITY)[activity])
+    columns["top_topic"] = pa.array(top_topic.astype(np.int32))
+    if planted is not None:
+        mask = np.ones(nu, dtype=bool)
+        mask[planted.users] = False
+        for name, values in (
+            ("planted_topic", planted.topic),
+            ("planted_at", planted.at),
+            ("planted_return_at", planted.at + cfg.planted_burst + cfg.planted_return_gap),
+        ):
+            full = np.zeros(nu, dtype=np.int32)
+            full[planted.users] = values
+            columns[name] = pa.array(full, mask=mask)
+    users = pa.table(columns, schema=_users_schema(cfg))
+    return events, users
+
+
+# -- public API -----------------------------------------------------------------------------------
+
+
+def _build(
+    cfg: SyntheticConfig, inter: pl.DataFrame, items: pl.DataFrame, users: pl.DataFrame
+) -> InteractionData:
+    return build_dataset(
+        name=NAME,
+        interactions=inter,
+        items=items,
+        users=users,
+        order="time",
+        keep_unseen_items=True,  # the whole catalogue, with its ground-truth topics
+        meta={"synthetic_config": asdict(cfg)},
+    )
+
+
+def generate(config: SyntheticConfig | None = None) -> InteractionData:
+    """Generate the dataset in memory (see the module docstring for the process).
+
+    Args:
+        config: the parameters; the quickstart defaults when None.
+
+    Returns:
+        The canonical dataset. ``interactions`` has ``user``, ``item``, ``timestamp`` (epoch s),
+        ``session`` (Int32, 0-based per user), ``watch_time`` (Float32 s), ``label`` (Float32 0/1);
+        ``items`` has ``title``, ``category`` (``"l1/l2"``), ``category_l1``, ``category_l2``,
+        ``duration``, ``topic`` (ground truth); ``users`` has ``top_topic`` (ground truth), the
+        optional features and the planted-interest columns. Raw IDs: items 1..N, users 0..U-1.
+    """
+    cfg = config or SyntheticConfig()
+    world = _build_world(cfg)
+    blocks = [_block_tables(cfg, world, b) for b in range(_n_blocks(cfg))]
+    inter = pl.from_arrow(pa.concat_tables([e for e, _ in blocks]))
+    users = pl.from_arrow(pa.concat_tables([u for _, u in blocks]))
+    items = pl.from_arrow(_items_table(cfg, world))
+    assert (
+        isinstance(inter, pl.DataFrame)
+        and isinstance(users, pl.DataFrame)
+        and isinstance(items, pl.DataFrame)
+    )
+    data = _build(cfg, inter, items, users)
+    log.info("generated %r", data)
+    return data
+
+
+def write_parquet(
+    config: SyntheticConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    chunk_users: int = 16_384,
+    progress: Callable[[int, int], None] | None = None,
+) -> SyntheticFiles:
+    """Stream the dataset to ``out_dir/{interactions,items,users}.parquet`` in bounded memory.
+
+    Users are generated ``chunk_users`` at a time (rounded up to whole blocks of ``BLOCK_USERS``) and
+    each chunk is written as one Parquet row group, so memory stays around a few hundred bytes per
+    event of one chunk whatever the total size. The content does not depend on ``chunk_users``.
+    Files are written under temporary names in ``out_dir`` and renamed into place at the end, so an
+    interrupted run leaves no partial file behind. The config is stored as JSON in each file's
+    schema metadata (key ``shortlist.synthetic.config``).
+
+    Args:
+        config: the parameters.
+        out_dir: the directory (created if missing).
+        chunk_users: users generated and written per step.
+        progress: called after each step with (events written, total events).
+
+    Returns:
+        The paths and row counts.
+    """
+    if isinstance(chunk_users, bool) or not isinstance(chunk_users, int) or chunk_users < 1:
+        raise ValueError(f"chunk_users must be an int >= 1. Got {chunk_users!r} instead.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    meta = {META_KEY: json.dumps(asdict(config)).encode()}
+    names = ("interactions", "items", "users")
+    final = {n: out / f"{n}.parquet" for n in names}
+    tmp = {n: out / f".{n}.parquet.tmp-{os.getpid()}" for n in names}
+    total = count_events(config)
+    per_chunk = -(-chunk_users // BLOCK_USERS)
+    done = 0
+    try:
+        world = _build_world(config)
+        pq.write_table(
+            _items_table(config, world).replace_schema_metadata(meta),
+            tmp["items"],
+            compression="zstd",
+        )
+        with (
+            pq.ParquetWriter(
+                tmp["interactions"], _INTERACTIONS_SCHEMA.with_metadata(meta), compression="zstd"
+            ) as ew,
+            pq.ParquetWriter(
+                tmp["users"], _users_schema(config).with_metadata(meta), compression="zstd"
+            ) as uw,
+        ):
+            for first in range(0, _n_blocks(config), per_chunk):
+                blocks = [
+                    _block_tables(config, world, b)
+                    for b in range(first, min(first + per_chunk, _n_blocks(config)))
+                ]
+                events = pa.concat_tables([e for e, _ in blocks])
+                ew.write_table(
+                    events.replace_schema_metadata(meta), row_group_size=max(events.num_rows, 1)
+                )
+                uw.write_table(
+                    pa.concat_tables([u for _, u in blocks]).replace_schema_metadata(meta)
+                )
+                done += events.num_rows
+                del blocks, events
+                if progress is not None:
+                    progress(done, total)
+        assert done == total, (done, total)
+        for n in names:
+            os.replace(tmp[n], final[n])
+    except BaseException:
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
+        raise
+    log.info(
+        "wrote %s events of %s users to %s in %.1f s",
+        f"{done:,}",
+        f"{config.n_users:,}",
+        out,
+        time.perf_counter() - began,
+    )
+    return SyntheticFiles(
+        directory=out,
+        interactions=final["interactions"],
+        items=final["items"],
+        users=final["users"],
+        n_events=done,
+        n_users=config.n_users,
+        n_items=config.n_items,
+        config=config,
+    )
+
+
+def read_config(path: str | os.PathLike[str]) -> SyntheticConfig:
+    """The config stored in a Parquet file written by :func:`write_parquet`."""
+    metadata = pq.read_schema(path).metadata or {}
+    if META_KEY not in metadata:
+        raise ValueError(
+            f"{path}: no {META_KEY.decode()!r} metadata; not written by write_parquet."
+        )
+    return SyntheticConfig(**json.loads(metadata[META_KEY]))
+
+
+def read_parquet(out_dir: str | os.PathLike[str]) -> InteractionData:
+    """Load what :func:`write_parquet` wrote into ``out_dir``, equal to ``generate(config)``."""
+    out = Path(out_dir)
+    cfg = read_config(out / "interactions.parquet")
+    frames = {n: pl.read_parquet(out / f"{n}.parquet") for n in ("interactions", "items", "users")}
+    return _build(cfg, frames["interactions"], frames["items"], frames["users"])
