@@ -57,7 +57,9 @@ _H_SEED, _H_USER, _H_ITEM = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB13
 # Configuration and outputs
 # ---------------------------------------------------------------------------------------------
 def _bad(param: str, owner: str, expected: str, got: object) -> ValueError:
-    return ValueError(f"The {param!r} parameter of {owner} must be {expected}. Got {got!r} instead.")
+    return ValueError(
+        f"The {param!r} parameter of {owner} must be {expected}. Got {got!r} instead."
+    )
 
 
 def _is_int(x: object) -> bool:
@@ -65,7 +67,11 @@ def _is_int(x: object) -> bool:
 
 
 def _is_real(x: object) -> bool:
-    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool) and np.isfinite(x)
+    return (
+        isinstance(x, int | float | np.integer | np.floating)
+        and not isinstance(x, bool)
+        and np.isfinite(x)
+    )
 
 
 @dataclass(frozen=True)
@@ -178,7 +184,9 @@ class Pairs:
         arrays = {"trigger": self.trigger, "target": self.target, "weight": self.weight}
         shapes = {k: np.shape(v) for k, v in arrays.items()}
         if any(len(s) != 1 for s in shapes.values()) or len(set(shapes.values())) != 1:
-            raise ValueError(f"Pairs needs trigger, target and weight of one (P,) shape; got {shapes}.")
+            raise ValueError(
+                f"Pairs needs trigger, target and weight of one (P,) shape; got {shapes}."
+            )
         for name in ("trigger", "target"):
             arr = np.asarray(arrays[name])
             if not np.issubdtype(arr.dtype, np.integer) and arr.size:
@@ -224,7 +232,9 @@ class Pairs:
         uniq, inverse = np.unique(key, return_inverse=True)
         weight = np.zeros(len(uniq), dtype=np.float64)
         np.add.at(weight, inverse, self.weight)
-        return Pairs((uniq >> 32).astype(np.int32), (uniq & 0xFFFFFFFF).astype(np.int32), weight, self.source)
+        return Pairs(
+            (uniq >> 32).astype(np.int32), (uniq & 0xFFFFFFFF).astype(np.int32), weight, self.source
+        )
 
     @staticmethod
     def concatenate(parts: Sequence[Pairs]) -> Pairs:
@@ -246,8 +256,14 @@ class Pairs:
         """
         path = Path(path)
         table = pa.table(
-            {"trigger": pa.array(self.trigger), "target": pa.array(self.target), "weight": pa.array(self.weight)}
-        ).replace_schema_metadata({"shortlist.pairs.source": self.source, "shortlist.pairs.version": "1"})
+            {
+                "trigger": pa.array(self.trigger),
+                "target": pa.array(self.target),
+                "weight": pa.array(self.weight),
+            }
+        ).replace_schema_metadata(
+            {"shortlist.pairs.source": self.source, "shortlist.pairs.version": "1"}
+        )
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
@@ -267,7 +283,9 @@ class Pairs:
         table = pq.read_table(path)
         missing = [c for c in ("trigger", "target", "weight") if c not in table.column_names]
         if missing:
-            raise DataValidationError(f"{path}: missing column {missing[0]!r}; found {table.column_names}.")
+            raise DataValidationError(
+                f"{path}: missing column {missing[0]!r}; found {table.column_names}."
+            )
         meta = table.schema.metadata or {}
         source = meta.get(b"shortlist.pairs.source", b"").decode()
         cols = {c: table[c].to_numpy() for c in ("trigger", "target", "weight")}
@@ -300,7 +318,9 @@ def _hash64_py(seed: int, user: int, item: int) -> int:
     return z
 
 
-def _capped_interactions(data: InteractionData, config: SwingConfig) -> tuple[np.ndarray, np.ndarray]:
+def _capped_interactions(
+    data: InteractionData, config: SwingConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """The interaction sets left after the caps (see :class:`SwingConfig`): (user, item) (M,) int64."""
     users = data.interactions[USER].to_numpy().astype(np.int64)
     items = data.interactions[ITEM].to_numpy().astype(np.int64)
@@ -373,8 +393,9 @@ def swing(data: InteractionData, config: SwingConfig | None = None) -> ItemNeigh
     by_user.sort_indices()
     degree = np.diff(by_user.indptr)  # (U,) |I_u|
     if config.user_weighting:
-        weight = (degree.astype(np.float64) + config.beta) ** -0.5
-        weight[degree == 0] = 0.0
+        weight = np.zeros(n_users, dtype=np.float64)  # users left with no item keep weight 0
+        has = degree > 0
+        weight[has] = (degree[has] + config.beta) ** -0.5
     else:
         weight = np.ones(n_users, dtype=np.float64)
     weight = weight.astype(np.float32)
@@ -410,9 +431,13 @@ def swing(data: InteractionData, config: SwingConfig | None = None) -> ItemNeigh
         if len(shared) == 0:
             continue
         col_pos[shared] = np.arange(len(shared))
-        spread = pair @ block[:, np.searchsorted(touched, shared)]  # (n_i, |J'|) sum_v K[u, v] B[v, j]
+        spread = (
+            pair @ block[:, np.searchsorted(touched, shared)]
+        )  # (n_i, |J'|) sum_v K[u, v] B[v, j]
         nz = count[cols] >= 2  # the nonzeros (u, j) of B with j in J'
-        score = np.bincount(col_pos[cols[nz]], weights=spread[row_of[nz], col_pos[cols[nz]]], minlength=len(shared))
+        score = np.bincount(
+            col_pos[cols[nz]], weights=spread[row_of[nz], col_pos[cols[nz]]], minlength=len(shared)
+        )
         top, top_score = _top_k(shared, score, k)
         out_items[i, : len(top)] = top
         out_scores[i, : len(top)] = top_score
@@ -435,14 +460,18 @@ def swing_reference(data: InteractionData, config: SwingConfig | None = None) ->
     """
     config = config or SwingConfig()
     sequences: dict[int, list[int]] = {}
-    for u, i in zip(data.interactions[USER].to_list(), data.interactions[ITEM].to_list(), strict=True):
+    for u, i in zip(
+        data.interactions[USER].to_list(), data.interactions[ITEM].to_list(), strict=True
+    ):
         sequences.setdefault(u, []).append(i)
     # 1-2. distinct items, most recent first, capped per user
     recent: dict[int, list[int]] = {}
     for u, seq in sequences.items():
         kept: list[int] = []
         for i in reversed(seq):
-            if i not in kept and (config.max_items_per_user is None or len(kept) < config.max_items_per_user):
+            if i not in kept and (
+                config.max_items_per_user is None or len(kept) < config.max_items_per_user
+            ):
                 kept.append(i)
         recent[u] = kept
     # 3. sampled users per item
@@ -522,7 +551,10 @@ def item_to_item_pairs(
         keep &= rank < per_item
     trigger, target, score = trigger[keep], target[keep], score[keep]
     if symmetric_once and len(trigger):
-        lo, hi = np.minimum(trigger, target).astype(np.int64), np.maximum(trigger, target).astype(np.int64)
+        lo, hi = (
+            np.minimum(trigger, target).astype(np.int64),
+            np.maximum(trigger, target).astype(np.int64),
+        )
         _, first = np.unique(lo << 32 | hi, return_index=True)
         first = np.sort(first)
         trigger, target, score = trigger[first], target[first], score[first]
@@ -612,13 +644,18 @@ def user_to_item_pairs(
             log.info("user_to_item_pairs: item_embeddings given, so neighbours are not used")
     elif neighbours is not None:
         if neighbours.num_items != n_items:
-            raise ValueError(f"neighbours cover {neighbours.num_items} items but {data.name} has {n_items}.")
+            raise ValueError(
+                f"neighbours cover {neighbours.num_items} items but {data.name} has {n_items}."
+            )
         lookup = _PairScoreLookup(neighbours)
         source = "u2i_swing"
     else:
         source = "u2i_recent"
     if data.order == "none":
-        log.warning("user_to_item_pairs: %s has order='none', so 'previous items' follow row order", data.name)
+        log.warning(
+            "user_to_item_pairs: %s has order='none', so 'previous items' follow row order",
+            data.name,
+        )
 
     seqs = data.sequences()
     values = seqs.values.astype(np.int32)  # (E,)
@@ -649,5 +686,7 @@ def user_to_item_pairs(
         targets.append(tgt[has])
     trigger = np.concatenate(triggers) if triggers else np.zeros(0, np.int32)
     target = np.concatenate(targets) if targets else np.zeros(0, np.int32)
-    log.info("user_to_item_pairs: %d pairs from %d interactions (%s)", len(trigger), len(values), source)
+    log.info(
+        "user_to_item_pairs: %d pairs from %d interactions (%s)", len(trigger), len(values), source
+    )
     return Pairs(trigger, target, np.ones(len(trigger), dtype=np.float32), source)

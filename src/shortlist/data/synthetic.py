@@ -31,7 +31,10 @@ Generative process:
 4. Events. The event's topic is the session focus with probability ``session_focus``, else a fresh
    draw from theta_u; the item is drawn within that topic with probability proportional to w_i.
    With probability ``explore_ratio`` the item is instead drawn from the global Zipf law (w_i).
-   Items may repeat within a user's history, as re-watches do in real logs.
+   With ``avoid_repeats``, an item the user already consumed is redrawn (up to 3 times from the
+   same source, then once from the global law); the few repeats left behave as re-watches do in
+   real logs. This caps an item at one event per user, which flattens the head of the popularity
+   curve when a topic has few items; the body keeps the Zipf slope s.
 5. Feedback. Affinity a = theta_u(z_i) / max_k theta_u(k) in [0, 1]; the watched fraction is
    f = sigma(-1 + 3 a + q_i + xi), xi ~ N(0, 1); ``watch_time = f d_i`` and
    ``label = 1[watch_time >= effective_view_ratio * d_i]`` (an "effective view").
@@ -99,6 +102,7 @@ _OVERHEAD_MEDIAN_S, _OVERHEAD_MAX_S = 4.0, 120  # browsing time between two even
 _FEATURE_TILT = 0.5
 _TITLE_WORDS = (4, 9)  # title length range, inclusive
 _TOPIC_WORD_P = 0.75
+_REDRAWS = 3  # redraws of an already consumed item from its topic, before one global redraw
 
 _AGE_BUCKETS = ("under-18", "18-24", "25-34", "35-44", "45-54", "55+")
 _AGE_P = (0.08, 0.25, 0.28, 0.18, 0.12, 0.09)
@@ -144,6 +148,7 @@ class SyntheticConfig:
     duration_max_s: float = 300.0
     effective_view_ratio: float = 0.5  # label = 1 when watch_time >= ratio * duration
     words_per_topic: int = 16  # V: vocabulary words of each topic, used in titles
+    avoid_repeats: bool = True  # redraw items the user already watched (a few repeats remain)
     user_features: bool = True  # age bucket, gender and activity level in the users table
     planted_return_gap: int | None = None  # G: events between a planted interest and its return
     planted_burst: int = 5  # B: events of the planted topic at its appearance and at its return
@@ -195,11 +200,9 @@ class SyntheticConfig:
         _check_float("start_spread_days", self.start_spread_days, 0.0)
         _check_float("effective_view_ratio", self.effective_view_ratio, 0.0, 1.0, open_low=True)
         _check_int("words_per_topic", self.words_per_topic, 1)
-        if not isinstance(self.user_features, bool):
-            raise TypeError(
-                "The 'user_features' parameter of SyntheticConfig must be a bool. "
-                f"Got {self.user_features!r} instead."
-            )
+        for name in ("avoid_repeats", "user_features"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(_bad(name, "a bool", getattr(self, name)))
         _check_int("planted_burst", self.planted_burst, 1)
         _check_float("planted_fraction", self.planted_fraction, 0.0, 1.0)
         if self.planted_return_gap is not None:
@@ -323,6 +326,48 @@ def _sample_segments(
 def _draw_slot(cum: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Slot index per row of ``cum`` (n, m), a row-wise CDF, from uniforms ``u`` (n,)."""
     return np.minimum((cum <= u[:, None]).sum(1), cum.shape[1] - 1)
+
+
+def _draw_items(world: _World, topic: np.ndarray, explore: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Items (0-based) drawn by popularity within ``topic``, or globally where ``explore``."""
+    item = np.empty(len(topic), dtype=np.int64)
+    pos = _sample_segments(world.topic_cdf, world.topic_end, topic[~explore], u[~explore])
+    item[~explore] = world.topic_items[pos]
+    pos = np.searchsorted(world.global_cdf, u[explore], side="right")
+    item[explore] = np.minimum(pos, len(world.global_cdf) - 1)
+    return item
+
+
+def _repeats(user: np.ndarray, item: np.ndarray) -> np.ndarray:
+    """(E,) bool: the event's item was consumed by the same user at an earlier event."""
+    key = user * (int(item.max()) + 1) + item
+    order = np.argsort(key, kind="stable")  # stable: a user's first occurrence comes first
+    sorted_key = key[order]
+    repeat = np.zeros(len(key), dtype=bool)
+    repeat[order[1:]] = sorted_key[1:] == sorted_key[:-1]
+    return repeat
+
+
+def _avoid_repeats(
+    rng: np.random.Generator,
+    world: _World,
+    user: np.ndarray,
+    item: np.ndarray,
+    topic: np.ndarray,
+    explore: np.ndarray,
+    allowed: np.ndarray,
+    *,
+    fallback: bool = True,
+) -> None:
+    """Redraw, in place, items a user already consumed: up to ``_REDRAWS`` times from the same source
+    (topic or global popularity), then once from global popularity (the feed ran out of the
+    user's topic). Only events where ``allowed`` are redrawn. Some repeats may remain."""
+    for attempt in range(_REDRAWS + fallback):
+        redo = np.flatnonzero(_repeats(user, item) & allowed)
+        if redo.size == 0:
+            return
+        glob = np.ones(redo.size, dtype=bool) if attempt == _REDRAWS else explore[redo]
+        item[redo] = _draw_items(world, topic[redo], glob, rng.random(redo.size))
 
 
 def _lengths(cfg: SyntheticConfig, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -501,6 +546,7 @@ def _plant(
     offsets: np.ndarray,
     slot_topic: np.ndarray,
     top_topic: np.ndarray,
+    user: np.ndarray,
     item: np.ndarray,
 ) -> _Planted:
     """Plant returning interests in place in ``item`` (see step 7 of the module docstring)."""
@@ -532,6 +578,13 @@ def _plant(
     item[events] = world.topic_items[
         _sample_segments(world.topic_cdf, world.topic_end, burst_topic, u)
     ]
+    if cfg.avoid_repeats:
+        allowed = np.zeros(len(item), dtype=bool)
+        allowed[events] = True
+        event_topic = np.zeros(len(item), dtype=np.int64)
+        event_topic[events] = burst_topic
+        explore = np.zeros(len(item), dtype=bool)
+        _avoid_repeats(rng, world, user, item, event_topic, explore, allowed, fallback=False)
     # No event of the planted topic in between: redraw those (exploration hits) from the top topic.
     between = ((first + burst)[:, None] + np.arange(gap)).ravel()  # (P G,)
     owner = np.repeat(np.arange(len(users)), gap)
@@ -593,12 +646,9 @@ def _block_tables(cfg: SyntheticConfig, world: _World, b: int) -> tuple[pa.Table
     topic = np.where(rng.random(n_events) < cfg.session_focus, focus[session_index], fresh)
     explore = rng.random(n_events) < cfg.explore_ratio
     u = rng.random(n_events)
-    item = np.empty(n_events, dtype=np.int64)
-    pos = _sample_segments(world.topic_cdf, world.topic_end, topic[~explore], u[~explore])
-    item[~explore] = world.topic_items[pos]
-    item[explore] = np.minimum(
-        np.searchsorted(world.global_cdf, u[explore], side="right"), cfg.n_items - 1
-    )
+    item = _draw_items(world, topic, explore, u)
+    if cfg.avoid_repeats:
+        _avoid_repeats(rng, world, user, item, topic, explore, np.ones(n_events, dtype=bool))
     noise = rng.standard_normal(n_events)
     overhead = np.clip(
         np.rint(rng.lognormal(math.log(_OVERHEAD_MEDIAN_S), 0.8, n_events)), 1, _OVERHEAD_MAX_S
@@ -610,7 +660,7 @@ def _block_tables(cfg: SyntheticConfig, world: _World, b: int) -> tuple[pa.Table
 
     planted = None
     if cfg.planted_return_gap is not None:
-        planted = _plant(cfg, world, b, lengths, offsets, slot_topic, top_topic, item)
+        planted = _plant(cfg, world, b, lengths, offsets, slot_topic, top_topic, user, item)
 
     # Feedback.
     item_topic = world.item_topic[item]

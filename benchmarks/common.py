@@ -1,0 +1,183 @@
+"""Shared helper of every benchmark script: write a result in the project schema, rebuild BENCHMARKS.md.
+
+Schema (../shared/DESIGN.md, Benchmarks)::
+
+    {"name": ..., "command": ..., "commit": ..., "date": ..., "machine": ...,
+     "rows": [{"dataset": ..., "protocol": ..., "model": ..., "variant": ..., "metrics": {...}}, ...]}
+
+Metric keys: lower case, ``hr@10``; times ``*_s``, memory ``*_mib``, rates ``*_per_s``, ratios
+``*_ratio``. Usage in a script::
+
+    from common import Row, write_result
+    write_result("data_prepare", [Row(dataset="ml-1m", model="loader", metrics={"prepare_s": 2.1})])
+
+Run ``python benchmarks/common.py`` to rebuild BENCHMARKS.md from ``benchmarks/results/*.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+
+_UNITS = (("_per_s", "/s"), ("_mib", "MiB"), ("_s", "s"), ("_ratio", "x"))
+
+
+@dataclass
+class Row:
+    """One result row: what was measured, under which protocol, and its metrics."""
+
+    dataset: str = ""
+    protocol: str = ""
+    model: str = ""
+    variant: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """'<GPU> / <n>-core <CPU model>, torch <version>' for the machine running the benchmark."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = [f"{cores}-core {_cpu_model()}"]
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            parts.insert(0, torch.cuda.get_device_name(0))
+        parts.append(f"torch {torch.__version__}")
+    except ImportError:
+        pass
+    parts.append(f"Python {platform.python_version()}")
+    return " / ".join(parts[:2]) + (", " + ", ".join(parts[2:]) if len(parts) > 2 else "")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def command_line() -> str:
+    return " ".join(["python", *[shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]]])
+
+
+def write_result(name: str, rows: list[Row], *, command: str | None = None, notes: str = "",
+                 extra: dict[str, Any] | None = None, rebuild: bool = True) -> Path:
+    """Write ``benchmarks/results/<name>.json`` atomically and rebuild BENCHMARKS.md."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    result = {
+        "name": name,
+        "command": command or command_line(),
+        "commit": git_commit(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "rows": [asdict(r) for r in rows],
+    }
+    if notes:
+        result["notes"] = notes
+    if extra:
+        result.update(extra)
+    path = RESULTS / f"{name}.json"
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".json", dir=RESULTS)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(result, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, path)
+    if rebuild:
+        rebuild_benchmarks_md()
+    return path
+
+
+def _fmt(key: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    for suffix, unit in _UNITS:
+        if key.endswith(suffix):
+            if unit == "/s":
+                return f"{value:,.0f}/s" if value >= 100 else f"{value:,.2f}/s"
+            if unit == "x":
+                return f"{value:.2f}x"
+            return f"{value:,.2f} {unit}" if value < 1000 else f"{value:,.0f} {unit}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.4f}" if abs(value) < 10 else f"{value:,.2f}"
+
+
+def render(result: dict[str, Any]) -> str:
+    """One result as a Markdown section: provenance, then a table of its rows."""
+    lines = [f"## {result['name']}", ""]
+    lines.append(f"- command: `{result['command']}`")
+    lines.append(f"- commit `{result['commit'][:12]}`, {result['date']}, {result['machine']}")
+    if result.get("notes"):
+        lines.append(f"- {result['notes']}")
+    lines.append("")
+    rows = result.get("rows", [])
+    keys = [k for k in ("dataset", "protocol", "model", "variant") if any(r.get(k) for r in rows)]
+    metrics: list[str] = []
+    for r in rows:
+        metrics += [m for m in r.get("metrics", {}) if m not in metrics]
+    header = keys + metrics
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for r in rows:
+        cells = [str(r.get(k, "")) for k in keys]
+        cells += [_fmt(m, r["metrics"][m]) if m in r.get("metrics", {}) else "" for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def rebuild_benchmarks_md(results_dir: Path | None = None, out: Path | None = None) -> Path:
+    """Regenerate BENCHMARKS.md from every ``results_dir/*.json`` (sorted by name)."""
+    results_dir = results_dir or RESULTS
+    out = out or BENCHMARKS_MD
+    parts = [
+        "# Benchmarks",
+        "",
+        "Generated by `python benchmarks/common.py` from `benchmarks/results/*.json`; do not edit by hand.",
+        "Each section names the script and command that produced it, the commit, the date and the machine.",
+        "",
+    ]
+    for path in sorted(Path(results_dir).glob("*.json")):
+        parts.append(render(json.loads(path.read_text())))
+    text = "\n".join(parts).rstrip() + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=".BENCHMARKS.", suffix=".md", dir=out.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, out)
+    return out
+
+
+if __name__ == "__main__":
+    print(rebuild_benchmarks_md())
