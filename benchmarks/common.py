@@ -49,9 +49,16 @@ class Row:
 
 def git_commit() -> str:
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -89,11 +96,20 @@ def peak_rss_mib() -> float:
 
 
 def command_line() -> str:
-    return " ".join(["python", *[shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]]])
+    return " ".join(
+        ["python", *[shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]]]
+    )
 
 
-def write_result(name: str, rows: list[Row], *, command: str | None = None, notes: str = "",
-                 extra: dict[str, Any] | None = None, rebuild: bool = True) -> Path:
+def write_result(
+    name: str,
+    rows: list[Row],
+    *,
+    command: str | None = None,
+    notes: str = "",
+    extra: dict[str, Any] | None = None,
+    rebuild: bool = True,
+) -> Path:
     """Write ``benchmarks/results/<name>.json`` atomically and rebuild BENCHMARKS.md."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     result = {

@@ -18,7 +18,9 @@ def real_data_root() -> Path | None:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Every test gets its own cache folder, so nothing touches ~/.cache or leaks between tests."""
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("SHORTLIST_CACHE", str(cache))
@@ -43,15 +45,20 @@ def dataset_dir(root: Path, *names: str) -> Path:
 ML100K_GENRES = "unknown|0\nAction|1\nComedy|2\n"
 
 
-def write_ml100k(folder: Path, ratings: list[tuple[int, int, int, int]], n_users: int = 3, n_items: int = 4) -> Path:
+def write_ml100k(
+    folder: Path, ratings: list[tuple[int, int, int, int]], n_users: int = 3, n_items: int = 4
+) -> Path:
     """A tiny ml-100k copy in the official formats (3 genres instead of 19)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "u.data").write_text("".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in ratings))
-    (folder / "u.user").write_text("".join(f"{u}|{20 + u}|M|writer|0000{u}\n" for u in range(1, n_users + 1)))
+    (folder / "u.user").write_text(
+        "".join(f"{u}|{20 + u}|M|writer|0000{u}\n" for u in range(1, n_users + 1))
+    )
     (folder / "u.item").write_bytes(
-        "".join(f"{i}|Movie {i} (199{i})|01-Jan-199{i}||http://x/{i}|0|{i % 2}|{(i + 1) % 2}\n" for i in range(1, n_items + 1)).encode(
-            "latin-1"
-        )
+        "".join(
+            f"{i}|Movie {i} (199{i})|01-Jan-199{i}||http://x/{i}|0|{i % 2}|{(i + 1) % 2}\n"
+            for i in range(1, n_items + 1)
+        ).encode("latin-1")
     )
     (folder / "u.genre").write_text(ML100K_GENRES)
     return folder

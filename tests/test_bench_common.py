@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import common  # noqa: E402
+import common
 
 
 def test_write_and_render(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -17,18 +17,35 @@ def test_write_and_render(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     out = tmp_path / "BENCHMARKS.md"
     monkeypatch.setattr(common, "BENCHMARKS_MD", out)
     rows = [
-        common.Row(dataset="ml-1m", model="loader", variant="parse", metrics={"prepare_s": 2.5, "peak_mib": 812.25}),
-        common.Row(dataset="synthetic", model="batches", metrics={"events_per_s": 1_234_567.0, "speedup_ratio": 3.14159}),
+        common.Row(
+            dataset="ml-1m",
+            model="loader",
+            variant="parse",
+            metrics={"prepare_s": 2.5, "peak_mib": 812.25},
+        ),
+        common.Row(
+            dataset="synthetic",
+            model="batches",
+            metrics={"events_per_s": 1_234_567.0, "speedup_ratio": 3.14159},
+        ),
     ]
     path = common.write_result("demo", rows, command="python benchmarks/demo.py")
     result = json.loads(path.read_text())
     assert set(result) >= {"name", "command", "commit", "date", "machine", "rows"}
     assert result["name"] == "demo" and result["command"] == "python benchmarks/demo.py"
-    assert result["rows"][0] == {"dataset": "ml-1m", "protocol": "", "model": "loader", "variant": "parse",
-                                 "metrics": {"prepare_s": 2.5, "peak_mib": 812.25}}
+    assert result["rows"][0] == {
+        "dataset": "ml-1m",
+        "protocol": "",
+        "model": "loader",
+        "variant": "parse",
+        "metrics": {"prepare_s": 2.5, "peak_mib": 812.25},
+    }
     text = out.read_text()
     assert "## demo" in text and "`python benchmarks/demo.py`" in text
-    assert "| dataset | model | variant | prepare_s | peak_mib | events_per_s | speedup_ratio |" in text
+    assert (
+        "| dataset | model | variant | prepare_s | peak_mib | events_per_s | speedup_ratio |"
+        in text
+    )
     assert "| ml-1m | loader | parse | 2.50 s | 812.25 MiB |  |  |" in text
     assert "| synthetic | batches |  |  |  | 1,234,567/s | 3.14x |" in text
     assert not list((tmp_path / "results").glob(".*")), "no temporary files left"

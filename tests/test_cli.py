@@ -16,14 +16,24 @@ runner = CliRunner()
 def test_data_list_names_every_dataset(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "list", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    for name in ("ml-100k", "ml-1m", "ml-latest-small", "amazon-beauty", "amazon-scientific", "microlens", "synthetic"):
+    for name in (
+        "ml-100k",
+        "ml-1m",
+        "ml-latest-small",
+        "amazon-beauty",
+        "amazon-scientific",
+        "microlens",
+        "synthetic",
+    ):
         assert name in result.output
 
 
 def test_stats_json_and_plot(tmp_path: Path) -> None:
     folder = write_ml100k(tmp_path / "ml-100k", ML100K_RATINGS)
     png = tmp_path / "lengths.png"
-    result = runner.invoke(app, ["data", "stats", "ml-100k", "--data-dir", str(folder), "--json", "--plot", str(png)])
+    result = runner.invoke(
+        app, ["data", "stats", "ml-100k", "--data-dir", str(folder), "--json", "--plot", str(png)]
+    )
     assert result.exit_code == 0, result.output
     stats = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
     assert (stats["users"], stats["items"], stats["interactions"]) == (3, 4, 8)
@@ -34,7 +44,22 @@ def test_stats_json_and_plot(tmp_path: Path) -> None:
 def test_prepare_log_file_with_column_mapping(tmp_path: Path) -> None:
     log = tmp_path / "events.csv"
     log.write_text("uid,vid,ts,click\n7,a,3,1\n7,b,1,0\n8,a,2,1\n")
-    result = runner.invoke(app, ["data", "prepare", str(log), "--user", "uid", "--item", "vid", "--time", "ts", "--label", "click"])
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "prepare",
+            str(log),
+            "--user",
+            "uid",
+            "--item",
+            "vid",
+            "--time",
+            "ts",
+            "--label",
+            "click",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "users=2, items=2, interactions=3" in result.output
 
@@ -55,7 +80,9 @@ def test_unknown_dataset(tmp_path: Path) -> None:
 
 def test_quickstart_tiny(tmp_path: Path) -> None:
     png = tmp_path / "q.png"
-    result = runner.invoke(app, ["quickstart", "--set", "n_users=60", "--set", "n_items=40", "--plot", str(png)])
+    result = runner.invoke(
+        app, ["quickstart", "--set", "n_users=60", "--set", "n_items=40", "--plot", str(png)]
+    )
     assert result.exit_code == 0, result.output
     assert "synthetic" in result.output and "quickstart done" in result.output
     assert "HSTU leave-one-out split: {'protocol': 'hstu', 'train_users': 60" in result.output
@@ -64,5 +91,8 @@ def test_quickstart_tiny(tmp_path: Path) -> None:
 
 def test_parse_overrides_types() -> None:
     assert parse_overrides(["n_users=100", "alpha=0.5", "name=x", "flag=true"]) == {
-        "n_users": 100, "alpha": 0.5, "name": "x", "flag": True,
+        "n_users": 100,
+        "alpha": 0.5,
+        "name": "x",
+        "flag": True,
     }

@@ -14,7 +14,12 @@ from shortlist.data.splits import leave_one_out, tiger_split
 EXPECTED = {
     "amazon-beauty": (22_363, 12_101, 198_502, "sequence"),
     "ml-100k": (943, 1_682, 100_000, "time"),
-    "ml-1m": (6_040, 3_706, 1_000_209, None),  # "time" with the official ratings.dat, "none" for the partial copy
+    "ml-1m": (
+        6_040,
+        3_706,
+        1_000_209,
+        None,
+    ),  # "time" with the official ratings.dat, "none" for the partial copy
     "ml-latest-small": (671, 9_066, 100_004, "time"),
     "amazon-scientific": (8_317, 4_344, 58_492, "sequence"),
     "microlens": (0, 19_220, 0, "none"),
@@ -75,7 +80,7 @@ def test_ml1m_partial_copy(data_root: Path) -> None:
     assert unresolved.height == 14 and unresolved["movie_id_candidates"].null_count() == 0
     hist = data.interactions["rating"].value_counts().sort("rating")["count"].to_list()
     assert hist == [56_174, 107_557, 261_197, 348_971, 226_310]
-    with pytest.raises(ValueError, match="official ratings.dat"):
+    with pytest.raises(ValueError, match=r"official ratings\.dat"):
         leave_one_out(data)
 
 

@@ -18,9 +18,10 @@ from shortlist.data.pairs import (
     ItemNeighbours,
     Pairs,
     SwingConfig,
-    _capped_interactions,
     _hash64,
     _hash64_py,
+    _recent_sets,
+    _row_users,
     item_to_item_pairs,
     swing,
     swing_reference,
@@ -171,9 +172,7 @@ def by_raw_id(data: InteractionData, neighbours: ItemNeighbours) -> dict[tuple[i
 def test_max_items_per_user_keeps_most_recent_distinct() -> None:
     # user 0: 1 2 3 1 -> distinct items, most recent first: 1 (row 3), 3, 2; a cap of 2 keeps {1, 3}
     data = make_data([[1, 2, 3, 1], [2, 4]])
-    users, items = _capped_interactions(
-        data, SwingConfig(max_items_per_user=2, max_users_per_item=None)
-    )
+    users, items = _recent_sets(data, SwingConfig(max_items_per_user=2))
     assert sorted(zip(users.tolist(), items.tolist(), strict=True)) == [
         (0, 1),
         (0, 3),
@@ -203,27 +202,33 @@ def test_max_items_per_user_equals_truncated_histories() -> None:
     assert capped != pytest.approx(by_raw_id(full, swing(full, nocap)), rel=1e-6)  # the cap bites
 
 
-def test_max_users_per_item_caps_and_is_deterministic() -> None:
+def test_max_users_per_item_samples_row_users() -> None:
     rng = np.random.default_rng(0)
-    seqs = _renumber([rng.choice(6, size=4, replace=False).tolist() for _ in range(30)])
+    # 30 users with 3 of 8 items each, item 8 rare (2 users): popular items have > 5 users
+    seqs = _renumber([rng.choice(7, size=3, replace=False).tolist() for _ in range(28)])
+    seqs += [[1, 8], [2, 8]]
     data = make_data(seqs)
-    cfg = SwingConfig(max_users_per_item=5, max_items_per_user=None, seed=3, topk=6)
-    users, items = _capped_interactions(data, cfg)
-    per_item = np.bincount(items, minlength=data.num_items + 1)[1:]
-    assert per_item.max() == 5 and len(set(zip(users, items, strict=True))) == len(users)
-    # the kept users are the ones with the smallest hash keys
+    cfg = SwingConfig(max_users_per_item=5, max_items_per_user=None, seed=3, topk=8)
+    users, items = _row_users(*_recent_sets(data, cfg), cfg)
+    per_item = np.bincount(items, minlength=data.num_items + 1)
+    assert per_item[1:8].tolist() == [5] * 7 and per_item[8] == 2
+    # S_i: the users of i with the smallest hash keys
     for i in range(1, data.num_items + 1):
         everyone = [u for u, seq in enumerate(seqs) if i in seq]
         best = sorted(everyone, key=lambda u, i=i: (_hash64_py(3, u, i), u))[:5]
         assert sorted(users[items == i].tolist()) == sorted(best)
-    np.testing.assert_array_equal(swing(data, cfg).items, swing(data, cfg).items)
-    other = _capped_interactions(
-        data, SwingConfig(max_users_per_item=5, max_items_per_user=None, seed=4)
+    capped, exact = (
+        dense(swing(data, cfg)),
+        dense(swing(data, SwingConfig(max_users_per_item=None, topk=8))),
     )
+    # the cap only picks the user pairs of a row: a rare item's row is unchanged, popular ones shrink
+    np.testing.assert_allclose(capped[8], exact[8], rtol=1e-6)
+    assert (capped[1:8].sum(axis=1) < exact[1:8].sum(axis=1)).all()
+    np.testing.assert_allclose(capped, dense(swing_reference(data, cfg)), rtol=1e-5)
+    # deterministic for a seed, different for another
+    np.testing.assert_array_equal(dense(swing(data, cfg)), capped)
+    other = _row_users(*_recent_sets(data, cfg), SwingConfig(max_users_per_item=5, seed=4))
     assert set(zip(*other, strict=True)) != set(zip(users, items, strict=True))
-    np.testing.assert_allclose(
-        dense(swing(data, cfg)), dense(swing_reference(data, cfg)), rtol=1e-5
-    )
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,9 @@ def test_readme_opens_with_exactly_two_commands() -> None:
     assert commands[0].endswith("shortlist quickstart")
     assert "pytest" in commands[1]
     for cmd in commands:
-        assert "pip install torch==2.13.0" in cmd  # CPU build first, before the project's torch>=2.4
+        assert (
+            "pip install torch==2.13.0" in cmd
+        )  # CPU build first, before the project's torch>=2.4
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from shortlist.data.build import build_dataset
 from shortlist.data.schema import InteractionData
-from shortlist.data.splits import leave_one_out, random_split, segment_indices, split, temporal_split, tiger_split
+from shortlist.data.splits import (
+    leave_one_out,
+    random_split,
+    segment_indices,
+    split,
+    temporal_split,
+    tiger_split,
+)
 
 
 def _data(seqs: dict[str, list[str]], with_time: bool = True) -> InteractionData:
@@ -22,7 +29,9 @@ def _data(seqs: dict[str, list[str]], with_time: bool = True) -> InteractionData
             items.append(item)
             times.append(t)
             t += 10
-    frame = pl.DataFrame({"user_id": users, "item_id": items, **({"timestamp": times} if with_time else {})})
+    frame = pl.DataFrame(
+        {"user_id": users, "item_id": items, **({"timestamp": times} if with_time else {})}
+    )
     return build_dataset("toy", frame, order="time" if with_time else "sequence")
 
 
@@ -54,7 +63,9 @@ def test_tiger_caps_history_at_20() -> None:
     seq = [f"i{k}" for k in range(30)]
     s = tiger_split(_data({"u": seq}, with_time=False))
     assert s.protocol == "tiger" and s.max_history == 20
-    assert s.test.history[0].tolist() == list(range(10, 30))  # items 10..29 (indices 10..29), target 30
+    assert s.test.history[0].tolist() == list(
+        range(10, 30)
+    )  # items 10..29 (indices 10..29), target 30
     assert s.test.targets.tolist() == [30]
     assert s.valid.history[0].tolist() == list(range(9, 29))
     assert len(s.train.values) == 28  # training sequences are not capped
@@ -69,7 +80,9 @@ def test_sequential_protocols_refuse_unordered_data() -> None:
 
 def test_random_split_partitions_rows() -> None:
     rng = np.random.default_rng(0)
-    frame = pl.DataFrame({"user_id": rng.integers(0, 50, 1000), "item_id": rng.integers(0, 80, 1000)})
+    frame = pl.DataFrame(
+        {"user_id": rng.integers(0, 50, 1000), "item_id": rng.integers(0, 80, 1000)}
+    )
     data = build_dataset("r", frame, order="sequence")
     s = random_split(data, seed=3)
     assert (s.train.height, s.valid.height, s.test.height) == (800, 100, 100)
@@ -86,7 +99,12 @@ def test_temporal_split_has_no_leakage() -> None:
     data = _data({"u1": list("abcdefgh"), "u2": list("bcdefghi")})
     s = temporal_split(data, ratios=(0.5, 0.25, 0.25))
     assert (s.train.height, s.valid.height, s.test.height) == (8, 4, 4)
-    assert s.train["timestamp"].max() < s.valid["timestamp"].min() <= s.valid["timestamp"].max() < s.test["timestamp"].min()
+    assert (
+        s.train["timestamp"].max()
+        < s.valid["timestamp"].min()
+        <= s.valid["timestamp"].max()
+        < s.test["timestamp"].min()
+    )
     c = temporal_split(data, cutoffs=(50, 100))
     assert c.train["timestamp"].max() < 50 and c.test["timestamp"].min() >= 100
     with pytest.raises(ValueError, match="needs timestamps"):
@@ -94,5 +112,8 @@ def test_temporal_split_has_no_leakage() -> None:
 
 
 def test_unknown_protocol() -> None:
-    with pytest.raises(ValueError, match="Unknown protocol 'loo'. Valid names: hstu, leave_one_out, random, temporal, tiger"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown protocol 'loo'\. Valid names: hstu, leave_one_out, random, temporal, tiger",
+    ):
         split(_data({"u": ["a"]}), "loo")

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ML100K_RATINGS, write_ml100k
 from shortlist.data.build import build_dataset
-from shortlist.data.errors import DataValidationError, DatasetNotFoundError
+from shortlist.data.errors import DatasetNotFoundError, DataValidationError
 from shortlist.data.loaders.amazon import load_amazon_beauty, load_amazon_scientific
 from shortlist.data.loaders.generic import ColumnMapping, load_log
 from shortlist.data.loaders.movielens import load_ml_1m, load_ml_100k
@@ -26,7 +26,9 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_empty_file(tmp_path: Path) -> None:
     folder = write_ml100k(tmp_path / "ml", ML100K_RATINGS)
     (folder / "u.data").write_text("")
-    with pytest.raises(DataValidationError, match=r"u\.data: file is empty; expected ml-100k ratings"):
+    with pytest.raises(
+        DataValidationError, match=r"u\.data: file is empty; expected ml-100k ratings"
+    ):
         load_ml_100k(folder)
 
 
@@ -54,14 +56,19 @@ def test_mistyped_value(tmp_path: Path) -> None:
     lines = (folder / "u.data").read_text().splitlines()
     lines[2] = "1\t3\tfour\t200"
     (folder / "u.data").write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataValidationError, match=r"u\.data line 3, column 'rating': expected a number, got 'four'"):
+    with pytest.raises(
+        DataValidationError, match=r"u\.data line 3, column 'rating': expected a number, got 'four'"
+    ):
         load_ml_100k(folder)
 
 
 def test_bad_timestamp(tmp_path: Path) -> None:
     path = tmp_path / "log.csv"
     path.write_text("user,item,ts\n1,2,2024-01-05\n1,3,yesterday\n")
-    with pytest.raises(DataValidationError, match=r"log\.csv line 3, column 'ts': expected a timestamp .* got 'yesterday'"):
+    with pytest.raises(
+        DataValidationError,
+        match=r"log\.csv line 3, column 'ts': expected a timestamp .* got 'yesterday'",
+    ):
         load_log(path, ColumnMapping(user="user", item="item", time="ts"))
 
 
@@ -83,14 +90,19 @@ def test_empty_required_value(tmp_path: Path) -> None:
 def test_missing_column(tmp_path: Path) -> None:
     path = tmp_path / "log.csv"
     path.write_text("uid,item\n1,2\n")
-    with pytest.raises(DataValidationError, match=r"log\.csv: missing column 'user'; found \['uid', 'item'\]"):
+    with pytest.raises(
+        DataValidationError, match=r"log\.csv: missing column 'user'; found \['uid', 'item'\]"
+    ):
         load_log(path, ColumnMapping(user="user", item="item"))
 
 
 def test_mistyped_parquet_column(tmp_path: Path) -> None:
     path = tmp_path / "log.parquet"
     pl.DataFrame({"user": [1, 2], "item": [3, 4], "ts": [True, False]}).write_parquet(path)
-    with pytest.raises(DataValidationError, match=r"log\.parquet: column 'ts' has type Boolean; expected a timestamp"):
+    with pytest.raises(
+        DataValidationError,
+        match=r"log\.parquet: column 'ts' has type Boolean; expected a timestamp",
+    ):
         load_log(path, ColumnMapping(user="user", item="item", time="ts"))
 
 
@@ -119,13 +131,17 @@ def test_duplicate_user_id(tmp_path: Path) -> None:
 
 def test_unknown_item_id(tmp_path: Path) -> None:
     folder = write_ml100k(tmp_path / "ml", [*ML100K_RATINGS, (3, 99, 4, 7)])
-    with pytest.raises(DataValidationError, match=r"u\.data line 9: unknown item_id 99, not listed in u\.item"):
+    with pytest.raises(
+        DataValidationError, match=r"u\.data line 9: unknown item_id 99, not listed in u\.item"
+    ):
         load_ml_100k(folder)
 
 
 def test_unknown_user_id(tmp_path: Path) -> None:
     folder = write_ml100k(tmp_path / "ml", [*ML100K_RATINGS, (7, 1, 4, 7)])
-    with pytest.raises(DataValidationError, match=r"u\.data line 9: unknown user_id 7, not listed in u\.user"):
+    with pytest.raises(
+        DataValidationError, match=r"u\.data line 9: unknown user_id 7, not listed in u\.user"
+    ):
         load_ml_100k(folder)
 
 
@@ -135,7 +151,9 @@ def test_ml1m_malformed_official_line(tmp_path: Path) -> None:
     folder = write_ml1m_official(tmp_path / "ml-1m")
     with (folder / "ratings.dat").open("a") as fh:
         fh.write("2::1::5\n")
-    with pytest.raises(DataValidationError, match=r"ratings\.dat line 6: expected 4 fields separated by '::'"):
+    with pytest.raises(
+        DataValidationError, match=r"ratings\.dat line 6: expected 4 fields separated by '::'"
+    ):
         load_ml_1m(folder)
 
 
@@ -148,13 +166,18 @@ def test_bad_encoding(tmp_path: Path) -> None:
 
 def test_sequence_file_without_items(tmp_path: Path) -> None:
     (tmp_path / "user_sequence_asin.txt").write_text("A1 B1 B2\nA2\n")
-    with pytest.raises(DataValidationError, match=r"user_sequence_asin\.txt line 2: expected a user ID followed by at least one item"):
+    with pytest.raises(
+        DataValidationError,
+        match=r"user_sequence_asin\.txt line 2: expected a user ID followed by at least one item",
+    ):
         load_amazon_beauty(tmp_path)
 
 
 def test_jsonl_bad_line(tmp_path: Path) -> None:
     (tmp_path / "user_sequence_asin.txt").write_text("A1 B1 B2\n")
-    (tmp_path / "items_meta.jsonl").write_text('{"asin": "B1", "title": "x"}\n{"asin": "B2", "title": \n')
+    (tmp_path / "items_meta.jsonl").write_text(
+        '{"asin": "B1", "title": "x"}\n{"asin": "B2", "title": \n'
+    )
     with pytest.raises(DataValidationError, match=r"items_meta\.jsonl line 2: invalid JSON"):
         load_amazon_beauty(tmp_path)
 
@@ -162,7 +185,10 @@ def test_jsonl_bad_line(tmp_path: Path) -> None:
 def test_lcrec_bad_sequence(tmp_path: Path) -> None:
     (tmp_path / "Scientific.inter.json").write_text('{"0": [1, 2], "1": [3, "x"]}')
     (tmp_path / "Scientific.item.json").write_text('{"1": {"title": "a"}}')
-    with pytest.raises(DataValidationError, match=r"Scientific\.inter\.json: user '1': expected a list of integer item IDs"):
+    with pytest.raises(
+        DataValidationError,
+        match=r"Scientific\.inter\.json: user '1': expected a list of integer item IDs",
+    ):
         load_amazon_scientific(tmp_path)
 
 
@@ -187,11 +213,15 @@ def test_table_with_header_only(tmp_path: Path) -> None:
 def test_unknown_dataset_lists_names() -> None:
     from shortlist.data.datasets import load_dataset
 
-    with pytest.raises(ValueError, match=r"Unknown dataset 'ml-10k'. Valid names: amazon-beauty, .*ml-100k"):
+    with pytest.raises(
+        ValueError, match=r"Unknown dataset 'ml-10k'. Valid names: amazon-beauty, .*ml-100k"
+    ):
         load_dataset("ml-10k")
 
 
-def test_dataset_not_found_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dataset_not_found_says_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from shortlist.data.datasets import load_dataset
 
     monkeypatch.delenv("SHORTLIST_DATA", raising=False)

@@ -22,7 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-data_app = typer.Typer(help="Datasets: list, prepare (validate + cache as Parquet), stats.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Datasets: list, prepare (validate + cache as Parquet), stats.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 
 console = Console()
@@ -30,19 +32,30 @@ log = logging.getLogger("shortlist")
 
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Folder with a local copy of the dataset (default: $SHORTLIST_DATA, ../shared/data)."),
+    typer.Option(
+        "--data-dir",
+        help="Folder with a local copy of the dataset (default: $SHORTLIST_DATA, ../shared/data).",
+    ),
 ]
 CacheDir = Annotated[
-    Path | None, typer.Option("--cache-dir", help="Cache folder (default: $SHORTLIST_CACHE or ~/.cache/shortlist).")
+    Path | None,
+    typer.Option(
+        "--cache-dir", help="Cache folder (default: $SHORTLIST_CACHE or ~/.cache/shortlist)."
+    ),
 ]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Loader parameter KEY=VALUE (YAML value); repeatable.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Loader parameter KEY=VALUE (YAML value); repeatable."),
+]
 
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)],
+        handlers=[
+            RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
+        ],
         force=True,
     )
 
@@ -70,16 +83,33 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=2) from None
 
 
-def _load(name: str, data_dir: Path | None, cache_dir: Path | None, params: dict[str, Any], download: bool = True,
-          refresh: bool = False, log_columns: dict[str, Any] | None = None) -> Any:
+def _load(
+    name: str,
+    data_dir: Path | None,
+    cache_dir: Path | None,
+    params: dict[str, Any],
+    download: bool = True,
+    refresh: bool = False,
+    log_columns: dict[str, Any] | None = None,
+) -> Any:
     from shortlist.data.datasets import load_dataset
     from shortlist.data.loaders.generic import ColumnMapping, load_log
 
     with console.status(f"Preparing {name} ..."):
-        if Path(name).suffix.lower() in (".csv", ".tsv", ".parquet", ".pq") and Path(name).is_file():
+        if (
+            Path(name).suffix.lower() in (".csv", ".tsv", ".parquet", ".pq")
+            and Path(name).is_file()
+        ):
             cols = {k: v for k, v in (log_columns or {}).items() if v is not None}
             return load_log(name, ColumnMapping(**cols))
-        return load_dataset(name, data_dir=data_dir, cache_dir=cache_dir, download=download, refresh=refresh, **params)
+        return load_dataset(
+            name,
+            data_dir=data_dir,
+            cache_dir=cache_dir,
+            download=download,
+            refresh=refresh,
+            **params,
+        )
 
 
 def _stats_table(stats: Any) -> Table:
@@ -117,30 +147,55 @@ def data_list(data_dir: DataDir = None) -> None:
             where = "generated"
         else:
             found = locate(spec, data_dir)
-            where = str(found) if found else ("download on first use" if spec.remote else "[yellow]not found[/]")
+            where = (
+                str(found)
+                if found
+                else ("download on first use" if spec.remote else "[yellow]not found[/]")
+            )
         table.add_row(spec.name, spec.description, where, ", ".join(spec.protocols))
     console.print(table)
 
 
 @data_app.command("prepare")
 def data_prepare(
-    name: Annotated[str, typer.Argument(help="A registered dataset name, or a CSV/TSV/Parquet interaction log.")],
+    name: Annotated[
+        str, typer.Argument(help="A registered dataset name, or a CSV/TSV/Parquet interaction log.")
+    ],
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
     set_: SetOpt = None,
-    no_download: Annotated[bool, typer.Option("--no-download", help="Fail instead of downloading.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Re-parse the sources even when cached.")] = False,
+    no_download: Annotated[
+        bool, typer.Option("--no-download", help="Fail instead of downloading.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-parse the sources even when cached.")
+    ] = False,
     user: Annotated[str | None, typer.Option(help="Log files: the user column.")] = None,
     item: Annotated[str | None, typer.Option(help="Log files: the item column.")] = None,
-    time_col: Annotated[str | None, typer.Option("--time", help="Log files: the time column.")] = None,
+    time_col: Annotated[
+        str | None, typer.Option("--time", help="Log files: the time column.")
+    ] = None,
     rating: Annotated[str | None, typer.Option(help="Log files: the rating column.")] = None,
     label: Annotated[str | None, typer.Option(help="Log files: the label column.")] = None,
 ) -> None:
     """Load, validate and cache a dataset as Parquet; print its size and where it went."""
     start = time.perf_counter()
     try:
-        data = _load(name, data_dir, cache_dir, parse_overrides(set_), download=not no_download, refresh=force,
-                     log_columns={"user": user, "item": item, "time": time_col, "rating": rating, "label": label})
+        data = _load(
+            name,
+            data_dir,
+            cache_dir,
+            parse_overrides(set_),
+            download=not no_download,
+            refresh=force,
+            log_columns={
+                "user": user,
+                "item": item,
+                "time": time_col,
+                "rating": rating,
+                "label": label,
+            },
+        )
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
     console.print(f"[green]prepared[/] {data!r} in {time.perf_counter() - start:.2f}s")
@@ -148,11 +203,15 @@ def data_prepare(
 
 @data_app.command("stats")
 def data_stats(
-    name: Annotated[str, typer.Argument(help="A registered dataset name, or a CSV/TSV/Parquet interaction log.")],
+    name: Annotated[
+        str, typer.Argument(help="A registered dataset name, or a CSV/TSV/Parquet interaction log.")
+    ],
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
     set_: SetOpt = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write a sequence-length histogram to this PNG.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a sequence-length histogram to this PNG.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
 ) -> None:
     """Users, items, interactions, sparsity and the sequence-length distribution."""
@@ -179,7 +238,9 @@ def data_stats(
 def quickstart(
     cache_dir: CacheDir = None,
     set_: SetOpt = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Also write the length histogram to this PNG.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Also write the length histogram to this PNG.")
+    ] = None,
 ) -> None:
     """End to end on the bundled synthetic short-video dataset (for now: generate, prepare, describe)."""
     from shortlist.data.splits import leave_one_out

@@ -49,7 +49,9 @@ def _check_not_null(frame: pl.DataFrame, col: str, where: str) -> None:
         raise DataValidationError(f"{where} {line}: column {col!r} is empty; an ID is required.")
 
 
-def _check_known(inter: pl.DataFrame, table: pl.DataFrame, id_col: str, where: str, table_where: str) -> None:
+def _check_known(
+    inter: pl.DataFrame, table: pl.DataFrame, id_col: str, where: str, table_where: str
+) -> None:
     unknown = inter.join(table.select(id_col), on=id_col, how="anti")
     if unknown.height:
         first = unknown.row(0, named=True)
@@ -92,7 +94,9 @@ def build_dataset(
     where = _where(sources, "interactions")
     for col in (USER_ID, ITEM_ID):
         if col not in interactions.columns:
-            raise DataValidationError(f"{where}: missing column {col!r}; found {interactions.columns}.")
+            raise DataValidationError(
+                f"{where}: missing column {col!r}; found {interactions.columns}."
+            )
         _check_not_null(interactions, col, where)
     if order == "time" and TIME not in interactions.columns:
         raise DataValidationError(f"{where}: order='time' needs a {TIME!r} column.")
@@ -117,7 +121,10 @@ def build_dataset(
         item_order = pl.concat([item_order, unseen])
     item_map = item_order.with_row_index(ITEM, offset=1).with_columns(pl.col(ITEM).cast(pl.Int32))
     user_map = (
-        inter.select(USER_ID).unique(maintain_order=True).with_row_index(USER).with_columns(pl.col(USER).cast(pl.Int32))
+        inter.select(USER_ID)
+        .unique(maintain_order=True)
+        .with_row_index(USER)
+        .with_columns(pl.col(USER).cast(pl.Int32))
     )
     inter = inter.join(user_map, on=USER_ID, how="left").join(item_map, on=ITEM_ID, how="left")
     sort_by = [USER, TIME, ROW] if order == "time" else [USER, ROW]
@@ -128,10 +135,14 @@ def build_dataset(
 
     item_table = item_map.select(ITEM, ITEM_ID)
     if items is not None:
-        item_table = item_table.join(items.drop(LINE, strict=False), on=ITEM_ID, how="left", maintain_order="left")
+        item_table = item_table.join(
+            items.drop(LINE, strict=False), on=ITEM_ID, how="left", maintain_order="left"
+        )
     user_table = user_map.select(USER, USER_ID)
     if users is not None:
-        user_table = user_table.join(users.drop(LINE, strict=False), on=USER_ID, how="left", maintain_order="left")
+        user_table = user_table.join(
+            users.drop(LINE, strict=False), on=USER_ID, how="left", maintain_order="left"
+        )
 
     data = InteractionData(
         name=name,

@@ -40,10 +40,16 @@ def source_files(root: Path | None) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-def fingerprint(name: str, version: str, params: dict[str, Any], files: list[Path], root: Path | None) -> str:
+def fingerprint(
+    name: str, version: str, params: dict[str, Any], files: list[Path], root: Path | None
+) -> str:
     """A stable hash of what the prepared dataset depends on."""
     h = hashlib.sha256()
-    h.update(json.dumps({"name": name, "version": version, "params": params}, sort_keys=True, default=str).encode())
+    h.update(
+        json.dumps(
+            {"name": name, "version": version, "params": params}, sort_keys=True, default=str
+        ).encode()
+    )
     for f in files:
         st = f.stat()
         rel = f.relative_to(root) if root is not None and root.is_dir() else Path(f.name)
@@ -62,7 +68,9 @@ def read_prepared(path: Path) -> InteractionData | None:
         return None
     meta = json.loads(meta_path.read_text())
     frames = {t: pl.read_parquet(path / f"{t}.parquet") for t in _TABLES}
-    return InteractionData(name=meta["name"], order=meta["order"], meta=meta.get("meta", {}), **frames)
+    return InteractionData(
+        name=meta["name"], order=meta["order"], meta=meta.get("meta", {}), **frames
+    )
 
 
 def write_prepared(data: InteractionData, path: Path, extra: dict[str, Any] | None = None) -> Path:
@@ -78,7 +86,11 @@ def write_prepared(data: InteractionData, path: Path, extra: dict[str, Any] | No
             "order": data.order,
             "meta": data.meta,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "counts": {"users": data.num_users, "items": data.num_items, "interactions": data.num_interactions},
+            "counts": {
+                "users": data.num_users,
+                "items": data.num_items,
+                "interactions": data.num_interactions,
+            },
             **(extra or {}),
         }
         (tmp / _META).write_text(json.dumps(meta, indent=2, default=str))

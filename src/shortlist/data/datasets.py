@@ -101,7 +101,9 @@ def default_data_dirs(data_dir: str | Path | None = None) -> list[Path]:
 
 
 def _qualifies(spec: DatasetSpec, folder: Path) -> bool:
-    return folder.is_dir() and any(all((folder / f).exists() for f in marker) for marker in spec.markers)
+    return folder.is_dir() and any(
+        all((folder / f).exists() for f in marker) for marker in spec.markers
+    )
 
 
 def locate(spec: DatasetSpec, data_dir: str | Path | None = None) -> Path | None:
@@ -120,7 +122,7 @@ def _not_found(spec: DatasetSpec, data_dir: str | Path | None, why: str) -> Data
     return DatasetNotFoundError(
         f"Dataset {spec.name!r} not found: {why}. Looked in {looked} (and their subfolders "
         f"{[spec.name, *spec.folders]}) for {wanted}. Pass --data-dir (or set SHORTLIST_DATA) to a "
-        f"folder holding a copy{'' if spec.remote else ''}."
+        f"folder holding a copy{f', or download it from {spec.homepage}' if spec.homepage else ''}."
     )
 
 
@@ -182,7 +184,9 @@ def load_dataset(
             return cached
     data = spec.loader(root, **params) if root is not None else spec.loader(**params)
     if use_cache:
-        cache.write_prepared(data, entry, extra={"params": params, "source_dir": str(root) if root else None})
+        cache.write_prepared(
+            data, entry, extra={"params": params, "source_dir": str(root) if root else None}
+        )
         log.info("prepared %s into %s", name, entry)
     return data
 
@@ -190,7 +194,9 @@ def load_dataset(
 # -- the registered datasets -------------------------------------------------------------------
 
 _GROUPLENS = "https://files.grouplens.org/datasets/movielens"
-_ML_LICENSE = "GroupLens research licence: research use, acknowledge, no redistribution without permission"
+_ML_LICENSE = (
+    "GroupLens research licence: research use, acknowledge, no redistribution without permission"
+)
 
 register_dataset(
     DatasetSpec(
@@ -199,8 +205,12 @@ register_dataset(
         loader=load_ml_100k,
         markers=(("u.data", "u.item", "u.user", "u.genre"),),
         remote=(
-            RemoteFile(f"{_GROUPLENS}/ml-100k.zip", "ml-100k.zip",
-                       "sha256:50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229", extract=True),
+            RemoteFile(
+                f"{_GROUPLENS}/ml-100k.zip",
+                "ml-100k.zip",
+                "sha256:50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+                extract=True,
+            ),
         ),
         homepage="https://grouplens.org/datasets/movielens/100k/",
         license=_ML_LICENSE,
@@ -214,11 +224,19 @@ register_dataset(
         loader=load_ml_1m,
         markers=(
             ("ratings.dat", "movies.dat", "users.dat"),
-            ("movies.dat", "users.dat", "ratings_no_timestamp_Rpkg/ratings_user_movie_rating_origids.csv"),
+            (
+                "movies.dat",
+                "users.dat",
+                "ratings_no_timestamp_Rpkg/ratings_user_movie_rating_origids.csv",
+            ),
         ),
         remote=(
-            RemoteFile(f"{_GROUPLENS}/ml-1m.zip", "ml-1m.zip",
-                       "sha256:a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20", extract=True),
+            RemoteFile(
+                f"{_GROUPLENS}/ml-1m.zip",
+                "ml-1m.zip",
+                "sha256:a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+                extract=True,
+            ),
         ),
         homepage="https://grouplens.org/datasets/movielens/1m/",
         license=_ML_LICENSE,
@@ -235,7 +253,9 @@ register_dataset(
         remote=(
             # GroupLens replaced the 2016 release by a 2018 one (610 users, 100,836 ratings) at the same
             # URL and publishes no checksum for it, so none is pinned.
-            RemoteFile(f"{_GROUPLENS}/ml-latest-small.zip", "ml-latest-small.zip", None, extract=True),
+            RemoteFile(
+                f"{_GROUPLENS}/ml-latest-small.zip", "ml-latest-small.zip", None, extract=True
+            ),
         ),
         homepage="https://grouplens.org/datasets/movielens/latest/",
         license="GroupLens research licence; redistribution allowed under the same conditions (README.txt)",
@@ -249,7 +269,11 @@ register_dataset(
         description="Amazon 2014 Beauty 5-core: 22,363 users, 12,101 items, 198,502 reviews; titles, categories",
         loader=load_amazon_beauty,
         folders=("amazon-beauty-5core",),
-        markers=(("user_sequence_asin.txt",), ("reviews_Beauty_5.json.gz",), ("reviews_Beauty_5.json",)),
+        markers=(
+            ("user_sequence_asin.txt",),
+            ("reviews_Beauty_5.json.gz",),
+            ("reviews_Beauty_5.json",),
+        ),
         remote=(
             # The publisher gives no checksums; the computed sha256 is recorded on first download.
             RemoteFile(f"{_SNAP}/reviews_Beauty_5.json.gz", "reviews_Beauty_5.json.gz", None),
@@ -269,10 +293,16 @@ register_dataset(
         folders=("amazon-scientific-2018-lcrec",),
         markers=(("Scientific.inter.json", "Scientific.item.json"),),
         remote=(
-            RemoteFile(f"{_LCREC}/Scientific.inter.json", "Scientific.inter.json",
-                       "sha256:32c6c01876ebecebdfabd2dbd358594be36655e9e7b168772a7a3aa3624ee1b4"),
-            RemoteFile(f"{_LCREC}/Scientific.item.json", "Scientific.item.json",
-                       "sha256:ad24200106868dac2b544d812305d61a11bf07fed78b2f7cdca41d66f3418e71"),
+            RemoteFile(
+                f"{_LCREC}/Scientific.inter.json",
+                "Scientific.inter.json",
+                "sha256:32c6c01876ebecebdfabd2dbd358594be36655e9e7b168772a7a3aa3624ee1b4",
+            ),
+            RemoteFile(
+                f"{_LCREC}/Scientific.item.json",
+                "Scientific.item.json",
+                "sha256:ad24200106868dac2b544d812305d61a11bf07fed78b2f7cdca41d66f3418e71",
+            ),
         ),
         homepage="https://amazon-reviews-2023.github.io/ (2018 release: nijianmo.github.io/amazon)",
         license="Amazon review data, research use only; the processed files are MIT (CollisionGenRec)",

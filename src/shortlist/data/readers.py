@@ -21,7 +21,11 @@ from shortlist.data.errors import DataValidationError
 Kind = Literal["int", "float", "str", "time"]
 LINE = "_line"
 
-_EXPECTED = {"int": "an integer", "float": "a number", "time": "a timestamp (epoch seconds or ISO date)"}
+_EXPECTED = {
+    "int": "an integer",
+    "float": "a number",
+    "time": "a timestamp (epoch seconds or ISO date)",
+}
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,9 @@ def _to_epoch_seconds(values: pl.Series) -> pl.Series:
     if pending.any():
         try:
             parsed = values.str.to_datetime(strict=False, time_unit="us")
-        except pl.exceptions.PolarsError:  # no common date format: leave nulls, reported by the caller
+        except (
+            pl.exceptions.PolarsError
+        ):  # no common date format: leave nulls, reported by the caller
             return out
         if getattr(parsed.dtype, "time_zone", None) is not None:
             parsed = parsed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
@@ -66,7 +72,9 @@ def cast_columns(frame: pl.DataFrame, cols: list[Col], where: str) -> pl.DataFra
     exprs = []
     for col in cols:
         if col.name not in frame.columns:
-            raise DataValidationError(f"{where}: missing column {col.name!r}; found {[c for c in frame.columns if c != LINE]}.")
+            raise DataValidationError(
+                f"{where}: missing column {col.name!r}; found {[c for c in frame.columns if c != LINE]}."
+            )
         raw = frame[col.name]
         if raw.dtype == pl.String:
             raw = raw.str.strip_chars()
@@ -194,19 +202,27 @@ def read_table(
                 quote_char='"',
             )
         except pl.exceptions.PolarsError as exc:
-            raise DataValidationError(f"{where}: could not parse as {separator!r}-separated text with a header ({exc}).") from None
+            raise DataValidationError(
+                f"{where}: could not parse as {separator!r}-separated text with a header ({exc})."
+            ) from None
         line_offset = 2
         if frame.height == 0:
-            raise DataValidationError(f"{path}: has a header but no data rows; expected {what or 'rows'}.")
+            raise DataValidationError(
+                f"{path}: has a header but no data rows; expected {what or 'rows'}."
+            )
     missing = [src for src, dst in rename.items() if src not in frame.columns]
     if missing:
-        raise DataValidationError(f"{where}: missing column {missing[0]!r} (mapped to {rename[missing[0]]!r}); found {frame.columns}.")
+        raise DataValidationError(
+            f"{where}: missing column {missing[0]!r} (mapped to {rename[missing[0]]!r}); found {frame.columns}."
+        )
     frame = frame.rename(rename)
     frame = frame.with_row_index(LINE, offset=line_offset).with_columns(pl.col(LINE).cast(pl.Int64))
     keep = [c.name for c in cols]
     missing_cols = [c for c in keep if c not in frame.columns]
     if missing_cols:
-        raise DataValidationError(f"{where}: missing column {missing_cols[0]!r}; found {[c for c in frame.columns if c != LINE]}.")
+        raise DataValidationError(
+            f"{where}: missing column {missing_cols[0]!r}; found {[c for c in frame.columns if c != LINE]}."
+        )
     return cast_columns(frame, cols, where)
 
 
@@ -215,7 +231,9 @@ def read_json(path: Path, what: str = "") -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise DataValidationError(f"{path.name} line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg}).") from None
+        raise DataValidationError(
+            f"{path.name} line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})."
+        ) from None
 
 
 def read_jsonl(path: Path, what: str = "") -> list[dict[str, Any]]:
@@ -228,11 +246,17 @@ def read_jsonl(path: Path, what: str = "") -> list[dict[str, Any]]:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataValidationError(f"{path.name} line {lineno}: invalid JSON ({exc.msg}).") from None
+                raise DataValidationError(
+                    f"{path.name} line {lineno}: invalid JSON ({exc.msg})."
+                ) from None
             if not isinstance(rec, dict):
-                raise DataValidationError(f"{path.name} line {lineno}: expected a JSON object, got {type(rec).__name__}.")
+                raise DataValidationError(
+                    f"{path.name} line {lineno}: expected a JSON object, got {type(rec).__name__}."
+                )
             rec[LINE] = lineno
             records.append(rec)
     if not records:
-        raise DataValidationError(f"{path}: no JSON records; expected {what or 'one object per line'}.")
+        raise DataValidationError(
+            f"{path}: no JSON records; expected {what or 'one object per line'}."
+        )
     return records

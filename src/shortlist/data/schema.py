@@ -164,7 +164,9 @@ class InteractionData:
     def item_index(self, raw_ids: list[Any] | np.ndarray) -> np.ndarray:
         """Map raw item IDs to indices 1..N; an unknown ID raises ValueError naming it."""
         frame = pl.DataFrame({ITEM_ID: pl.Series(list(raw_ids), dtype=self.items[ITEM_ID].dtype)})
-        joined = frame.join(self.items.select(ITEM_ID, ITEM), on=ITEM_ID, how="left", maintain_order="left")
+        joined = frame.join(
+            self.items.select(ITEM_ID, ITEM), on=ITEM_ID, how="left", maintain_order="left"
+        )
         missing = joined.filter(pl.col(ITEM).is_null())
         if missing.height:
             raise ValueError(

@@ -42,7 +42,9 @@ def segment_indices(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     seg_offsets = np.zeros(len(lengths), dtype=np.int64)
     np.cumsum(lengths[:-1], out=seg_offsets[1:])
-    return np.repeat(np.asarray(starts, np.int64) - seg_offsets, lengths) + np.arange(total, dtype=np.int64)
+    return np.repeat(np.asarray(starts, np.int64) - seg_offsets, lengths) + np.arange(
+        total, dtype=np.int64
+    )
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,12 @@ class RowSplit:
     test: pl.DataFrame
 
     def summary(self) -> dict[str, Any]:
-        return {"protocol": self.protocol, "train": self.train.height, "valid": self.valid.height, "test": self.test.height}
+        return {
+            "protocol": self.protocol,
+            "train": self.train.height,
+            "valid": self.valid.height,
+            "test": self.test.height,
+        }
 
 
 def _require_order(data: InteractionData, protocol: str) -> None:
@@ -120,8 +127,13 @@ def _require_order(data: InteractionData, protocol: str) -> None:
         )
 
 
-def _examples(data: InteractionData, users: np.ndarray, target_pos: np.ndarray, offsets: np.ndarray,
-              max_history: int | None) -> EvalExamples:
+def _examples(
+    data: InteractionData,
+    users: np.ndarray,
+    target_pos: np.ndarray,
+    offsets: np.ndarray,
+    max_history: int | None,
+) -> EvalExamples:
     """Examples whose target is at absolute row ``target_pos`` and whose history precedes it."""
     starts = offsets[users]
     if max_history is not None:
@@ -143,7 +155,9 @@ def _examples(data: InteractionData, users: np.ndarray, target_pos: np.ndarray, 
     )
 
 
-def leave_one_out(data: InteractionData, *, max_history: int | None = None, protocol: str = "hstu") -> SequenceSplit:
+def leave_one_out(
+    data: InteractionData, *, max_history: int | None = None, protocol: str = "hstu"
+) -> SequenceSplit:
     """Per-user leave-one-out by time (see the module docstring).
 
     Args:
@@ -152,7 +166,9 @@ def leave_one_out(data: InteractionData, *, max_history: int | None = None, prot
     """
     _require_order(data, protocol)
     if max_history is not None and max_history < 1:
-        raise ValueError(f"The 'max_history' parameter of leave_one_out must be an int >= 1 or None. Got {max_history} instead.")
+        raise ValueError(
+            f"The 'max_history' parameter of leave_one_out must be an int >= 1 or None. Got {max_history} instead."
+        )
     offsets = data.offsets()
     lengths = np.diff(offsets)
     has_users = np.flatnonzero(lengths > 0)
@@ -161,7 +177,11 @@ def leave_one_out(data: InteractionData, *, max_history: int | None = None, prot
     idx = segment_indices(offsets[has_users], offsets[has_users] + train_len)
     items = data.interactions[ITEM].to_numpy()
     train = Jagged.from_lengths(items[idx], train_len)
-    train_t = Jagged.from_lengths(data.interactions[TIME].to_numpy()[idx], train_len) if data.has_timestamps else None
+    train_t = (
+        Jagged.from_lengths(data.interactions[TIME].to_numpy()[idx], train_len)
+        if data.has_timestamps
+        else None
+    )
     ends = offsets[evaluated + 1]
     return SequenceSplit(
         protocol=protocol,
@@ -182,17 +202,21 @@ def tiger_split(data: InteractionData, *, max_history: int = 20) -> SequenceSpli
 
 def _check_ratios(ratios: tuple[float, float, float]) -> None:
     if len(ratios) != 3 or min(ratios) < 0 or not np.isclose(sum(ratios), 1.0) or ratios[0] <= 0:
-        raise ValueError(f"The 'ratios' parameter must be three non-negative fractions summing to 1 with a positive "
-                         f"training share. Got {ratios} instead.")
+        raise ValueError(
+            f"The 'ratios' parameter must be three non-negative fractions summing to 1 with a positive "
+            f"training share. Got {ratios} instead."
+        )
 
 
 def _cut(n: int, ratios: tuple[float, float, float]) -> tuple[int, int]:
-    n_train = int(round(n * ratios[0]))
-    n_valid = int(round(n * ratios[1]))
+    n_train = round(n * ratios[0])
+    n_valid = round(n * ratios[1])
     return n_train, min(n, n_train + n_valid)
 
 
-def random_split(data: InteractionData, *, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0) -> RowSplit:
+def random_split(
+    data: InteractionData, *, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> RowSplit:
     """Global random split of interaction rows (RecBole's ``RS: [0.8, 0.1, 0.1]`` with ``order: RO``)."""
     _check_ratios(ratios)
     n = data.num_interactions
@@ -216,22 +240,34 @@ def temporal_split(
         cutoffs: timestamps (t1, t2): train = time < t1, valid = t1 <= time < t2, test = time >= t2.
     """
     if not data.has_timestamps:
-        raise ValueError(f"The 'temporal' protocol needs timestamps, but dataset {data.name!r} has none for some events.")
+        raise ValueError(
+            f"The 'temporal' protocol needs timestamps, but dataset {data.name!r} has none for some events."
+        )
     frame = data.interactions
     times = frame[TIME].to_numpy()
     if cutoffs is not None:
         t1, t2 = cutoffs
         if t1 > t2:
-            raise ValueError(f"The 'cutoffs' parameter must be increasing timestamps. Got {cutoffs} instead.")
-        return RowSplit("temporal", frame.filter(pl.col(TIME) < t1),
-                        frame.filter((pl.col(TIME) >= t1) & (pl.col(TIME) < t2)), frame.filter(pl.col(TIME) >= t2))
+            raise ValueError(
+                f"The 'cutoffs' parameter must be increasing timestamps. Got {cutoffs} instead."
+            )
+        return RowSplit(
+            "temporal",
+            frame.filter(pl.col(TIME) < t1),
+            frame.filter((pl.col(TIME) >= t1) & (pl.col(TIME) < t2)),
+            frame.filter(pl.col(TIME) >= t2),
+        )
     _check_ratios(ratios)
     order = np.argsort(times, kind="stable")
     a, b = _cut(len(order), ratios)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    return RowSplit("temporal", frame.filter(pl.Series(rank < a)),
-                    frame.filter(pl.Series((rank >= a) & (rank < b))), frame.filter(pl.Series(rank >= b)))
+    return RowSplit(
+        "temporal",
+        frame.filter(pl.Series(rank < a)),
+        frame.filter(pl.Series((rank >= a) & (rank < b))),
+        frame.filter(pl.Series(rank >= b)),
+    )
 
 
 SPLITS: Registry[Any] = Registry("protocol")

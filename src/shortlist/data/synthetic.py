@@ -9,8 +9,8 @@ exponent, L_u the number of events of user u, sigma(x) = 1 / (1 + exp(-x)).
 
 Generative process:
 
-1. Items. Topics z_i are balanced (a random permutation of ``i mod K``). Popularity ranks rho_i are a
-   random permutation of 1..N and weights w_i = rho_i^(-s). The topic prior is
+1. Items. Topics z_i are balanced (a random permutation of ``i mod K``). Popularity ranks rho_i
+   are a random permutation of 1..N and weights w_i = rho_i^(-s). The topic prior is
    pi_k proportional to sum_{i: z_i = k} w_i. Duration d_i ~ LogNormal (median
    ``duration_median_s``) clipped to [3 s, ``duration_max_s``]; quality q_i ~ N(0, 0.5^2).
    Each topic has V = ``words_per_topic`` pseudo-words (``"kalomi"``) of its own; a title has 4-9
@@ -31,31 +31,37 @@ Generative process:
 4. Events. The event's topic is the session focus with probability ``session_focus``, else a fresh
    draw from theta_u; the item is drawn within that topic with probability proportional to w_i.
    With probability ``explore_ratio`` the item is instead drawn from the global Zipf law (w_i).
-   With ``avoid_repeats``, an item the user already consumed is redrawn (up to 3 times from the
-   same source, then once from the global law); the few repeats left behave as re-watches do in
-   real logs. This caps an item at one event per user, which flattens the head of the popularity
-   curve when a topic has few items; the body keeps the Zipf slope s.
+   With ``avoid_repeats`` (default), an item the user already consumed is redrawn, as a feed
+   that hides watched videos would: a few times by popularity within the same topic, then
+   uniformly within it (its long tail), then within another of the user's topics, then once from
+   the global law; the few repeats left (a few percent) act as re-watches. Without it the
+   expected item popularity is exactly Zipf(s) and the rank-frequency slope is -s; with it an
+   item gets at most about one event per user, so the head is capped by its topic's audience and
+   the realised slope is flatter (about -0.45 for s = 0.8 at the quickstart size): s is then the
+   exponent of the propensity, not of the realised counts.
 5. Feedback. Affinity a = theta_u(z_i) / max_k theta_u(k) in [0, 1]; the watched fraction is
-   f = sigma(-1 + 3 a + q_i + xi), xi ~ N(0, 1); ``watch_time = f d_i`` and
+   f = sigma(-1.5 + 3 a + q_i + xi), xi ~ N(0, 1); ``watch_time = f d_i`` and
    ``label = 1[watch_time >= effective_view_ratio * d_i]`` (an "effective view").
-6. Time. A user's first event is at ``start_time`` + U(0, ``start_spread_days``). Within a session the
-   next event follows ceil(watch_time) + o seconds later (o in [1, 120], median 4), so every gap
+6. Time. A user's first event is at ``start_time`` + U(0, ``start_spread_days``). Within a session
+   the next event follows ceil(watch_time) + o seconds later (o in [1, 120], median 4), so every gap
    inside a session is shorter than ``session_break_s``; between sessions the gap is
-   ``session_break_s`` + LogNormal(median ``session_gap_median_s``, sigma 1) seconds (hours to days).
+   ``session_break_s`` + LogNormal(median ``session_gap_median_s``, sigma 1) seconds (hours to
+   days).
    Timestamps strictly increase per user, so positions in a user's sequence follow time.
 7. Planted returning interests (``planted_return_gap = G`` set). Among users with
    L_u >= 2 B + G (B = ``planted_burst``), a fraction ``planted_fraction`` get a topic p outside
-   their interest slots: B events of topic p at positions [P, P + B), none of topic p during the next
-   G events, and B events of topic p again at [P + B + G, P + 2 B + G), with affinity 1 (a real
+   their interest slots: B events of topic p at positions [P, P + B), none of topic p during the
+   next G events, and B events of topic p again at [P + B + G, P + 2 B + G), with affinity 1 (a real
    interest). The users table records ``planted_topic`` = p, ``planted_at`` = P and
    ``planted_return_at`` = P + B + G (0-based positions in the user's time-ordered sequence; null
    for users without a planted interest), so a long-history model's recovery of p can be measured.
 
 Determinism: items, topics and text come from their own random stream, and every block of
 ``BLOCK_USERS`` consecutive users from its own stream
-(``np.random.SeedSequence(seed, spawn_key=(stream, block))``), so the data depend only on the config,
-never on how many users :func:`write_parquet` holds in memory at a time. Planted interests use a
-third stream per block, so setting ``planted_return_gap`` changes only the planted users' events.
+(``np.random.SeedSequence(seed, spawn_key=(stream, block))``), so the data depend only on the
+config, never on how many users :func:`write_parquet` holds in memory at a time. Planted interests
+use a third stream per block, so setting ``planted_return_gap`` changes only the planted users'
+events.
 
 Example:
     >>> data = generate(SyntheticConfig(n_users=200, n_items=100, n_topics=8, n_categories=4))
@@ -97,12 +103,12 @@ _ITEMS_STREAM, _USERS_STREAM, _PLANTED_STREAM, _TEXT_STREAM = 0, 1, 2, 3
 _MIN_DURATION_S = 3.0
 _DURATION_SIGMA = 0.7
 _QUALITY_SD = 0.5
-_WATCH_BIAS, _WATCH_AFFINITY, _WATCH_NOISE = -1.0, 3.0, 1.0
+_WATCH_BIAS, _WATCH_AFFINITY, _WATCH_NOISE = -1.5, 3.0, 1.0
 _OVERHEAD_MEDIAN_S, _OVERHEAD_MAX_S = 4.0, 120  # browsing time between two events of a session
 _FEATURE_TILT = 0.5
 _TITLE_WORDS = (4, 9)  # title length range, inclusive
 _TOPIC_WORD_P = 0.75
-_REDRAWS = 3  # redraws of an already consumed item from its topic, before one global redraw
+_REDRAWS = 3  # redraws of an already consumed item per source (see _avoid_repeats)
 
 _AGE_BUCKETS = ("under-18", "18-24", "25-34", "35-44", "45-54", "55+")
 _AGE_P = (0.08, 0.25, 0.28, 0.18, 0.12, 0.09)
@@ -128,8 +134,8 @@ class SyntheticConfig:
 
     n_users: int = 5_000
     n_items: int = 2_000
-    n_topics: int = 32  # K latent topics; each item has one, each user a sparse mixture
-    n_categories: int = 8  # C level-1 categories; topics are split evenly among them
+    n_topics: int = 20  # K latent topics; each item has one, each user a sparse mixture
+    n_categories: int = 5  # C level-1 categories; topics are split evenly among them
     mean_length: float = 60.0  # mean events per user before clipping (median = mean e^(-sigma^2/2))
     length_sigma: float = 0.9  # sigma of the log-normal user length (heavy tail)
     min_length: int = 5
@@ -138,7 +144,7 @@ class SyntheticConfig:
     topics_per_user: int = 3  # m interest slots per user (slots may repeat a topic)
     topic_concentration: float = 0.5  # Dirichlet alpha over the slots; small = one dominant topic
     explore_ratio: float = 0.1  # share of events drawn from global popularity, ignoring interests
-    session_focus: float = 0.6  # probability that an event's topic is its session's focus topic
+    session_focus: float = 0.8  # probability that an event's topic is its session's focus topic
     mean_session_length: float = 8.0  # events per session (geometric)
     session_break_s: int = 1_800  # every gap between sessions is >= this, every gap within is <
     session_gap_median_s: float = 6 * 3600.0  # median extra gap between sessions, beyond the break
@@ -300,7 +306,7 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
 
 
 def _segment_cdf(weights: np.ndarray, seg_start: np.ndarray) -> np.ndarray:
-    """Concatenated per-segment CDFs, segment k's shifted into (k, k + 1] and ending at exactly k + 1.
+    """Concatenated per-segment CDFs, segment k's shifted into (k, k + 1], ending at exactly k + 1.
 
     ``weights`` (M,) > 0 are grouped in consecutive non-empty segments starting at ``seg_start``
     (S,); inverse-CDF sampling of segment k then is one ``searchsorted(cdf, k + u)``.
@@ -328,24 +334,45 @@ def _draw_slot(cum: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.minimum((cum <= u[:, None]).sum(1), cum.shape[1] - 1)
 
 
-def _draw_items(world: _World, topic: np.ndarray, explore: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Items (0-based) drawn by popularity within ``topic``, or globally where ``explore``."""
+def _draw_items(
+    world: _World, topic: np.ndarray, explore: np.ndarray, u: np.ndarray, *, uniform: bool = False
+) -> np.ndarray:
+    """Items (0-based) drawn within ``topic``, or among all items where ``explore``: by popularity
+    (w_i), or uniformly when ``uniform``."""
     item = np.empty(len(topic), dtype=np.int64)
-    pos = _sample_segments(world.topic_cdf, world.topic_end, topic[~explore], u[~explore])
+    k, ut = topic[~explore], u[~explore]
+    if uniform:
+        end = world.topic_end[k]
+        start = end - np.diff(world.topic_end, prepend=0)[k]
+        pos = np.minimum(start + np.floor(ut * (end - start)).astype(np.int64), end - 1)
+    else:
+        pos = _sample_segments(world.topic_cdf, world.topic_end, k, ut)
     item[~explore] = world.topic_items[pos]
-    pos = np.searchsorted(world.global_cdf, u[explore], side="right")
-    item[explore] = np.minimum(pos, len(world.global_cdf) - 1)
+    n = len(world.global_cdf)
+    if uniform:
+        item[explore] = np.minimum(np.floor(u[explore] * n).astype(np.int64), n - 1)
+    else:
+        item[explore] = np.minimum(
+            np.searchsorted(world.global_cdf, u[explore], side="right"), n - 1
+        )
     return item
 
 
-def _repeats(user: np.ndarray, item: np.ndarray) -> np.ndarray:
-    """(E,) bool: the event's item was consumed by the same user at an earlier event."""
-    key = user * (int(item.max()) + 1) + item
+def _repeats(key: np.ndarray) -> np.ndarray:
+    """(n,) bool: the key occurs at an earlier index (keys: user * N + item, in event order)."""
     order = np.argsort(key, kind="stable")  # stable: a user's first occurrence comes first
     sorted_key = key[order]
     repeat = np.zeros(len(key), dtype=bool)
     repeat[order[1:]] = sorted_key[1:] == sorted_key[:-1]
     return repeat
+
+
+def _in_sorted(values: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
+    """(n,) bool: membership of ``values`` in the sorted array ``sorted_values``."""
+    if sorted_values.size == 0:
+        return np.zeros(len(values), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return sorted_values[pos] == values
 
 
 def _avoid_repeats(
@@ -356,18 +383,40 @@ def _avoid_repeats(
     topic: np.ndarray,
     explore: np.ndarray,
     allowed: np.ndarray,
-    *,
-    fallback: bool = True,
+    interest: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> None:
-    """Redraw, in place, items a user already consumed: up to ``_REDRAWS`` times from the same source
-    (topic or global popularity), then once from global popularity (the feed ran out of the
-    user's topic). Only events where ``allowed`` are redrawn. Some repeats may remain."""
-    for attempt in range(_REDRAWS + fallback):
-        redo = np.flatnonzero(_repeats(user, item) & allowed)
+    """Redraw, in place, items a user already consumed (only at events where ``allowed``).
+
+    Rounds of ``_REDRAWS`` redraws each, until no repeat is left: from the same source (the
+    event's topic, or all items where ``explore``) by popularity, then uniformly (the feed digs
+    into the topic's long tail); then, if ``interest`` is given (event indices, uniforms -> topics
+    drawn from the users' interests), uniformly within another of the user's topics; finally once
+    from global popularity. Some repeats may remain.
+
+    A redrawn item is accepted when the user has it at no other event and no earlier redrawn event
+    of the same round took it; accepted events then stay fixed. Costs one sort of the events, then
+    O(r log E) per round for r pending events.
+    """
+    n_items = len(world.item_topic)
+    key = user * n_items + item  # (E,)
+    redo = np.flatnonzero(_repeats(key) & allowed)  # pending events, ascending
+    settled = np.sort(np.delete(key, redo))  # keys of the events that stay as they are
+    rounds = 2 * _REDRAWS if interest is None else 3 * _REDRAWS + 1
+    for attempt in range(rounds):
         if redo.size == 0:
             return
-        glob = np.ones(redo.size, dtype=bool) if attempt == _REDRAWS else explore[redo]
-        item[redo] = _draw_items(world, topic[redo], glob, rng.random(redo.size))
+        uniform, glob, source = attempt >= _REDRAWS, explore[redo], topic[redo]
+        if attempt >= 3 * _REDRAWS:
+            uniform, glob = False, np.ones(redo.size, dtype=bool)
+        elif attempt >= 2 * _REDRAWS:
+            assert interest is not None
+            glob, source = np.zeros(redo.size, dtype=bool), interest(redo, rng.random(redo.size))
+        item[redo] = _draw_items(world, source, glob, rng.random(redo.size), uniform=uniform)
+        new = user[redo] * n_items + item[redo]
+        clash = _in_sorted(new, settled) | _repeats(new)
+        accepted = np.sort(new[~clash])
+        settled = np.insert(settled, np.searchsorted(settled, accepted), accepted)
+        redo = redo[clash]
 
 
 def _lengths(cfg: SyntheticConfig, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -424,18 +473,16 @@ def _build_world(cfg: SyntheticConfig) -> _World:
     global_cdf = np.cumsum(weight) / weight.sum()
     global_cdf[-1] = 1.0
     duration = rng.lognormal(math.log(cfg.duration_median_s), _DURATION_SIGMA, n)
-    duration = np.clip(np.round(duration, 1), _MIN_DURATION_S, cfg.duration_max_s).astype(
-        np.float32
-    )
+    duration = np.clip(np.round(duration, 1), _MIN_DURATION_S, cfg.duration_max_s)
+    duration = duration.astype(np.float32)
     quality = rng.normal(0.0, _QUALITY_SD, n)
     pi = np.bincount(item_topic, weights=weight, minlength=k)
     pi /= pi.sum()  # (K,) topic prior
     if cfg.user_features:
         h_age = rng.standard_normal((len(_AGE_BUCKETS), k))
         h_gender = rng.standard_normal((len(_GENDERS), k))
-        tilt = (h_age[:, None, :] + h_gender[None, :, :]).reshape(
-            -1, k
-        )  # (G, K), g = a * 3 + gender
+        # (G, K) with G = 6 * 3 groups, group g = age * 3 + gender
+        tilt = (h_age[:, None, :] + h_gender[None, :, :]).reshape(-1, k)
         prior = pi[None, :] * np.exp(_FEATURE_TILT * tilt)
     else:
         prior = pi[None, :]
@@ -470,9 +517,8 @@ def _pseudo_words(rng: np.random.Generator, count: int) -> np.ndarray:
 def _items_table(cfg: SyntheticConfig, world: _World) -> pa.Table:
     rng = _rng(cfg.seed, _TEXT_STREAM)
     n, k, v = cfg.n_items, cfg.n_topics, cfg.words_per_topic
-    vocab = np.concatenate(
-        [_pseudo_words(rng, k * v), np.array(_FILLERS)]
-    )  # topic k: [k V, (k+1) V)
+    # Topic k's words are vocab[k V : (k + 1) V]; the fillers follow.
+    vocab = np.concatenate([_pseudo_words(rng, k * v), np.array(_FILLERS)])
     lo, hi = _TITLE_WORDS
     n_words = rng.integers(lo, hi + 1, n)  # (N,)
     is_topic = rng.random((n, hi)) < _TOPIC_WORD_P  # (N, hi)
@@ -584,7 +630,7 @@ def _plant(
         event_topic = np.zeros(len(item), dtype=np.int64)
         event_topic[events] = burst_topic
         explore = np.zeros(len(item), dtype=bool)
-        _avoid_repeats(rng, world, user, item, event_topic, explore, allowed, fallback=False)
+        _avoid_repeats(rng, world, user, item, event_topic, explore, allowed)
     # No event of the planted topic in between: redraw those (exploration hits) from the top topic.
     between = ((first + burst)[:, None] + np.arange(gap)).ravel()  # (P G,)
     owner = np.repeat(np.arange(len(users)), gap)
@@ -648,7 +694,13 @@ def _block_tables(cfg: SyntheticConfig, world: _World, b: int) -> tuple[pa.Table
     u = rng.random(n_events)
     item = _draw_items(world, topic, explore, u)
     if cfg.avoid_repeats:
-        _avoid_repeats(rng, world, user, item, topic, explore, np.ones(n_events, dtype=bool))
+
+        def interest(events: np.ndarray, u: np.ndarray) -> np.ndarray:
+            owner = user[events]
+            return slot_topic[owner, _draw_slot(slot_cum[owner], u)]
+
+        everywhere = np.ones(n_events, dtype=bool)
+        _avoid_repeats(rng, world, user, item, topic, explore, everywhere, interest)
     noise = rng.standard_normal(n_events)
     overhead = np.clip(
         np.rint(rng.lognormal(math.log(_OVERHEAD_MEDIAN_S), 0.8, n_events)), 1, _OVERHEAD_MAX_S
@@ -764,6 +816,12 @@ def generate(config: SyntheticConfig | None = None) -> InteractionData:
     return data
 
 
+def _json_scalar(value: Any) -> Any:
+    if isinstance(value, np.generic):  # a NumPy integer or float given as a config value
+        return value.item()
+    raise TypeError(f"cannot store {value!r} in JSON")
+
+
 def write_parquet(
     config: SyntheticConfig,
     out_dir: str | os.PathLike[str],
@@ -773,9 +831,10 @@ def write_parquet(
 ) -> SyntheticFiles:
     """Stream the dataset to ``out_dir/{interactions,items,users}.parquet`` in bounded memory.
 
-    Users are generated ``chunk_users`` at a time (rounded up to whole blocks of ``BLOCK_USERS``) and
-    each chunk is written as one Parquet row group, so memory stays around a few hundred bytes per
-    event of one chunk whatever the total size. The content does not depend on ``chunk_users``.
+    Users are generated ``chunk_users`` at a time (rounded up to whole blocks of ``BLOCK_USERS``)
+    and each chunk is written as one Parquet row group, so memory stays around a few hundred bytes
+    per event of one chunk whatever the total size (about 250 MB peak with the default for 10^7
+    or 10^8 events). The content does not depend on ``chunk_users``.
     Files are written under temporary names in ``out_dir`` and renamed into place at the end, so an
     interrupted run leaves no partial file behind. The config is stored as JSON in each file's
     schema metadata (key ``shortlist.synthetic.config``).
@@ -789,12 +848,18 @@ def write_parquet(
     Returns:
         The paths and row counts.
     """
-    if isinstance(chunk_users, bool) or not isinstance(chunk_users, int) or chunk_users < 1:
-        raise ValueError(f"chunk_users must be an int >= 1. Got {chunk_users!r} instead.")
+    bad = (
+        "The 'chunk_users' parameter of write_parquet must be an int >= 1. "
+        f"Got {chunk_users!r} instead."
+    )
+    if isinstance(chunk_users, bool) or not isinstance(chunk_users, int):
+        raise TypeError(bad)
+    if chunk_users < 1:
+        raise ValueError(bad)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    meta = {META_KEY: json.dumps(asdict(config)).encode()}
+    meta = {META_KEY: json.dumps(asdict(config), default=_json_scalar).encode()}
     names = ("interactions", "items", "users")
     final = {n: out / f"{n}.parquet" for n in names}
     tmp = {n: out / f".{n}.parquet.tmp-{os.getpid()}" for n in names}

@@ -23,7 +23,9 @@ def plot_length_histogram(lengths: np.ndarray, path: str | Path, *, title: str) 
     lengths = np.asarray(lengths)
     lengths = lengths[lengths > 0]
     if lengths.size == 0:
-        raise ValueError(f"No non-empty sequences to plot for {title!r} (the dataset has no interactions).")
+        raise ValueError(
+            f"No non-empty sequences to plot for {title!r} (the dataset has no interactions)."
+        )
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     hi = max(int(lengths.max()), 2)
     lo = max(int(lengths.min()), 1)

@@ -53,13 +53,23 @@ def _side_table(path: Path, key: str, id_col: str, separator: str | None) -> pl.
         offset = 1
     else:
         try:
-            frame = pl.read_csv(path, separator=_separator(path, separator), infer_schema_length=10_000)
+            frame = pl.read_csv(
+                path, separator=_separator(path, separator), infer_schema_length=10_000
+            )
         except pl.exceptions.PolarsError as exc:
-            raise DataValidationError(f"{path.name}: could not parse as a table with a header ({exc}).") from None
+            raise DataValidationError(
+                f"{path.name}: could not parse as a table with a header ({exc})."
+            ) from None
         offset = 2
     if key not in frame.columns:
-        raise DataValidationError(f"{path.name}: missing key column {key!r}; found {frame.columns}.")
-    frame = frame.rename({key: id_col}).with_row_index(LINE, offset=offset).with_columns(pl.col(LINE).cast(pl.Int64))
+        raise DataValidationError(
+            f"{path.name}: missing key column {key!r}; found {frame.columns}."
+        )
+    frame = (
+        frame.rename({key: id_col})
+        .with_row_index(LINE, offset=offset)
+        .with_columns(pl.col(LINE).cast(pl.Int64))
+    )
     return _maybe_int(frame.with_columns(pl.col(id_col).cast(pl.String)), id_col)
 
 
@@ -108,8 +118,16 @@ def load_log(
         if as_float.null_count() == inter[feat].null_count():
             casts.append(as_float.alias(feat))
     inter = inter.with_columns(casts)
-    items = _side_table(Path(items_path), item_key or columns.item, ITEM_ID, separator) if items_path else None
-    users = _side_table(Path(users_path), user_key or columns.user, USER_ID, separator) if users_path else None
+    items = (
+        _side_table(Path(items_path), item_key or columns.item, ITEM_ID, separator)
+        if items_path
+        else None
+    )
+    users = (
+        _side_table(Path(users_path), user_key or columns.user, USER_ID, separator)
+        if users_path
+        else None
+    )
     sources = {"interactions": path.name}
     if items_path:
         sources["items"] = Path(items_path).name

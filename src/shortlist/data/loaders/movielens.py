@@ -31,7 +31,9 @@ _YEAR = r"\((\d{4})\)\s*$"
 
 
 def _title_year(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.with_columns(pl.col("title").str.extract(_YEAR, 1).cast(pl.Int32, strict=False).alias("year"))
+    return frame.with_columns(
+        pl.col("title").str.extract(_YEAR, 1).cast(pl.Int32, strict=False).alias("year")
+    )
 
 
 def load_ml_100k(root: Path) -> InteractionData:
@@ -49,17 +51,28 @@ def load_ml_100k(root: Path) -> InteractionData:
     )
     genre_path = root / "u.genre"
     genres = (
-        read_delimited(genre_path, [Col("name"), Col("index", "int")], separator="|", what="ml-100k genres")
+        read_delimited(
+            genre_path, [Col("name"), Col("index", "int")], separator="|", what="ml-100k genres"
+        )
         .sort("index")["name"]
         .to_list()
     )
-    item_cols = [Col(ITEM_ID, "int"), Col("title"), Col("release_date", nullable=True),
-                 Col("video_release_date", nullable=True), Col("imdb_url", nullable=True)]
+    item_cols = [
+        Col(ITEM_ID, "int"),
+        Col("title"),
+        Col("release_date", nullable=True),
+        Col("video_release_date", nullable=True),
+        Col("imdb_url", nullable=True),
+    ]
     item_cols += [Col(f"g{i}", "int") for i in range(len(genres))]
-    items = read_delimited(root / "u.item", item_cols, separator="|", encoding="latin-1", what="ml-100k items")
+    items = read_delimited(
+        root / "u.item", item_cols, separator="|", encoding="latin-1", what="ml-100k items"
+    )
     flags = [f"g{i}" for i in range(len(genres))]
     items = items.with_columns(
-        pl.concat_list([pl.when(pl.col(f) == 1).then(pl.lit(g)) for f, g in zip(flags, genres, strict=True)])
+        pl.concat_list(
+            [pl.when(pl.col(f) == 1).then(pl.lit(g)) for f, g in zip(flags, genres, strict=True)]
+        )
         .list.drop_nulls()
         .alias("genres")
     ).select(LINE, ITEM_ID, "title", "release_date", "genres")
@@ -78,7 +91,13 @@ def load_ml_100k(root: Path) -> InteractionData:
 def _ml1m_side_tables(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     users = read_delimited(
         root / "users.dat",
-        [Col(USER_ID, "int"), Col("gender"), Col("age", "int"), Col("occupation", "int"), Col("zip")],
+        [
+            Col(USER_ID, "int"),
+            Col("gender"),
+            Col("age", "int"),
+            Col("occupation", "int"),
+            Col("zip"),
+        ],
         separator="::",
         what="ml-1m users: UserID::Gender::Age::Occupation::Zip-code",
     )
@@ -95,7 +114,9 @@ def _ml1m_side_tables(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 ML1M_PARTIAL_RATINGS = Path("ratings_no_timestamp_Rpkg") / "ratings_user_movie_rating_origids.csv"
-ML1M_PARTIAL_TIMES = Path("partial_timestamped_splits_nking") / "ratings_timestamped_subset_origids.csv"
+ML1M_PARTIAL_TIMES = (
+    Path("partial_timestamped_splits_nking") / "ratings_timestamped_subset_origids.csv"
+)
 
 
 def load_ml_1m(root: Path) -> InteractionData:
@@ -140,14 +161,22 @@ def _ml1m_partial(root: Path, movies: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
     """
     inter = read_table(
         root / ML1M_PARTIAL_RATINGS,
-        [Col(USER_ID, "int"), Col(ITEM_ID, "int"), Col("rating", "float"), Col("r_item_index", "int"),
-         Col("movie_id_candidates", nullable=True)],
+        [
+            Col(USER_ID, "int"),
+            Col(ITEM_ID, "int"),
+            Col("rating", "float"),
+            Col("r_item_index", "int"),
+            Col("movie_id_candidates", nullable=True),
+        ],
         rename={"user_id": USER_ID, "movie_id": ITEM_ID},
         what="ml-1m partial ratings",
     )
     unresolved = inter.filter(pl.col(ITEM_ID) < 0)
     inter = inter.with_columns(
-        pl.when(pl.col(ITEM_ID) < 0).then(-pl.col("r_item_index")).otherwise(pl.col(ITEM_ID)).alias(ITEM_ID)
+        pl.when(pl.col(ITEM_ID) < 0)
+        .then(-pl.col("r_item_index"))
+        .otherwise(pl.col(ITEM_ID))
+        .alias(ITEM_ID)
     )
     extra = (
         unresolved.group_by("r_item_index")
@@ -158,14 +187,20 @@ def _ml1m_partial(root: Path, movies: pl.DataFrame) -> tuple[pl.DataFrame, pl.Da
     movies = pl.concat([movies, extra], how="diagonal_relaxed")
     times_path = root / ML1M_PARTIAL_TIMES
     if times_path.exists():
-        times = read_table(
-            times_path,
-            [Col(USER_ID, "int"), Col(ITEM_ID, "int"), Col(TIME, "time")],
-            rename={"user_id": USER_ID, "movie_id": ITEM_ID},
-            what="ml-1m timestamped subset",
-        ).select(USER_ID, ITEM_ID, TIME).unique(subset=[USER_ID, ITEM_ID], keep="first")
+        times = (
+            read_table(
+                times_path,
+                [Col(USER_ID, "int"), Col(ITEM_ID, "int"), Col(TIME, "time")],
+                rename={"user_id": USER_ID, "movie_id": ITEM_ID},
+                what="ml-1m timestamped subset",
+            )
+            .select(USER_ID, ITEM_ID, TIME)
+            .unique(subset=[USER_ID, ITEM_ID], keep="first")
+        )
         inter = inter.join(times, on=[USER_ID, ITEM_ID], how="left", maintain_order="left")
-    return inter.select(LINE, USER_ID, ITEM_ID, "rating", *([TIME] if TIME in inter.columns else [])), movies
+    return inter.select(
+        LINE, USER_ID, ITEM_ID, "rating", *([TIME] if TIME in inter.columns else [])
+    ), movies
 
 
 def load_ml_latest_small(root: Path) -> InteractionData:
@@ -190,7 +225,11 @@ def load_ml_latest_small(root: Path) -> InteractionData:
             rename={"movieId": ITEM_ID},
             what="tags: userId,movieId,tag,timestamp",
         )
-        per_movie = tags.drop_nulls("tag").group_by(ITEM_ID).agg(pl.col("tag").unique(maintain_order=True).alias("tags"))
+        per_movie = (
+            tags.drop_nulls("tag")
+            .group_by(ITEM_ID)
+            .agg(pl.col("tag").unique(maintain_order=True).alias("tags"))
+        )
         movies = movies.join(per_movie, on=ITEM_ID, how="left", maintain_order="left")
     return build_dataset(
         "ml-latest-small",

@@ -1,0 +1,184 @@
+"""SASRec: self-attentive sequential recommendation (Kang & McAuley, ICDM 2018).
+
+Notation: B batch, L positions (left-padded: the most recent event is at L-1), D width, N items.
+
+Item embeddings E (N+1, D) (row 0 = padding) scaled by sqrt(D), plus learned absolute position
+embeddings counted from the right end (so the latest event always has position max_len-1), then
+pre-LayerNorm transformer blocks with causal self-attention (SDPA) and a feed-forward layer, and a
+final LayerNorm. The state at position t scores item i as h_t . E_i (embeddings shared between input
+and output, as in the paper). Losses: full softmax cross-entropy over all items, or sampled softmax
+(shared uniform + in-batch negatives, optional cosine/temperature), see ``models/losses.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shortlist.data.batches import EvalBatch, SequenceBatch
+from shortlist.models.base import LossOutput, Retriever, register
+from shortlist.models.losses import full_softmax_loss, sampled_softmax_loss
+
+
+@dataclass
+class SASRecConfig:
+    num_items: int  # N: items are 1..N
+    max_len: int = 50  # positions per sequence (the most recent max_len events)
+    dim: int = 64
+    num_layers: int = 2
+    num_heads: int = 1
+    ffn_dim: int = 0  # 0 = 4 * dim
+    dropout: float = 0.2
+    loss: Literal["softmax", "sampled_softmax"] = "softmax"
+    num_negatives: int = 128  # sampled softmax: uniform negatives shared by the batch
+    in_batch_negatives: int = 0  # sampled softmax: targets of other positions used as negatives
+    temperature: float = 1.0  # logits divided by this (HSTU's sampled softmax: 0.05 with normalize)
+    normalize: bool = False  # sampled softmax on cosine similarities
+
+    def __post_init__(self) -> None:
+        for name, low in (
+            ("num_items", 1),
+            ("max_len", 1),
+            ("dim", 1),
+            ("num_layers", 0),
+            ("num_heads", 1),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise ValueError(
+                    f"The {name!r} parameter of SASRecConfig must be an int >= {low}. Got {value!r} instead."
+                )
+        if self.dim % self.num_heads:
+            raise ValueError(
+                f"The 'dim' parameter of SASRecConfig ({self.dim}) must be divisible by num_heads ({self.num_heads})."
+            )
+        if self.loss not in ("softmax", "sampled_softmax"):
+            raise ValueError(
+                f"The 'loss' parameter of SASRecConfig must be 'softmax' or 'sampled_softmax'. Got {self.loss!r} instead."
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(
+                f"The 'dropout' parameter of SASRecConfig must be in [0, 1). Got {self.dropout!r} instead."
+            )
+        if self.temperature <= 0:
+            raise ValueError(
+                f"The 'temperature' parameter of SASRecConfig must be > 0. Got {self.temperature!r} instead."
+            )
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + Attn(LN(x)), then x + FFN(LN(x))."""
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.ln2 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim)
+        )
+        self.dropout = dropout
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        q, k, v = (
+            self.qkv(self.ln1(x)).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        )  # 3 x (B, H, L, D/H)
+        a = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, D)))
+        return x + self.drop(self.ffn(self.ln2(x)))
+
+
+@register("sasrec")
+class SASRec(Retriever):
+    config_class = SASRecConfig
+
+    def __init__(self, config: SASRecConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.item_emb = nn.Embedding(c.num_items + 1, c.dim, padding_idx=0)
+        self.pos_emb = nn.Embedding(c.max_len, c.dim)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(
+            Block(c.dim, c.num_heads, c.ffn_dim or 4 * c.dim, c.dropout)
+            for _ in range(c.num_layers)
+        )
+        self.ln = nn.LayerNorm(c.dim)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) left-padded item ids -> (B, L, D) states; L <= max_len."""
+        L = ids.shape[1]
+        if self.config.max_len < L:
+            raise ValueError(
+                f"Sequences of length {L} exceed SASRec's max_len={self.config.max_len}; pad/truncate to max_len."
+            )
+        valid = ids > 0  # (B, L)
+        pos = torch.arange(self.config.max_len - L, self.config.max_len, device=ids.device)
+        x = self.item_emb(ids) * math.sqrt(self.config.dim) + self.pos_emb(pos)[None]
+        x = self.drop(x) * valid[..., None]
+        causal = torch.ones(L, L, dtype=torch.bool, device=ids.device).tril()
+        # a position attends to earlier real events and to itself (so padding rows stay finite)
+        mask = (causal[None] & valid[:, None, :]) | torch.eye(
+            L, dtype=torch.bool, device=ids.device
+        )[None]
+        mask = mask[:, None]  # (B, 1, L, L)
+        for block in self.blocks:
+            x = block(x, mask) * valid[..., None]
+        return self.ln(x)
+
+    def item_table(self) -> torch.Tensor:
+        return self.item_emb.weight
+
+    def compute_loss(self, batch: SequenceBatch) -> LossOutput:
+        h = self.encode(batch.input_ids)  # (B, L, D)
+        keep = batch.target_ids > 0
+        hidden, targets = h[keep], batch.target_ids[keep]  # (M, D), (M,)
+        c = self.config
+        if c.loss == "softmax":
+            loss = full_softmax_loss(hidden, targets, self.item_table(), c.temperature)
+        else:
+            loss = sampled_softmax_loss(
+                hidden,
+                targets,
+                self.item_table(),
+                num_negatives=c.num_negatives,
+                in_batch=c.in_batch_negatives,
+                temperature=c.temperature,
+                normalize=c.normalize,
+            )
+        return LossOutput(loss=loss, metrics={"positions": float(targets.numel())})
+
+    def user_states(self, batch: EvalBatch) -> torch.Tensor:
+        h = self.encode(batch.history)[:, -1]  # (B, D): left padding puts the latest event last
+        if self.config.loss == "sampled_softmax" and self.config.normalize:
+            h = F.normalize(h, dim=-1)
+        return h
+
+    def score_all(self, batch: EvalBatch) -> torch.Tensor:
+        table = self.item_table()
+        if self.config.loss == "sampled_softmax" and self.config.normalize:
+            table = F.normalize(table, dim=-1)
+        scores = self.user_states(batch) @ table.T
+        scores[:, 0] = float("-inf")
+        return scores

@@ -1,0 +1,421 @@
+"""One training loop for every model that implements ``compute_loss(batch) -> LossOutput``.
+
+AdamW with linear warm-up (then constant or cosine decay), gradient clipping, bf16 autocast on GPU,
+evaluation after every ``eval_every`` epochs with early stopping on a validation metric, an atomic
+checkpoint after every epoch (resume continues bit-for-bit on CPU), a JSONL metrics log, rich
+progress bars, and DDP when started by ``torchrun`` (same code path; rank 0 evaluates and writes).
+
+The trainer knows nothing of protocols: it takes an ``evaluate(model) -> dict[str, float]``
+callable for validation.
+
+Example:
+    >>> trainer = Trainer(model, split.train, TrainConfig(epochs=10), run_dir="runs/x",
+    ...                   evaluate=lambda m: evaluate(m, split.valid, "tiger").metrics)
+    >>> result = trainer.fit()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from torch import nn
+
+from shortlist.data.batches import SequenceBatch
+from shortlist.data.loader import make_loader
+from shortlist.data.schema import Jagged
+from shortlist.models.base import Model
+from shortlist.train import checkpoint as ckpt
+from shortlist.train.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    broadcast_object,
+    cleanup,
+    init_distributed,
+)
+
+log = logging.getLogger(__name__)
+
+Evaluate = Callable[[Model], dict[str, float]]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 0
+    schedule: Literal["constant", "cosine"] = "constant"
+    grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
+    device: str = "auto"  # auto = cuda when available
+    seed: int = 0
+    num_workers: int = 2  # DataLoader processes building batches (0 = in the main process)
+    eval_every: int = 1  # epochs between validations
+    metric: str = "ndcg@10"  # early-stopping metric (higher is better)
+    patience: int = 5  # validations without improvement before stopping; 0 = never stop early
+    max_steps_per_epoch: int = 0  # 0 = the whole epoch
+    log_every: int = 50  # steps between JSONL log lines
+    threads: int = 0  # torch CPU threads; 0 = leave torch's default
+    compile: bool = False  # torch.compile the model's loss (GPU)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"The {name!r} parameter of TrainConfig must be an int >= 1. Got {getattr(self, name)!r} instead."
+                )
+        if self.lr <= 0:
+            raise ValueError(
+                f"The 'lr' parameter of TrainConfig must be > 0. Got {self.lr!r} instead."
+            )
+        if self.eval_every < 1:
+            raise ValueError(
+                f"The 'eval_every' parameter of TrainConfig must be >= 1. Got {self.eval_every!r} instead."
+            )
+        self.betas = tuple(self.betas)  # type: ignore[assignment]
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_metrics: dict[str, float]
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    sequences_per_s: float = 0.0
+
+
+class _LossModule(nn.Module):
+    """Wraps ``model.compute_loss`` as ``forward`` so DDP can hook gradient synchronisation."""
+
+    def __init__(self, model: Model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: SequenceBatch) -> torch.Tensor:
+        return self.model.compute_loss(batch).loss
+
+
+def trim_padding(batch: SequenceBatch) -> SequenceBatch:
+    """Drop the leading all-padding columns of a left-padded batch (dynamic padding).
+
+    The loader pads every row to ``max_len``; most batches are far shorter (Amazon Beauty's median
+    history is 6), so attention and the loss then run on (B, max length in the batch) only.
+    """
+    width = int(batch.lengths.max()) if batch.lengths.numel() else 0
+    L = batch.input_ids.shape[1]
+    if width >= L or width == 0:
+        return batch
+    cut = {
+        "input_ids": batch.input_ids[:, L - width :],
+        "target_ids": batch.target_ids[:, L - width :],
+    }
+    if batch.timestamps is not None:
+        cut["timestamps"] = batch.timestamps[:, L - width :]
+    if batch.negatives is not None and batch.negatives.dim() == 3:
+        cut["negatives"] = batch.negatives[:, L - width :]
+    return dataclasses.replace(batch, **cut)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Train ``model`` on ``train`` sequences; see the module docstring.
+
+    Args:
+        model: a registered model (its ``config.max_len`` sets the batch length).
+        train: jagged training sequences (items 1..N).
+        config: the training settings.
+        run_dir: where ``checkpoints/last.pt``, ``best/`` (the best model, ``save_pretrained``) and
+            ``metrics.jsonl`` go.
+        evaluate: validation callable; None trains for ``epochs`` without early stopping.
+        timestamps: optional jagged timestamps aligned with ``train`` (models with time features).
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        train: Jagged,
+        config: TrainConfig,
+        run_dir: str | Path,
+        *,
+        evaluate: Evaluate | None = None,
+        timestamps: Jagged | None = None,
+        user_ids: np.ndarray | None = None,
+    ) -> None:
+        self.model = model
+        self.train = train
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.evaluate = evaluate
+        self.timestamps = timestamps
+        self.user_ids = user_ids
+        self.device = resolve_device(config.device)
+        self.dist: DistInfo = init_distributed(self.device.type)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.amp = config.precision == "bf16" or (
+            config.precision == "auto" and self.device.type == "cuda"
+        )
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+
+    # -- pieces -------------------------------------------------------------------------------
+    def _loader(self) -> Any:
+        c = self.config
+        return make_loader(
+            self.train,
+            batch_size=c.batch_size,
+            max_len=self.model.config.max_len,
+            num_negatives=0,
+            shuffle=True,
+            seed=c.seed,
+            num_workers=c.num_workers,
+            user_ids=self.user_ids,
+            timestamps=self.timestamps,
+            num_items=self.model.config.num_items,
+            rank=self.dist.rank if self.dist.enabled else None,
+            world_size=self.dist.world_size if self.dist.enabled else None,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def _schedule(self, total_steps: int) -> Callable[[int], float]:
+        c = self.config
+
+        def factor(step: int) -> float:
+            if c.warmup_steps and step < c.warmup_steps:
+                return (step + 1) / c.warmup_steps
+            if c.schedule == "cosine":
+                progress = (step - c.warmup_steps) / max(1, total_steps - c.warmup_steps)
+                return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+            return 1.0
+
+        return factor
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with (self.run_dir / "metrics.jsonl").open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def _validate(self) -> dict[str, float]:
+        if self.evaluate is None:
+            return {}
+        metrics: dict[str, float] = {}
+        if self.dist.is_main:
+            metrics = self.evaluate(self.model)
+        return broadcast_object(metrics, self.dist)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self, *, resume: bool = True) -> TrainResult:
+        """Train until ``epochs`` or early stopping; resumes from ``checkpoints/last.pt`` if present."""
+        c = self.config
+        seed_everything(c.seed)
+        self.model.to(self.device)
+        loader = self._loader()
+        steps_per_epoch = (
+            len(loader) if not c.max_steps_per_epoch else min(len(loader), c.max_steps_per_epoch)
+        )
+        if steps_per_epoch == 0:
+            raise ValueError("No training batch: every training sequence is shorter than 2 events.")
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            (no_decay if p.ndim < 2 or "emb" in name else decay).append(p)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": c.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=c.lr,
+            betas=c.betas,
+            fused=self.device.type == "cuda",
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, self._schedule(c.epochs * steps_per_epoch)
+        )
+        state = {
+            "epoch": 0,
+            "step": 0,
+            "best": -math.inf,
+            "best_epoch": 0,
+            "best_metrics": {},
+            "bad_evals": 0,
+            "history": [],
+            "train_seconds": 0.0,
+            "sequences": 0,
+        }
+        last = self.run_dir / "checkpoints" / ckpt.LAST
+        if resume and last.exists():
+            saved = ckpt.load_checkpoint(last, map_location=self.device)
+            self.model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            state = saved["state"]
+            ckpt.set_rng_state(saved["rng"])
+            log.info("resumed from %s at epoch %d", last, state["epoch"])
+        net: nn.Module = _LossModule(self.model)
+        if self.dist.enabled:
+            net = nn.parallel.DistributedDataParallel(
+                net, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        step_fn = torch.compile(net) if c.compile else net
+        autocast = (
+            (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16))
+            if self.amp
+            else nullcontext
+        )
+
+        stopped_early = False
+        progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            disable=not (c.progress and self.dist.is_main),
+            transient=True,
+        )
+        with progress:
+            while state["epoch"] < c.epochs and not stopped_early:
+                epoch = state["epoch"]
+                self.model.train()
+                loader.set_epoch(epoch)
+                task = progress.add_task(
+                    "train", total=steps_per_epoch, epoch=epoch + 1, loss=float("nan")
+                )
+                t0 = time.perf_counter()
+                loss_sum, seqs = 0.0, 0
+                for i, batch in enumerate(loader):
+                    if i >= steps_per_epoch:
+                        break
+                    batch = trim_padding(batch).to(self.device, non_blocking=True)
+                    with autocast():
+                        loss = step_fn(batch)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if c.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+                    optimizer.step()
+                    scheduler.step()
+                    state["step"] += 1
+                    seqs += batch.input_ids.shape[0]
+                    if state["step"] % c.log_every == 0 or i == steps_per_epoch - 1:
+                        value = float(loss.detach())
+                        loss_sum += value
+                        progress.update(task, loss=value)
+                        self._log(
+                            {
+                                "type": "train",
+                                "epoch": epoch + 1,
+                                "step": state["step"],
+                                "loss": value,
+                                "lr": scheduler.get_last_lr()[0],
+                            }
+                        )
+                    progress.advance(task)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                seconds = time.perf_counter() - t0
+                progress.remove_task(task)
+                seqs = int(all_reduce_sum(seqs, self.dist, self.device))
+                state["train_seconds"] += seconds
+                state["sequences"] += seqs
+                state["epoch"] = epoch + 1
+                record: dict[str, Any] = {
+                    "type": "epoch",
+                    "epoch": epoch + 1,
+                    "step": state["step"],
+                    "train_s": seconds,
+                    "sequences_per_s": seqs / seconds,
+                    "loss": float(loss.detach()),
+                }
+                if self.evaluate is not None and (epoch + 1) % c.eval_every == 0:
+                    metrics = self._validate()
+                    record["valid"] = metrics
+                    score = metrics.get(c.metric)
+                    if score is None:
+                        raise ValueError(
+                            f"Early-stopping metric {c.metric!r} not among the validation metrics {sorted(metrics)}."
+                        )
+                    if score > state["best"]:
+                        state.update(
+                            best=score, best_epoch=epoch + 1, best_metrics=metrics, bad_evals=0
+                        )
+                        if self.dist.is_main:
+                            self.model.save_pretrained(self.run_dir / "best")
+                    else:
+                        state["bad_evals"] += 1
+                    stopped_early = bool(c.patience) and state["bad_evals"] >= c.patience
+                state["history"].append(record)
+                self._log(record)
+                log.info(
+                    "epoch %d: %.1fs, %.0f seq/s, loss %.4f%s",
+                    epoch + 1,
+                    seconds,
+                    seqs / seconds,
+                    record["loss"],
+                    f", valid {c.metric} {record['valid'][c.metric]:.4f}"
+                    if "valid" in record
+                    else "",
+                )
+                if self.dist.is_main:
+                    ckpt.save_checkpoint(
+                        last,
+                        {
+                            "model": self.model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(),
+                            "state": state,
+                            "rng": ckpt.rng_state(),
+                            "config": asdict(c),
+                        },
+                    )
+        if self.evaluate is None and self.dist.is_main:
+            self.model.save_pretrained(self.run_dir / "best")
+            state["best_epoch"] = state["epoch"]
+        cleanup(self.dist)
+        return TrainResult(
+            best_epoch=state["best_epoch"],
+            best_metrics=state["best_metrics"],
+            epochs_run=state["epoch"],
+            stopped_early=stopped_early,
+            history=state["history"],
+            train_seconds=state["train_seconds"],
+            sequences_per_s=state["sequences"] / max(state["train_seconds"], 1e-9),
+        )
