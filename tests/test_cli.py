@@ -80,13 +80,24 @@ def test_unknown_dataset(tmp_path: Path) -> None:
 
 def test_quickstart_tiny(tmp_path: Path) -> None:
     png = tmp_path / "q.png"
-    result = runner.invoke(
-        app, ["quickstart", "--set", "n_users=60", "--set", "n_items=40", "--plot", str(png)]
-    )
+    args = ["quickstart", "--output-dir", str(tmp_path / "run"), "--plot", str(png)]
+    for override in (
+        "dataset.params.n_users=60",
+        "dataset.params.n_items=40",
+        "train.epochs=2",
+        "model.dim=16",
+    ):
+        args += ["--set", override]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "synthetic" in result.output and "quickstart done" in result.output
     assert "HSTU leave-one-out split: {'protocol': 'hstu', 'train_users': 60" in result.output
     assert png.exists()
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["epochs_run"] == 2 and set(results["test"]) >= {"hr@10", "ndcg@10", "hr@200"}
+    assert (tmp_path / "run" / "report.html").exists() and (
+        tmp_path / "run" / "best" / "model.safetensors"
+    ).exists()
 
 
 def test_parse_overrides_types() -> None:
@@ -96,3 +107,30 @@ def test_parse_overrides_types() -> None:
         "name": "x",
         "flag": True,
     }
+
+
+def test_generate_streams_parquet(tmp_path: Path) -> None:
+    out = tmp_path / "gen"
+    result = runner.invoke(
+        app, ["data", "generate", str(out), "--events", "3000", "--set", "n_items=300"]
+    )
+    assert result.exit_code == 0, result.output
+    import polars as pl
+
+    events = pl.read_parquet(out / "interactions.parquet")
+    assert 1500 < events.height < 6000
+    assert {"user_id", "item_id", "timestamp", "watch_time", "label"} <= set(events.columns)
+
+
+def test_pairs_command(tmp_path: Path) -> None:
+    from shortlist.data.pairs import Pairs
+
+    folder = write_ml100k(tmp_path / "ml-100k", ML100K_RATINGS)
+    out = tmp_path / "pairs.parquet"
+    result = runner.invoke(
+        app,
+        ["data", "pairs", "ml-100k", "--data-dir", str(folder), "--out", str(out), "--kind", "u2i"],
+    )
+    assert result.exit_code == 0, result.output
+    pairs = Pairs.load(out)
+    assert len(pairs.trigger) > 0 and (pairs.trigger != pairs.target).all()

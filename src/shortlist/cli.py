@@ -234,31 +234,216 @@ def data_stats(
         console.print(f"histogram written to {plot}")
 
 
+@data_app.command("generate")
+def data_generate(
+    out: Annotated[
+        Path, typer.Argument(help="Output folder for interactions/items/users Parquet files.")
+    ],
+    events: Annotated[
+        float, typer.Option(help="Approximate number of events (users are sized to reach it).")
+    ] = 1e6,
+    set_: SetOpt = None,
+) -> None:
+    """Stream a synthetic log of any size (up to 10^8 events) to Parquet in bounded memory."""
+    from rich.progress import Progress
+
+    from shortlist.data.synthetic import SyntheticConfig, count_events, write_parquet
+
+    params = parse_overrides(set_)
+    try:
+        probe = SyntheticConfig(**{**params, "n_users": 10_000})
+        per_user = count_events(probe) / 10_000
+        config = SyntheticConfig(**{"n_users": max(1, round(events / per_user)), **params})
+    except (TypeError, ValueError) as exc:
+        _fail(exc)
+    with Progress(console=console) as progress:
+        task = progress.add_task("generating", total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        files = write_parquet(config, out, progress=report)
+    console.print(
+        f"[green]wrote[/] {files.n_events:,} events of {files.n_users:,} users on {files.n_items:,} items to {out}"
+    )
+
+
+@data_app.command("pairs")
+def data_pairs(
+    name: Annotated[str, typer.Argument(help="A registered dataset name.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Parquet file for the (trigger, target) pairs.")
+    ],
+    kind: Annotated[
+        str, typer.Option("--kind", help="i2i (Swing neighbours) or u2i (user histories).")
+    ] = "i2i",
+    topk: Annotated[int, typer.Option(help="Swing neighbours per item.")] = 50,
+    window: Annotated[
+        int, typer.Option(help="u2i: previous events searched for the trigger.")
+    ] = 50,
+    data_dir: DataDir = None,
+    set_: SetOpt = None,
+) -> None:
+    """Behaviour pairs for QARM alignment: Swing item-item pairs or user-to-item pairs."""
+    from shortlist.data.pairs import SwingConfig, item_to_item_pairs, swing, user_to_item_pairs
+
+    if kind not in ("i2i", "u2i"):
+        _fail(ValueError(f"--kind must be 'i2i' or 'u2i', got {kind!r}"))
+    try:
+        data = _load(name, data_dir, None, parse_overrides(set_))
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    start = time.perf_counter()
+    with console.status("Swing item-item similarity ..."):
+        neighbours = swing(data, SwingConfig(topk=topk))
+    pairs = (
+        item_to_item_pairs(neighbours)
+        if kind == "i2i"
+        else user_to_item_pairs(data, window=window, neighbours=neighbours)
+    )
+    pairs.save(out)
+    console.print(
+        f"[green]wrote[/] {len(pairs.trigger):,} {pairs.source} pairs to {out} in {time.perf_counter() - start:.1f}s"
+    )
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Path, typer.Argument(help="Experiment YAML (configs/<dataset>/<model>.yaml).")
+    ],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override KEY.SUB=VALUE (YAML value); repeatable."),
+    ] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", help="Run folder (default runs/<name>).")
+    ] = None,
+    no_resume: Annotated[
+        bool, typer.Option("--no-resume", help="Start over even if a checkpoint exists.")
+    ] = False,
+) -> None:
+    """Train a model from a YAML config, evaluate the best epoch, write the run folder and report."""
+    from shortlist.train.config import load_config
+    from shortlist.train.experiment import run_experiment
+
+    overrides = parse_overrides(set_)
+    if output_dir is not None:
+        overrides["output_dir"] = str(output_dir)
+    try:
+        cfg = load_config(config, overrides)
+        result = run_experiment(cfg, resume=not no_resume)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    _print_metrics(cfg.name, result.valid, result.test)
+    report = _write_report(result.run_dir)
+    console.print(f"[green]run folder[/] {result.run_dir}  (report: {report})")
+
+
+def _print_metrics(title: str, valid: dict[str, float], test: dict[str, float]) -> None:
+    table = Table(title=title, header_style="bold")
+    table.add_column("split")
+    keys = [k for k in test if k != "mrr"] + (["mrr"] if "mrr" in test else [])
+    for key in keys:
+        table.add_column(key, justify="right")
+    for name, metrics in (("valid", valid), ("test", test)):
+        table.add_row(name, *[f"{metrics.get(k, float('nan')):.4f}" for k in keys])
+    console.print(table)
+
+
+def _write_report(run_dir: Path) -> Path | None:
+    try:
+        from shortlist.eval.report import read_history, write_report
+    except ImportError:  # the report module is optional for training
+        return None
+    results = json.loads((run_dir / "results.json").read_text())
+    return write_report(run_dir, results, read_history(run_dir))
+
+
+@app.command("eval")
+def eval_run(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `shortlist train`.")],
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+) -> None:
+    """Re-evaluate a run's best model on its protocol; write results.json and report.html."""
+    from shortlist.eval.protocols import evaluate
+    from shortlist.models.base import load_model
+    from shortlist.train.config import load_config
+    from shortlist.train.experiment import RESULTS, make_split, write_json
+    from shortlist.train.trainer import resolve_device
+
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "best").is_dir():
+        _fail(
+            FileNotFoundError(
+                f"{run_dir}: not a run folder (expected config.yaml and best/ from `shortlist train`)."
+            )
+        )
+    try:
+        cfg = load_config(run_dir / "config.yaml")
+        split, _ = make_split(cfg)
+        dev = resolve_device(device)
+        model = load_model(run_dir / "best").to(dev)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    kw = {
+        "batch_size": cfg.eval.batch_size,
+        "device": dev,
+        "exclude_history": cfg.eval.exclude_history,
+    }
+    valid = evaluate(model, split.valid, cfg.protocol, **kw)
+    test = evaluate(model, split.test, cfg.protocol, **kw)
+    path = run_dir / RESULTS
+    results = json.loads(path.read_text()) if path.exists() else {"name": cfg.name}
+    results.update(
+        valid=valid.metrics,
+        test=test.metrics,
+        test_by_history_length=test.by_length_bucket([0, 5, 10, 20, 50, 100, 200, 10**9]),
+    )
+    write_json(path, results)
+    _print_metrics(cfg.name, valid.metrics, test.metrics)
+    report = _write_report(run_dir)
+    console.print(f"metrics written to {path}; report: {report}")
+
+
 @app.command()
 def quickstart(
-    cache_dir: CacheDir = None,
-    set_: SetOpt = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override KEY.SUB=VALUE; repeatable.")
+    ] = None,
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="Run folder.")] = Path(
+        "runs/quickstart"
+    ),
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Also write the length histogram to this PNG.")
     ] = None,
 ) -> None:
-    """End to end on the bundled synthetic short-video dataset (for now: generate, prepare, describe)."""
-    from shortlist.data.splits import leave_one_out
+    """End to end on the bundled synthetic short-video dataset: generate and prepare the data, train
+    SASRec, evaluate it under the HSTU protocol, write the run folder and an HTML report."""
+    from shortlist.train.config import apply_overrides, parse_config
+    from shortlist.train.experiment import make_split, run_experiment
+    from shortlist.train.quickstart import QUICKSTART
 
     start = time.perf_counter()
     try:
-        data = _load("synthetic", None, cache_dir, parse_overrides(set_))
-    except ValueError as exc:
+        raw = apply_overrides(QUICKSTART, {"output_dir": str(output_dir), **parse_overrides(set_)})
+        cfg = parse_config(raw, "quickstart")
+        split, data = make_split(cfg)
+    except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
     console.print(_stats_table(data.stats()))
-    split = leave_one_out(data)
     console.print(f"HSTU leave-one-out split: {split.summary()}")
     if plot is not None:
         from shortlist.eval.plots import plot_length_histogram
 
         plot_length_histogram(data.sequence_lengths(), plot, title=data.name)
         console.print(f"histogram written to {plot}")
-    console.print(f"[green]quickstart done[/] in {time.perf_counter() - start:.1f}s")
+    result = run_experiment(cfg, resume=False)
+    _print_metrics(f"{cfg.name} (best epoch {result.train.best_epoch})", result.valid, result.test)
+    report = _write_report(result.run_dir)
+    console.print(
+        f"[green]quickstart done[/] in {time.perf_counter() - start:.1f}s; run folder {result.run_dir}"
+        + (f", report {report}" if report else "")
+    )
 
 
 @app.command()

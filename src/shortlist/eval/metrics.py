@@ -91,7 +91,9 @@ def rank_of_target(scores: ArrayT, targets: ArrayT, *, ties: Ties = "optimistic"
     Memory: one (B, N+1) boolean temporary; the work is one comparison and one row sum.
     """
     if ties not in TIES:
-        raise ValueError(f"The 'ties' parameter of rank_of_target must be one of {TIES}. Got {ties!r} instead.")
+        raise ValueError(
+            f"The 'ties' parameter of rank_of_target must be one of {TIES}. Got {ties!r} instead."
+        )
     as_numpy = isinstance(scores, np.ndarray)
     s = torch.from_numpy(scores) if as_numpy else scores
     t = torch.as_tensor(targets, device=s.device)
@@ -112,7 +114,9 @@ def rank_of_target(scores: ArrayT, targets: ArrayT, *, ties: Ties = "optimistic"
     target_scores = s.gather(1, t[:, None])  # (B, 1)
     if torch.isnan(target_scores).any():
         row = int(torch.isnan(target_scores[:, 0]).nonzero()[0])
-        raise ValueError(f"The score of the target is NaN in row {row} (target item {int(t[row])}).")
+        raise ValueError(
+            f"The score of the target is NaN in row {row} (target item {int(t[row])})."
+        )
     if ties == "optimistic":
         ranks = (s > target_scores).sum(dim=1)  # (B,)
     else:
@@ -129,8 +133,14 @@ def _ranks_array(ranks: torch.Tensor | np.ndarray | Sequence[int], owner: str) -
     r = np.asarray(ranks)
     if r.ndim != 1:
         raise ValueError(f"{owner} expects a (E,) array of ranks. Got shape {r.shape} instead.")
-    if r.size and (r.dtype.kind not in "iuf" or r.min() < 0 or (r.dtype.kind == "f" and not np.all(r == np.floor(r)))):
-        raise ValueError(f"{owner} expects non-negative integer ranks (0 = top). Got {r[:5].tolist()}... instead.")
+    if r.size and (
+        r.dtype.kind not in "iuf"
+        or r.min() < 0
+        or (r.dtype.kind == "f" and not np.all(r == np.floor(r)))
+    ):
+        raise ValueError(
+            f"{owner} expects non-negative integer ranks (0 = top). Got {r[:5].tolist()}... instead."
+        )
     return r.astype(np.float64)
 
 
@@ -185,7 +195,9 @@ def parse_metric(key: str) -> tuple[str, int | None]:
         UnknownNameError (a ValueError) for an unknown metric name, ValueError for a bad cut-off.
     """
     if not isinstance(key, str) or key != key.lower():
-        raise ValueError(f"Metric keys are lower-case strings like 'hr@10', 'ndcg@10' or 'mrr'. Got {key!r} instead.")
+        raise ValueError(
+            f"Metric keys are lower-case strings like 'hr@10', 'ndcg@10' or 'mrr'. Got {key!r} instead."
+        )
     name, sep, cut = key.partition("@")
     METRICS.get(name)  # unknown names list the valid ones
     if name in _NO_CUTOFF:
@@ -193,11 +205,15 @@ def parse_metric(key: str) -> tuple[str, int | None]:
             raise ValueError(f"The metric {name!r} takes no cut-off. Got {key!r} instead.")
         return name, None
     if not sep or not cut.isdigit() or int(cut) < 1:
-        raise ValueError(f"The metric {name!r} needs a cut-off >= 1, as in '{name}@10'. Got {key!r} instead.")
+        raise ValueError(
+            f"The metric {name!r} needs a cut-off >= 1, as in '{name}@10'. Got {key!r} instead."
+        )
     return name, int(cut)
 
 
-def compute_metrics(ranks: torch.Tensor | np.ndarray | Sequence[int], keys: Sequence[str]) -> dict[str, float]:
+def compute_metrics(
+    ranks: torch.Tensor | np.ndarray | Sequence[int], keys: Sequence[str]
+) -> dict[str, float]:
     """Each metric of ``keys`` (e.g. ``("hr@10", "ndcg@10", "mrr")``) over the (E,) ranks, in key order.
 
     Example:

@@ -1,7 +1,28 @@
 """Models: registered by name (``MODELS``), built from config dataclasses, saved with
 ``save_pretrained`` and restored with ``load_model``. Importing this package registers them all."""
 
-from shortlist.models import sasrec  # noqa: F401  (registers "sasrec")
-from shortlist.models.base import MODELS, LossOutput, Model, Retriever, TopK, build_model, load_model, register
+from shortlist.models import (
+    hstu,  # noqa: F401
+    sasrec,  # noqa: F401  (registers "sasrec")
+)
+from shortlist.models.base import (
+    MODELS,
+    LossOutput,
+    Model,
+    Retriever,
+    TopK,
+    build_model,
+    load_model,
+    register,
+)
 
-__all__ = ["MODELS", "LossOutput", "Model", "Retriever", "TopK", "build_model", "load_model", "register"]
+__all__ = [
+    "MODELS",
+    "LossOutput",
+    "Model",
+    "Retriever",
+    "TopK",
+    "build_model",
+    "load_model",
+    "register",
+]

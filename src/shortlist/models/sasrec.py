@@ -87,13 +87,14 @@ class Block(nn.Module):
         self.dropout = dropout
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) right-padded states -> (B, L, D); causal, so padding (at the end) is never seen."""
         B, L, D = x.shape
         q, k, v = (
             self.qkv(self.ln1(x)).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
         )  # 3 x (B, H, L, D/H)
         a = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
         )
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, D)))
         return x + self.drop(self.ffn(self.ln2(x)))
@@ -127,25 +128,34 @@ class SASRec(Retriever):
                 module.weight[module.padding_idx].zero_()
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
-        """(B, L) left-padded item ids -> (B, L, D) states; L <= max_len."""
+        """(B, L) left-padded item ids -> (B, L, D) states (zero at padding); L <= max_len.
+
+        Rows are rotated to right padding inside, so that plain causal attention (SDPA with
+        ``is_causal=True``: the flash / memory-efficient kernels) never lets a real position see a
+        padding one, without a (B, L, L) mask; states are rotated back before returning.
+        """
         L = ids.shape[1]
         if self.config.max_len < L:
             raise ValueError(
                 f"Sequences of length {L} exceed SASRec's max_len={self.config.max_len}; pad/truncate to max_len."
             )
-        valid = ids > 0  # (B, L)
-        pos = torch.arange(self.config.max_len - L, self.config.max_len, device=ids.device)
-        x = self.item_emb(ids) * math.sqrt(self.config.dim) + self.pos_emb(pos)[None]
+        lengths = (ids > 0).sum(1)  # (B,)
+        ar = torch.arange(L, device=ids.device)
+        to_right = (
+            ar[None, :] + (L - lengths)[:, None]
+        ) % L  # (B, L): right-padded slot i <- left-padded column
+        ids_r = ids.gather(1, to_right)
+        valid = ar[None, :] < lengths[:, None]  # (B, L) right-padded validity
+        # positions counted from the right end: the latest event has position max_len - 1
+        pos = (self.config.max_len - lengths)[:, None] + ar[None, :]
+        pos = pos.clamp(max=self.config.max_len - 1)
+        x = self.item_emb(ids_r) * math.sqrt(self.config.dim) + self.pos_emb(pos)
         x = self.drop(x) * valid[..., None]
-        causal = torch.ones(L, L, dtype=torch.bool, device=ids.device).tril()
-        # a position attends to earlier real events and to itself (so padding rows stay finite)
-        mask = (causal[None] & valid[:, None, :]) | torch.eye(
-            L, dtype=torch.bool, device=ids.device
-        )[None]
-        mask = mask[:, None]  # (B, 1, L, L)
         for block in self.blocks:
-            x = block(x, mask) * valid[..., None]
-        return self.ln(x)
+            x = block(x) * valid[..., None]
+        x = self.ln(x) * valid[..., None]
+        to_left = (ar[None, :] - (L - lengths)[:, None]) % L  # inverse rotation
+        return x.gather(1, to_left[..., None].expand(-1, -1, x.shape[-1]))
 
     def item_table(self) -> torch.Tensor:
         return self.item_emb.weight

@@ -41,7 +41,9 @@ class DatasetSection(BaseModel):
 class EvalSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     batch_size: int = 1024
-    exclude_history: bool = False  # neither anchor masks seen items
+    exclude_history: bool | None = (
+        None  # None = the protocol's rule (hstu masks seen items, tiger does not)
+    )
 
 
 class ExperimentConfig(BaseModel):

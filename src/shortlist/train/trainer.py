@@ -288,6 +288,8 @@ class Trainer:
             state = saved["state"]
             ckpt.set_rng_state(saved["rng"])
             log.info("resumed from %s at epoch %d", last, state["epoch"])
+        elif self.dist.is_main:  # a fresh run: start a fresh log
+            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
         net: nn.Module = _LossModule(self.model)
         if self.dist.enabled:
             net = nn.parallel.DistributedDataParallel(

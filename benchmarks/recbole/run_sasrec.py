@@ -1,0 +1,584 @@
+"""Run RecBole 1.2.1's SASRec on a split written by export.py; write test metrics and training speed as JSON.
+
+RecBole is an external baseline: this script only calls it (Config, create_dataset, data_preparation,
+SASRec, Trainer) from its own environment (``.venv-recbole``, see setup.sh), never the project's.
+It drives the epochs itself, with RecBole's ``Trainer._train_epoch`` / ``_valid_epoch`` /
+``evaluate`` and ``early_stopping`` (the steps of ``Trainer.fit``), so that it can time each epoch,
+cap the steps (``--max-steps``) or the wall time (``--time-limit-s``), and keep the best model in
+memory (no checkpoint file, so no ``torch.load``; TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 is set anyway
+for RecBole's own loaders).
+
+Evaluation, as in RecBole 1.2.1 (checked in its code): full sort over all N items; the padding
+column is set to -inf (``Trainer._full_sort_batch_eval``); history items are NOT masked for
+sequential models (``FullSortEvalDataLoader.collate_fn`` returns ``history_index=None`` when
+``MODEL_TYPE`` is sequential); the top-k comes from ``torch.topk`` (``evaluator/collector.py``),
+so exact score ties fall where torch.topk puts them. One target per row, so Recall@K = Hit@K.
+
+Examples::
+
+    # TIGER protocol on Beauty, trained to early stopping on valid NDCG@10
+    .venv-recbole/bin/python benchmarks/recbole/run_sasrec.py --data runs/recbole/data/amazon-beauty-tiger-L20
+    # training speed only: one epoch (or the first 50 steps), no evaluation
+    .venv-recbole/bin/python benchmarks/recbole/run_sasrec.py --data runs/recbole/data/ml-100k-hstu-L200 \
+        --speed-only --epochs 1 --max-steps 50
+
+RecBole's own log goes to ``<work-dir>/log/``; the result JSON to ``--out`` (default
+``runs/recbole/results/<token>-sasrec[-speed].json``); ``--record NAME`` also writes it through
+benchmarks/common.py into benchmarks/results/NAME.json (and rebuilds BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault(
+    "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1"
+)  # RecBole's torch.load of whole checkpoints
+
+import argparse
+import contextlib
+import copy
+import hashlib
+import importlib.metadata
+import json
+import logging
+import math
+import platform
+import shlex
+import sys
+import time
+import types
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+log = logging.getLogger("recbole.run_sasrec")
+
+# Metrics of each protocol (RecBole metric names, cut-offs); valid metric for early stopping: NDCG@10.
+PROTOCOL_METRICS: dict[str, tuple[list[str], list[int]]] = {
+    "tiger": (["Recall", "NDCG"], [5, 10]),
+    "hstu": (["Hit", "NDCG"], [10, 50, 200]),
+}
+
+
+def install_no_op_tensorboard() -> None:
+    """Make ``torch.utils.tensorboard`` a no-op writer before RecBole imports it.
+
+    recbole/utils/utils.py imports ``SummaryWriter`` at import time and every Trainer opens one under
+    ./log_tensorboard; the harness records its results in JSON, so it neither needs the tensorboard
+    package (a dozen wheels) nor the event files. Always installed, whether tensorboard exists or not.
+    """
+
+    class SummaryWriter:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kwargs: None
+
+    module = types.ModuleType("torch.utils.tensorboard")
+    module.SummaryWriter = SummaryWriter  # type: ignore[attr-defined]
+    sys.modules["torch.utils.tensorboard"] = module
+
+
+class CountedBatches:
+    """Iterate a RecBole training DataLoader, stopping after ``max_steps`` batches or at ``deadline``.
+
+    Counts batches, examples (rows) and the seconds spent waiting for RecBole's data pipeline
+    (its DataLoader collates every batch in this process: ``worker: 0``).
+    """
+
+    def __init__(
+        self, loader: Any, max_steps: float = math.inf, deadline: float = math.inf
+    ) -> None:
+        self.loader = loader
+        self.max_steps = max_steps
+        self.deadline = deadline
+        self.steps = 0
+        self.examples = 0
+        self.data_s = 0.0
+        self.cut_short = False
+
+    def __iter__(self) -> Iterator[Any]:
+        it = iter(self.loader)
+        while True:
+            if self.steps >= self.max_steps or time.perf_counter() >= self.deadline:
+                self.cut_short = True
+                return
+            t0 = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            self.data_s += time.perf_counter() - t0
+            self.steps += 1
+            self.examples += len(batch)
+            yield batch
+
+    def __len__(self) -> int:
+        return int(min(len(self.loader), self.max_steps))
+
+    def __getattr__(self, name: str) -> Any:  # e.g. ``shuffle`` / ``sampler`` read by the trainer
+        return getattr(self.loader, name)
+
+
+def decode_examples(ds: Any) -> dict[str, np.ndarray]:
+    """RecBole's loaded rows back in our indices: users, history lengths, history values, targets."""
+    inter = ds.inter_feat
+    item_tokens = ds.field2id_token["item_id"]
+    user_tokens = ds.field2id_token["user_id"]
+    seq = inter["item_id_list"].numpy()  # (E, L) right-padded with 0
+    lengths = inter["item_length"].numpy().astype(np.int64)  # (E,)
+    mask = np.arange(seq.shape[1])[None, :] < lengths[:, None]
+    assert (seq[~mask] == 0).all() and (seq[mask] > 0).all(), (
+        "padding and items overlap in item_id_list"
+    )
+    return {
+        "users": user_tokens[inter["user_id"].numpy()].astype(np.int64),
+        "lengths": lengths,
+        "values": item_tokens[seq[mask]].astype(np.int64),
+        "targets": item_tokens[inter["item_id"].numpy()].astype(np.int64),
+    }
+
+
+def fingerprint(parts: dict[str, np.ndarray]) -> str:
+    """The same sha256 as export.py's ``fingerprint`` (users, lengths, values, targets as <i8)."""
+    digest = hashlib.sha256()
+    for key in ("users", "lengths", "values", "targets"):
+        digest.update(np.ascontiguousarray(parts[key], dtype="<i8").tobytes())
+    return digest.hexdigest()
+
+
+def verify_loaded(manifest: dict[str, Any], dataset: Any, splits: dict[str, Any]) -> dict[str, Any]:
+    """Check that RecBole loaded exactly the exported examples and our item vocabulary."""
+    n_items = dataset.item_num - 1  # minus [PAD]
+    if n_items != manifest["num_items"]:
+        raise RuntimeError(
+            f"RecBole's item vocabulary has {n_items} items, the split {manifest['num_items']}."
+        )
+    report: dict[str, Any] = {"recbole_items": n_items}
+    for name, ds in splits.items():
+        got = fingerprint(decode_examples(ds))
+        if len(ds) != manifest["rows"][name] or got != manifest["fingerprints"][name]:
+            raise RuntimeError(
+                f"RecBole's {name} rows differ from the export: {len(ds)} rows (exported "
+                f"{manifest['rows'][name]}), fingerprint {got[:12]} vs {manifest['fingerprints'][name][:12]}."
+            )
+        report[f"{name}_rows"] = len(ds)
+    report["fingerprints_match"] = True
+    return report
+
+
+def our_keys(result: dict[str, float]) -> dict[str, float]:
+    """RecBole's metric keys ('hit@10', 'ndcg@10', 'recall@10') in ours ('hr@10', ...)."""
+    return {k.replace("hit@", "hr@"): float(v) for k, v in result.items()}
+
+
+def machine(device: torch.device) -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = f"{torch.cuda.get_device_name(0)} / " if device.type == "cuda" else ""
+    return f"{gpu}{cores}-core {cpu}, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def check_install() -> str:
+    """Import what this script uses from RecBole; return the versions it runs with."""
+    install_no_op_tensorboard()
+    import pandas
+    import recbole.config
+    import recbole.data
+    import recbole.model.sequential_recommender.sasrec
+    import recbole.trainer
+
+    import recbole
+
+    return (
+        f"recbole {recbole.__version__} | numpy {np.__version__} | pandas {pandas.__version__} | "
+        f"torch {torch.__version__} (cuda: {torch.cuda.is_available()}) | Python {platform.python_version()}"
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="a folder written by export.py (with manifest.json)",
+    )
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument(
+        "--max-steps", type=int, default=None, help="stop training after this many batches in all"
+    )
+    p.add_argument(
+        "--time-limit-s", type=float, default=None, help="stop training after this many seconds"
+    )
+    p.add_argument(
+        "--stopping-step",
+        type=int,
+        default=10,
+        help="epochs without a better valid NDCG@10 before stopping",
+    )
+    p.add_argument("--speed-only", action="store_true", help="train only: no validation, no test")
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument(
+        "--inner", type=int, default=None, help="feed-forward width (default 4 x hidden)"
+    )
+    p.add_argument("--dropout", type=float, default=0.5, help="hidden and attention dropout")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--eval-batch-size", type=int, default=2048)
+    p.add_argument("--seed", type=int, default=2020)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=ROOT / "runs" / "recbole" / "work",
+        help="RecBole's log/ and saved/",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="result JSON (default runs/recbole/results/<token>-sasrec.json)",
+    )
+    p.add_argument(
+        "--record",
+        default=None,
+        help="also write benchmarks/results/RECORD.json through benchmarks/common.py",
+    )
+    args = p.parse_args(argv)
+    for name in ("epochs", "batch_size", "eval_batch_size", "hidden", "layers", "heads", "threads"):
+        if getattr(args, name) < 1:
+            raise ValueError(
+                f"The '--{name.replace('_', '-')}' parameter must be an int >= 1. Got {getattr(args, name)} instead."
+            )
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ValueError(
+            f"The '--max-steps' parameter must be an int >= 1. Got {args.max_steps} instead."
+        )
+    if args.hidden % args.heads:
+        raise ValueError(
+            f"The '--hidden' parameter ({args.hidden}) must be divisible by '--heads' ({args.heads})."
+        )
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    command = " ".join(
+        ["python", *map(shlex.quote, [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])]
+    )
+    data = args.data.resolve()
+    manifest = json.loads((data / "manifest.json").read_text())
+    token, protocol, max_len = manifest["token"], manifest["protocol"], manifest["max_len"]
+    metrics, topk = PROTOCOL_METRICS[protocol]
+    out = (
+        args.out
+        or ROOT
+        / "runs"
+        / "recbole"
+        / "results"
+        / f"{token}-sasrec{'-speed' if args.speed_only else ''}.json"
+    ).resolve()
+    device_name = (
+        "cuda"
+        if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
+    if device_name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("The '--device' parameter is 'cuda' but torch sees no CUDA device.")
+    torch.set_num_threads(args.threads)
+
+    install_no_op_tensorboard()
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.model.sequential_recommender.sasrec import SASRec
+    from recbole.trainer import Trainer
+    from recbole.utils import early_stopping, init_logger, init_seed
+
+    import recbole
+
+    builtin = Path(recbole.__file__).parent / "properties" / "dataset" / f"{token}.yaml"
+    if builtin.exists():
+        raise ValueError(
+            f"The dataset name {token!r} is one of RecBole's built-ins ({builtin}); export with another --token."
+        )
+
+    config_dict = {
+        # data: the pre-split files, item_id_list remapped with item_id (RecBole issue #1813)
+        "data_path": str(data.parent),
+        "benchmark_filename": ["train", "valid", "test"],
+        "alias_of_item_id": ["item_id_list"],
+        "load_col": {"inter": ["user_id", "item_id_list", "item_id"], "item": ["item_id"]},
+        "MAX_ITEM_LIST_LENGTH": max_len,
+        # model
+        "n_layers": args.layers,
+        "n_heads": args.heads,
+        "hidden_size": args.hidden,
+        "inner_size": args.inner or 4 * args.hidden,
+        "hidden_dropout_prob": args.dropout,
+        "attn_dropout_prob": args.dropout,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12,
+        "initializer_range": 0.02,
+        "loss_type": "CE",
+        "train_neg_sample_args": None,
+        # training
+        "epochs": args.epochs,
+        "train_batch_size": args.batch_size,
+        "learner": "adam",
+        "learning_rate": args.lr,
+        "weight_decay": 0.0,
+        "stopping_step": args.stopping_step,
+        "eval_step": 1,
+        "shuffle": True,
+        "worker": 0,
+        "seed": args.seed,
+        "reproducibility": True,
+        # evaluation: full sort over all items, the protocol's metrics
+        "eval_args": {
+            "split": {"LS": "valid_and_test"},
+            "order": "TO",
+            "group_by": "user",
+            "mode": "full",
+        },
+        "metrics": metrics,
+        "topk": topk,
+        "valid_metric": "NDCG@10",
+        "valid_metric_bigger": True,
+        "eval_batch_size": args.eval_batch_size,
+        "metric_decimal_place": 10,
+        # environment
+        "use_gpu": device_name == "cuda",
+        "gpu_id": "0",
+        "show_progress": False,
+        "log_wandb": False,
+        "checkpoint_dir": str((args.work_dir / "saved").resolve()),
+        "state": "INFO",
+    }
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    os.chdir(args.work_dir)  # RecBole writes ./log/ relative to the working directory
+    argv_saved, sys.argv = (
+        sys.argv,
+        sys.argv[:1],
+    )  # RecBole's Config would read --key=value from sys.argv
+    try:
+        config = Config(model="SASRec", dataset=token, config_dict=config_dict)
+    finally:
+        sys.argv = argv_saved
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    t_load = time.perf_counter()
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    load_s = time.perf_counter() - t_load
+    verified = verify_loaded(
+        manifest,
+        dataset,
+        {"train": train_data.dataset, "valid": valid_data.dataset, "test": test_data.dataset},
+    )
+    log.info("RecBole loaded the exported split exactly: %s", verified)
+
+    init_seed(config["seed"], config["reproducibility"])
+    model = SASRec(config, train_data.dataset).to(config["device"])
+    trainer = Trainer(config, model)
+    device = config["device"]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    load_before = (
+        os.getloadavg()
+    )  # the CPU may be shared: timings are only as good as the load allows
+    t_start = time.perf_counter()
+    deadline = t_start + args.time_limit_s if args.time_limit_s else math.inf
+    steps_left = args.max_steps if args.max_steps else math.inf
+    epochs: list[dict[str, Any]] = []
+    best_score, bad_epochs, best_state, best_epoch, stopped_by = -math.inf, 0, None, None, "epochs"
+    for epoch in range(args.epochs):
+        batches = CountedBatches(train_data, steps_left, deadline)
+        t0 = time.perf_counter()
+        loss = trainer._train_epoch(batches, epoch, show_progress=False)
+        sync()
+        train_s = time.perf_counter() - t0
+        steps_left -= batches.steps
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "steps": batches.steps,
+            "examples": batches.examples,
+            "train_s": round(train_s, 3),
+            "data_s": round(batches.data_s, 3),
+            "complete": not batches.cut_short,
+            "loss": float(loss) / max(batches.steps, 1) if loss is not None else None,
+            "examples_per_s": batches.examples / train_s if train_s > 0 else None,
+        }
+        if not args.speed_only and batches.steps:
+            t1 = time.perf_counter()
+            score, result = trainer._valid_epoch(valid_data, show_progress=False)
+            record["valid_s"] = round(time.perf_counter() - t1, 3)
+            record["valid"] = our_keys(result)
+            best_score, bad_epochs, stop, improved = early_stopping(
+                score, best_score, bad_epochs, args.stopping_step, bigger=True
+            )
+            if improved:
+                best_state, best_epoch = copy.deepcopy(model.state_dict()), epoch
+        else:
+            stop = False
+        epochs.append(record)
+        log.info(
+            "epoch %d: %s",
+            epoch,
+            {k: v for k, v in record.items() if k != "valid"} | record.get("valid", {}),
+        )
+        if stop:
+            stopped_by = "early_stopping"
+            break
+        if batches.cut_short:
+            stopped_by = "max_steps" if steps_left <= 0 else "time_limit"
+            break
+
+    test: dict[str, float] = {}
+    if not args.speed_only and best_state is not None:
+        model.load_state_dict(best_state)
+        t2 = time.perf_counter()
+        test = our_keys(trainer.evaluate(test_data, load_best_model=False, show_progress=False))
+        test_s = time.perf_counter() - t2
+        log.info("test (epoch %d): %s", best_epoch, test)
+    else:
+        test_s = 0.0
+
+    examples = sum(e["examples"] for e in epochs)
+    train_s = sum(e["train_s"] for e in epochs)
+    full = [e for e in epochs if e["complete"]]
+    throughput = examples / train_s if train_s > 0 else float("nan")
+    epoch_s = (
+        (sum(e["train_s"] for e in full) / len(full))
+        if full
+        else manifest["rows"]["train"] / throughput
+    )
+    speed = {
+        "train_examples_per_s": throughput,
+        "epoch_s": epoch_s,
+        "epoch_s_estimated": not full,
+        "data_fraction": sum(e["data_s"] for e in epochs) / train_s
+        if train_s > 0
+        else float("nan"),
+        "steps": sum(e["steps"] for e in epochs),
+        "train_examples": examples,
+        "train_s": train_s,
+    }
+    result = {
+        "name": f"recbole_sasrec_{token}",
+        "command": command,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": machine(device),
+        "device": str(device)
+        + (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else ""),
+        "threads": torch.get_num_threads(),
+        "loadavg_1min": {
+            "before_training": round(load_before[0], 2),
+            "after": round(os.getloadavg()[0], 2),
+            "cores": len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count(),
+        },
+        "versions": {
+            "recbole": recbole.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+            "pandas": importlib.metadata.version("pandas"),
+        },
+        "dataset": manifest["dataset"],
+        "protocol": protocol,
+        "token": token,
+        "max_len": max_len,
+        "train_examples_mode": manifest["train_examples"],
+        "rows": manifest["rows"],
+        "config": {
+            "hidden": args.hidden,
+            "layers": args.layers,
+            "heads": args.heads,
+            "inner": args.inner or 4 * args.hidden,
+            "dropout": args.dropout,
+            "loss": "CE (full softmax)",
+            "optimizer": "adam",
+            "lr": args.lr,
+            "batch_size": args.batch_size,
+            "epochs": args.epochs,
+            "max_steps": args.max_steps,
+            "time_limit_s": args.time_limit_s,
+            "stopping_step": args.stopping_step,
+            "seed": args.seed,
+            "speed_only": args.speed_only,
+        },
+        "evaluation": {
+            "candidates": "all items 1..N (full sort)",
+            "history_masked": False,
+            "metrics": [f"{m.lower().replace('hit', 'hr')}@{k}" for m in metrics for k in topk],
+            "valid_metric": "ndcg@10",
+        },
+        "verified": verified,
+        "load_s": round(load_s, 2),
+        "epochs_run": len(epochs),
+        "best_epoch": best_epoch,
+        "stopped_by": stopped_by,
+        "speed": speed,
+        "test": test,
+        "test_s": round(test_s, 2),
+        "epochs": epochs,
+        "rows_table": [
+            {
+                "dataset": manifest["dataset"],
+                "protocol": protocol,
+                "model": "recbole-sasrec",
+                "variant": f"L{max_len}, {args.layers}x{args.hidden}, {args.heads} heads, {device.type}"
+                + (", speed only" if args.speed_only else f", {len(epochs)} epochs"),
+                "metrics": test | {"train_examples_per_s": throughput, "epoch_s": epoch_s},
+            }
+        ],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    log.info("wrote %s", out)
+    if args.record:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from common import Row, write_result
+
+        write_result(
+            args.record,
+            [Row(**r) for r in result["rows_table"]],
+            command=command,
+            extra={
+                k: result[k] for k in ("device", "threads", "versions", "speed", "test", "verified")
+            },
+        )
+    print(
+        json.dumps(
+            {"test": test, "speed": speed, "epochs_run": len(epochs), "stopped_by": stopped_by},
+            indent=2,
+        )
+    )
+    return result
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--check-install"]:
+        print(check_install())
+        sys.exit(0)
+    main()  # logging is set up by RecBole's init_logger (console + <work-dir>/log/SASRec/*.log)

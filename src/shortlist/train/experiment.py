@@ -1,0 +1,138 @@
+"""An experiment end to end: dataset -> protocol split -> model -> training with early stopping ->
+test metrics of the best epoch, all written to a run folder.
+
+Run folder layout::
+
+    runs/<name>/config.yaml        the resolved config (after --set overrides)
+    runs/<name>/metrics.jsonl      training log (one JSON object per line)
+    runs/<name>/checkpoints/last.pt
+    runs/<name>/best/              the best model (save_pretrained)
+    runs/<name>/results.json       validation and test metrics of the best model, timings
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shortlist.data.datasets import load_dataset
+from shortlist.data.splits import SequenceSplit, leave_one_out, tiger_split
+from shortlist.eval.protocols import evaluate
+from shortlist.models.base import Model, build_model, load_model
+from shortlist.train.config import ExperimentConfig
+from shortlist.train.trainer import Trainer, TrainResult, resolve_device
+
+log = logging.getLogger(__name__)
+
+RESULTS = "results.json"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    valid: dict[str, float]
+    test: dict[str, float]
+    train: TrainResult
+
+
+def make_split(config: ExperimentConfig) -> tuple[SequenceSplit, Any]:
+    data = load_dataset(
+        config.dataset.name, data_dir=config.dataset.data_dir, **config.dataset.params
+    )
+    split = tiger_split(data) if config.protocol == "tiger" else leave_one_out(data)
+    return split, data
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(payload, fh, indent=2, default=str)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def run_experiment(config: ExperimentConfig, *, resume: bool = True) -> RunResult:
+    """Train and evaluate ``config``; returns validation/test metrics of the best epoch."""
+    run_dir = config.run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
+    split, data = make_split(config)
+    model_kwargs = {k: v for k, v in config.model.items() if k != "name"}
+    model = build_model(config.model["name"], num_items=data.num_items, **model_kwargs)
+    train_cfg = config.train_config()
+    device = resolve_device(train_cfg.device)
+    log.info(
+        "%s: %s, %s parameters, %s",
+        config.name,
+        split.summary(),
+        f"{model.num_parameters():,}",
+        device,
+    )
+
+    def validate(m: Model) -> dict[str, float]:
+        return evaluate(
+            m,
+            split.valid,
+            config.protocol,
+            batch_size=config.eval.batch_size,
+            device=device,
+            exclude_history=config.eval.exclude_history,
+        ).metrics
+
+    trainer = Trainer(
+        model,
+        split.train,
+        train_cfg,
+        run_dir,
+        evaluate=validate,
+        timestamps=split.train_timestamps,
+        user_ids=split.train_users,
+    )
+    start = time.perf_counter()
+    result = trainer.fit(resume=resume)
+    best = load_model(run_dir / "best").to(device)
+    valid = evaluate(
+        best,
+        split.valid,
+        config.protocol,
+        batch_size=config.eval.batch_size,
+        device=device,
+        exclude_history=config.eval.exclude_history,
+    )
+    test = evaluate(
+        best,
+        split.test,
+        config.protocol,
+        batch_size=config.eval.batch_size,
+        device=device,
+        exclude_history=config.eval.exclude_history,
+    )
+    payload = {
+        "name": config.name,
+        "dataset": config.dataset.name,
+        "protocol": config.protocol,
+        "model": config.model["name"],
+        "parameters": model.num_parameters(),
+        "split": split.summary(),
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "train_seconds": result.train_seconds,
+        "wall_seconds": time.perf_counter() - start,
+        "sequences_per_s": result.sequences_per_s,
+        "device": str(device),
+        "valid": valid.metrics,
+        "test": test.metrics,
+        "test_by_history_length": test.by_length_bucket([0, 5, 10, 20, 50, 100, 200, 10**9]),
+        "train_config": asdict(train_cfg),
+    }
+    write_json(run_dir / RESULTS, payload)
+    return RunResult(run_dir=run_dir, valid=valid.metrics, test=test.metrics, train=result)

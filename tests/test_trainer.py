@@ -1,0 +1,164 @@
+"""The trainer: learning, checkpoint-resume equality, early stopping, the JSONL log, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from shortlist.data.schema import Jagged
+from shortlist.models import build_model, load_model
+from shortlist.train import checkpoint as ckpt
+from shortlist.train.trainer import TrainConfig, Trainer, trim_padding
+
+
+def _sequences(n_users: int = 64, n_items: int = 20, seed: int = 0) -> Jagged:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 12, n_users)
+    starts = rng.integers(1, n_items + 1, n_users)
+    values = np.concatenate(
+        [(s - 1 + np.arange(n)) % n_items + 1 for s, n in zip(starts, lengths, strict=True)]
+    )
+    return Jagged.from_lengths(values.astype(np.int64), lengths)
+
+
+def _model():
+    torch.manual_seed(0)
+    return build_model("sasrec", num_items=20, max_len=10, dim=16, num_heads=2, dropout=0.3)
+
+
+def _config(**kw: object) -> TrainConfig:
+    return TrainConfig(
+        **{"epochs": 3, "batch_size": 16, "lr": 0.01, "num_workers": 0, "progress": False, **kw}
+    )
+
+
+def test_resume_after_kill_gives_the_same_weights(tmp_path: Path) -> None:
+    data = _sequences()
+    straight = _model()
+    Trainer(straight, data, _config(), tmp_path / "a").fit()
+
+    interrupted = _model()
+    Trainer(interrupted, data, _config(epochs=1), tmp_path / "b").fit()  # "killed" after epoch 1
+    resumed = _model()  # a new process: fresh weights, then the checkpoint
+    result = Trainer(resumed, data, _config(), tmp_path / "b").fit()
+    assert result.epochs_run == 3
+    for (name, a), (_, b) in zip(
+        straight.state_dict().items(), resumed.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(
+            a, b, rtol=0, atol=0, msg=f"parameter {name} differs after resume"
+        )
+
+
+def test_early_stopping_and_best_model(tmp_path: Path) -> None:
+    scores = iter([0.1, 0.3, 0.2, 0.25, 0.1, 0.05, 0.4])
+    result = Trainer(
+        _model(),
+        _sequences(),
+        _config(epochs=7, patience=2),
+        tmp_path,
+        evaluate=lambda m: {"ndcg@10": next(scores)},
+    ).fit()
+    assert result.best_epoch == 2 and result.epochs_run == 4 and result.stopped_early
+    assert result.best_metrics == {"ndcg@10": 0.3}
+    assert isinstance(load_model(tmp_path / "best"), type(_model()))
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert [r["valid"]["ndcg@10"] for r in epochs] == [0.1, 0.3, 0.2, 0.25]
+    assert all(r["sequences_per_s"] > 0 for r in epochs)
+    assert any(r["type"] == "train" and np.isfinite(r["loss"]) for r in records)
+
+
+def test_loss_goes_down(tmp_path: Path) -> None:
+    model = _model()
+    result = Trainer(model, _sequences(), _config(epochs=8), tmp_path).fit()
+    losses = [r["loss"] for r in result.history]
+    assert losses[-1] < losses[0] * 0.8
+
+
+def test_missing_metric_is_a_clear_error(tmp_path: Path) -> None:
+    trainer = Trainer(
+        _model(), _sequences(), _config(epochs=1), tmp_path, evaluate=lambda m: {"hr@10": 0.5}
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"Early-stopping metric 'ndcg@10' not among the validation metrics \['hr@10'\]",
+    ):
+        trainer.fit()
+
+
+def test_checkpoint_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "ck" / "last.pt"
+    ckpt.save_checkpoint(path, {"a": 1})
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(path, {"a": 2})
+    assert ckpt.load_checkpoint(path) == {"a": 1}
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
+
+
+def test_trim_padding_keeps_the_real_columns() -> None:
+    from shortlist.data.batches import SequenceBatch
+
+    b = SequenceBatch(
+        input_ids=torch.tensor([[0, 0, 0, 1, 2], [0, 0, 0, 0, 3]]),
+        target_ids=torch.tensor([[0, 0, 0, 2, 4], [0, 0, 0, 0, 5]]),
+        lengths=torch.tensor([2, 1]),
+        user_ids=torch.tensor([0, 1]),
+    )
+    t = trim_padding(b)
+    assert t.input_ids.tolist() == [[1, 2], [0, 3]] and t.target_ids.tolist() == [[2, 4], [0, 5]]
+
+
+def test_config_validation() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"The 'epochs' parameter of TrainConfig must be an int >= 1\. Got 0 instead\.",
+    ):
+        TrainConfig(epochs=0)
+
+
+@pytest.mark.timeout(240)
+def test_ddp_two_processes_over_gloo(tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes: same code path, weights stay identical across ranks."""
+    script = Path(__file__).parent / "scripts" / "ddp_train.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=220,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    w0, w1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    for name in w0:
+        torch.testing.assert_close(w0[name], w1[name], msg=f"{name} differs between ranks")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["epochs_run"] == 2 and summary["world_size"] == 2
+    assert (
+        summary["batches_per_rank"] * 2 >= summary["batches_single"]
+    )  # the data is sharded, not duplicated
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").exists() and (
+        tmp_path / "run" / "best"
+    ).exists()
