@@ -48,6 +48,10 @@ class Row:
 
 
 def git_commit() -> str:
+    """The checkout's commit (``-dirty`` with uncommitted changes), or ``$SHORTLIST_COMMIT`` where the
+    tree was copied without its git folder (the GPU machine)."""
+    if os.environ.get("SHORTLIST_COMMIT"):
+        return os.environ["SHORTLIST_COMMIT"]
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True

@@ -22,7 +22,7 @@ from shortlist.data.batches import (
 )
 from shortlist.data.jagged import jagged_from_padded, pad
 from shortlist.data.negatives import NegativeSampler
-from shortlist.data.schema import Jagged
+from shortlist.data.sequences import Jagged
 
 
 # -- helpers -----------------------------------------------------------------------------------

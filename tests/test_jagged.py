@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shortlist.data.jagged import jagged_from_padded, pad, take, to_jagged
-from shortlist.data.schema import Jagged
+from shortlist.data.sequences import Jagged
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import torch
 from shortlist.data.batches import JaggedSequenceBatch, SequenceBatch
 from shortlist.data.build import build_dataset
 from shortlist.data.loader import SequenceBatchSampler, batch_throughput, make_loader
-from shortlist.data.schema import Jagged
+from shortlist.data.sequences import Jagged
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from shortlist.data.batches import EvalBatch
-from shortlist.data.schema import Jagged
+from shortlist.data.sequences import Jagged
 from shortlist.models import MODELS, build_model, load_model
 from shortlist.train.trainer import TrainConfig, Trainer
 

@@ -9,7 +9,7 @@ import pytest
 from shortlist.data import negatives
 from shortlist.data.batches import build_jagged_sequence_batch, build_sequence_batch
 from shortlist.data.negatives import NegativeSampler
-from shortlist.data.schema import Jagged
+from shortlist.data.sequences import Jagged
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from shortlist.data.schema import Jagged
+from shortlist.data.sequences import Jagged
 from shortlist.models import build_model, load_model
 from shortlist.train import checkpoint as ckpt
 from shortlist.train.trainer import TrainConfig, Trainer, trim_padding

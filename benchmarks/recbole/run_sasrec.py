@@ -86,6 +86,25 @@ def install_no_op_tensorboard() -> None:
     sys.modules["torch.utils.tensorboard"] = module
 
 
+# numpy 1.x names that RecBole 1.2.1 reads (Config.compatibility_settings: np.float = np.float_,
+# np.complex = np.complex_, np.unicode = np.unicode_) and numpy 2 removed.
+NUMPY_1_ALIASES = {"float_": np.float64, "complex_": np.complex128, "unicode_": np.str_}
+
+
+def install_numpy_1_aliases() -> list[str]:
+    """On numpy >= 2, define the numpy 1.x aliases RecBole 1.2.1 reads; return the names added.
+
+    RecBole's only numpy-2 break on the code paths used here is that alias block (checked by grep for
+    every alias numpy 2 removed, and by identical metrics under numpy 1.26.4 and 2.x: README.md).
+    The CPU environment pins numpy 1.26.4 and adds nothing; the GPU image keeps its numpy 2, which
+    its scipy and scikit-learn need.
+    """
+    added = [name for name in NUMPY_1_ALIASES if not hasattr(np, name)]
+    for name in added:
+        setattr(np, name, NUMPY_1_ALIASES[name])
+    return added
+
+
 class CountedBatches:
     """Iterate a RecBole training DataLoader, stopping after ``max_steps`` batches or at ``deadline``.
 
@@ -108,7 +127,7 @@ class CountedBatches:
         it = iter(self.loader)
         while True:
             if self.steps >= self.max_steps or time.perf_counter() >= self.deadline:
-                self.cut_short = True
+                self.cut_short = self.steps < len(self.loader)  # False when the cap fell on the end
                 return
             t0 = time.perf_counter()
             try:
@@ -195,6 +214,7 @@ def machine(device: torch.device) -> str:
 def check_install() -> str:
     """Import what this script uses from RecBole; return the versions it runs with."""
     install_no_op_tensorboard()
+    aliases = install_numpy_1_aliases()
     import pandas
     import recbole.config
     import recbole.data
@@ -206,6 +226,7 @@ def check_install() -> str:
     return (
         f"recbole {recbole.__version__} | numpy {np.__version__} | pandas {pandas.__version__} | "
         f"torch {torch.__version__} (cuda: {torch.cuda.is_available()}) | Python {platform.python_version()}"
+        + (f" | numpy 1.x aliases added: {', '.join(aliases)}" if aliases else "")
     )
 
 
@@ -307,6 +328,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
 
     install_no_op_tensorboard()
+    numpy_aliases = install_numpy_1_aliases()
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.model.sequential_recommender.sasrec import SASRec
@@ -411,6 +433,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     epochs: list[dict[str, Any]] = []
     best_score, bad_epochs, best_state, best_epoch, stopped_by = -math.inf, 0, None, None, "epochs"
     for epoch in range(args.epochs):
+        if steps_left <= 0 or time.perf_counter() >= deadline:  # the cap fell on an epoch's end
+            stopped_by = "max_steps" if steps_left <= 0 else "time_limit"
+            break
         batches = CountedBatches(train_data, steps_left, deadline)
         t0 = time.perf_counter()
         loss = trainer._train_epoch(batches, epoch, show_progress=False)
@@ -497,6 +522,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if hasattr(os, "sched_getaffinity")
             else os.cpu_count(),
         },
+        "numpy_1_aliases_added": numpy_aliases,
         "versions": {
             "recbole": recbole.__version__,
             "torch": torch.__version__,

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from shortlist.data.loader import make_loader
-from shortlist.data.schema import Jagged
+from shortlist.data.sequences import Jagged
 from shortlist.models import build_model
 from shortlist.train.trainer import TrainConfig, Trainer
 

@@ -47,7 +47,7 @@ from shortlist.data.jagged import (
     take,
 )
 from shortlist.data.negatives import NegativeSampler
-from shortlist.data.schema import Jagged
+from shortlist.data.sequences import Jagged
 
 NegativesPer = Literal["position", "row", "batch"]
 

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from shortlist.data._checks import _as_rows, _check_choice, _check_int
-from shortlist.data.schema import Jagged
+from shortlist.data.sequences import Jagged
 
 Side = Literal["left", "right"]
 

@@ -39,7 +39,7 @@ from shortlist.data.batches import (
 )
 from shortlist.data.jagged import SIDES, Side
 from shortlist.data.negatives import NegativeSampler
-from shortlist.data.schema import Jagged
+from shortlist.data.sequences import Jagged
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 
 from shortlist.data._checks import _check_choice, _check_int
-from shortlist.data.schema import Jagged
+from shortlist.data.sequences import Jagged
 
 log = logging.getLogger(__name__)
 

@@ -26,50 +26,13 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from shortlist.data.sequences import Jagged
+
 Order = Literal["time", "sequence", "none"]
 ORDERS: tuple[str, ...] = ("time", "sequence", "none")
 
 USER, ITEM, TIME = "user", "item", "timestamp"
 USER_ID, ITEM_ID = "user_id", "item_id"
-
-
-@dataclass(frozen=True)
-class Jagged:
-    """A batch of variable-length integer sequences: ``values`` (sum_i L_i,) and ``offsets`` (B+1,).
-
-    Example:
-        >>> j = Jagged(np.array([3, 4, 5], np.int32), np.array([0, 2, 3], np.int64))
-        >>> j.lengths.tolist(), j[1].tolist()
-        ([2, 1], [5])
-    """
-
-    values: np.ndarray
-    offsets: np.ndarray
-
-    def __post_init__(self) -> None:
-        assert self.offsets.ndim == 1 and len(self.offsets) >= 1, self.offsets.shape
-        assert int(self.offsets[0]) == 0 and int(self.offsets[-1]) == len(self.values), (
-            int(self.offsets[0]),
-            int(self.offsets[-1]),
-            len(self.values),
-        )
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """(B,) int64 sequence lengths."""
-        return np.diff(self.offsets)
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self.values[self.offsets[i] : self.offsets[i + 1]]
-
-    @staticmethod
-    def from_lengths(values: np.ndarray, lengths: np.ndarray) -> Jagged:
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        return Jagged(values, offsets)
 
 
 @dataclass(frozen=True)

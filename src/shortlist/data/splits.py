@@ -25,78 +25,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from shortlist.data.schema import ITEM, TIME, InteractionData, Jagged
+from shortlist.data.schema import ITEM, TIME, InteractionData
+from shortlist.data.sequences import EvalExamples, Jagged, SequenceSplit, segment_indices
 from shortlist.registry import Registry
-
-
-def segment_indices(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(starts[i], ends[i])`` over i, vectorized: (sum(ends - starts),) int64.
-
-    Example:
-        >>> segment_indices(np.array([0, 5]), np.array([2, 8])).tolist()
-        [0, 1, 5, 6, 7]
-    """
-    lengths = np.maximum(np.asarray(ends, np.int64) - np.asarray(starts, np.int64), 0)
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    seg_offsets = np.zeros(len(lengths), dtype=np.int64)
-    np.cumsum(lengths[:-1], out=seg_offsets[1:])
-    return np.repeat(np.asarray(starts, np.int64) - seg_offsets, lengths) + np.arange(
-        total, dtype=np.int64
-    )
-
-
-@dataclass(frozen=True)
-class EvalExamples:
-    """Evaluation examples: predict ``targets`` from ``history``.
-
-    Attributes:
-        users: (E,) int32 user indices.
-        history: jagged item indices before each target, oldest first (capped at H when set).
-        targets: (E,) int32 item indices.
-        history_timestamps / target_timestamps: same layout, when the dataset has timestamps.
-    """
-
-    users: np.ndarray
-    history: Jagged
-    targets: np.ndarray
-    history_timestamps: Jagged | None = None
-    target_timestamps: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-
-@dataclass(frozen=True)
-class SequenceSplit:
-    """A leave-one-out split.
-
-    Attributes:
-        train: jagged training sequences of ``train_users`` (oldest first).
-        valid / test: evaluation examples.
-        num_items: N, so scores are over items 1..N.
-        max_history: the evaluation history cap H (None = full history).
-    """
-
-    protocol: str
-    num_items: int
-    train_users: np.ndarray
-    train: Jagged
-    train_timestamps: Jagged | None
-    valid: EvalExamples
-    test: EvalExamples
-    max_history: int | None
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "protocol": self.protocol,
-            "train_users": len(self.train_users),
-            "train_events": len(self.train.values),
-            "valid": len(self.valid),
-            "test": len(self.test),
-            "max_history": self.max_history,
-        }
 
 
 @dataclass(frozen=True)

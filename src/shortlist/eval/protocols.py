@@ -57,8 +57,7 @@ import numpy as np
 import torch
 
 from shortlist.data.batches import iter_eval_batches
-from shortlist.data.schema import Jagged
-from shortlist.data.splits import EvalExamples, segment_indices
+from shortlist.data.sequences import EvalExamples, Jagged, segment_indices
 from shortlist.eval.metrics import TIES, Ties, compute_metrics, parse_metric, rank_of_target
 from shortlist.models.base import Retriever
 from shortlist.registry import Registry

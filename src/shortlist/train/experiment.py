@@ -23,8 +23,7 @@ from typing import Any
 
 import yaml
 
-from shortlist.data.datasets import load_dataset
-from shortlist.data.splits import SequenceSplit, leave_one_out, tiger_split
+from shortlist.data.sequences import SequenceSplit
 from shortlist.eval.protocols import evaluate
 from shortlist.models.base import Model, build_model, load_model
 from shortlist.train.config import ExperimentConfig
@@ -44,6 +43,11 @@ class RunResult:
 
 
 def make_split(config: ExperimentConfig) -> tuple[SequenceSplit, Any]:
+    """Load the config's dataset and split it by its protocol; returns (split, dataset)."""
+    # imported here: training on a saved split (run_on_split) needs neither Polars nor the loaders
+    from shortlist.data.datasets import load_dataset
+    from shortlist.data.splits import leave_one_out, tiger_split
+
     data = load_dataset(
         config.dataset.name, data_dir=config.dataset.data_dir, **config.dataset.params
     )
@@ -60,13 +64,24 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def run_experiment(config: ExperimentConfig, *, resume: bool = True) -> RunResult:
-    """Train and evaluate ``config``; returns validation/test metrics of the best epoch."""
+    """Load and split the config's dataset, then :func:`run_on_split`."""
+    split, _ = make_split(config)
+    return run_on_split(config, split, resume=resume)
+
+
+def run_on_split(
+    config: ExperimentConfig, split: SequenceSplit, *, resume: bool = True
+) -> RunResult:
+    """Train and evaluate ``config`` on a prepared split; returns the best epoch's metrics."""
+    if split.protocol != config.protocol:
+        raise ValueError(
+            f"The split was made by protocol {split.protocol!r} but the config asks for {config.protocol!r}."
+        )
     run_dir = config.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
-    split, data = make_split(config)
     model_kwargs = {k: v for k, v in config.model.items() if k != "name"}
-    model = build_model(config.model["name"], num_items=data.num_items, **model_kwargs)
+    model = build_model(config.model["name"], num_items=split.num_items, **model_kwargs)
     train_cfg = config.train_config()
     device = resolve_device(train_cfg.device)
     log.info(
@@ -132,7 +147,19 @@ def run_experiment(config: ExperimentConfig, *, resume: bool = True) -> RunResul
         "valid": valid.metrics,
         "test": test.metrics,
         "test_by_history_length": test.by_length_bucket([0, 5, 10, 20, 50, 100, 200, 10**9]),
+        "test_exclude_history": test.exclude_history,
         "train_config": asdict(train_cfg),
     }
+    # the other masking rule too, so a baseline that evaluates the other way (RecBole never masks
+    # seen items) can be compared like for like
+    other = evaluate(
+        best,
+        split.test,
+        config.protocol,
+        batch_size=config.eval.batch_size,
+        device=device,
+        exclude_history=not test.exclude_history,
+    )
+    payload["test_masked" if other.exclude_history else "test_unmasked"] = other.metrics
     write_json(run_dir / RESULTS, payload)
     return RunResult(run_dir=run_dir, valid=valid.metrics, test=test.metrics, train=result)

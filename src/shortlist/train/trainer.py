@@ -42,7 +42,7 @@ from torch import nn
 
 from shortlist.data.batches import SequenceBatch
 from shortlist.data.loader import make_loader
-from shortlist.data.schema import Jagged
+from shortlist.data.sequences import Jagged
 from shortlist.models.base import Model
 from shortlist.train import checkpoint as ckpt
 from shortlist.train.distributed import (
@@ -322,11 +322,13 @@ class Trainer:
                     "train", total=steps_per_epoch, epoch=epoch + 1, loss=float("nan")
                 )
                 t0 = time.perf_counter()
-                loss_sum, seqs = 0.0, 0
+                seqs, positions = 0, 0
                 for i, batch in enumerate(loader):
                     if i >= steps_per_epoch:
                         break
-                    batch = trim_padding(batch).to(self.device, non_blocking=True)
+                    batch = trim_padding(batch)
+                    positions += int(batch.lengths.sum())  # on the CPU copy: no device sync
+                    batch = batch.to(self.device, non_blocking=True)
                     with autocast():
                         loss = step_fn(batch)
                     optimizer.zero_grad(set_to_none=True)
@@ -339,7 +341,6 @@ class Trainer:
                     seqs += batch.input_ids.shape[0]
                     if state["step"] % c.log_every == 0 or i == steps_per_epoch - 1:
                         value = float(loss.detach())
-                        loss_sum += value
                         progress.update(task, loss=value)
                         self._log(
                             {
@@ -356,6 +357,7 @@ class Trainer:
                 seconds = time.perf_counter() - t0
                 progress.remove_task(task)
                 seqs = int(all_reduce_sum(seqs, self.dist, self.device))
+                positions = int(all_reduce_sum(positions, self.dist, self.device))
                 state["train_seconds"] += seconds
                 state["sequences"] += seqs
                 state["epoch"] = epoch + 1
@@ -365,6 +367,7 @@ class Trainer:
                     "step": state["step"],
                     "train_s": seconds,
                     "sequences_per_s": seqs / seconds,
+                    "positions_per_s": positions / seconds,
                     "loss": float(loss.detach()),
                 }
                 if self.evaluate is not None and (epoch + 1) % c.eval_every == 0:

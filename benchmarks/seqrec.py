@@ -1,0 +1,265 @@
+"""Sequential retrieval quality: our models over seeds, beside the anchors and a RecBole baseline
+trained on the same split in the same run.
+
+Three steps, so that the GPU box needs neither Polars nor the raw data:
+
+    # here (CPU): load the dataset, split it by its protocol, save the split (a few MB of NumPy)
+    python benchmarks/seqrec.py prepare --dataset amazon-beauty --out .gpu/amazon-beauty.npz
+    # there (GPU): train every model x seed in parallel processes, optionally RecBole beside them
+    python benchmarks/seqrec.py run --name seqrec_beauty --dataset amazon-beauty \
+        --split .gpu/amazon-beauty.npz --models sasrec,hstu --seeds 0,1,2 --parallel 6
+    # (``run`` writes benchmarks/results/<name>.json through benchmarks/common.py)
+
+Each model uses its frozen config ``configs/<dataset>/<model>.yaml`` with ``train.seed`` set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, Row, command_line, write_result
+
+log = logging.getLogger("benchmarks.seqrec")
+
+
+def prepare(args: argparse.Namespace) -> None:
+    from shortlist.data.datasets import load_dataset
+    from shortlist.data.splits import leave_one_out, tiger_split
+    from shortlist.train.config import load_config
+
+    cfg = load_config(ROOT / "configs" / args.dataset / f"{args.model}.yaml")
+    data = load_dataset(args.dataset)
+    split = tiger_split(data) if cfg.protocol == "tiger" else leave_one_out(data)
+    split.save(args.out)
+    log.info("%s: %s -> %s", args.dataset, split.summary(), args.out)
+
+
+def job(args: argparse.Namespace) -> None:
+    """One (model, seed) training run on a saved split; writes <run_dir>/results.json."""
+    from shortlist.data.sequences import SequenceSplit
+    from shortlist.train.config import load_config
+    from shortlist.train.experiment import run_on_split
+
+    overrides: dict[str, Any] = {
+        "train.seed": args.seed,
+        "output_dir": args.run_dir,
+        "train.progress": False,
+    }
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        overrides[key] = yaml.safe_load(value)
+    cfg = load_config(args.config, overrides)
+    run_on_split(cfg, SequenceSplit.load(args.split), resume=False)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def run(args: argparse.Namespace) -> None:
+    from shortlist.eval.anchors import anchors_for
+    from shortlist.train.config import load_config
+
+    models = args.models.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out_dir = Path(args.out_dir)
+    jobs = [(m, s) for m in models for s in seeds]
+    pending = list(jobs)
+    running: list[tuple[subprocess.Popen[bytes], str, int, Any]] = []
+    logs = out_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    extra = subprocess.Popen(args.recbole_cmd, shell=True) if args.recbole_cmd else None
+    start = time.perf_counter()
+    failed: list[str] = []
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            model, seed = pending.pop(0)
+            run_dir = out_dir / f"{args.dataset}-{model}-s{seed}"
+            cmd = [
+                sys.executable,
+                __file__,
+                "job",
+                "--config",
+                str(ROOT / "configs" / args.dataset / f"{model}.yaml"),
+                "--split",
+                args.split,
+                "--seed",
+                str(seed),
+                "--run-dir",
+                str(run_dir),
+            ]
+            for item in args.set or []:
+                cmd += ["--set", item]
+            fh = (logs / f"{model}-s{seed}.log").open("wb")
+            running.append(
+                (subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT), model, seed, fh)
+            )
+            log.info("started %s seed %d", model, seed)
+        time.sleep(2)
+        for entry in list(running):
+            proc, model, seed, fh = entry
+            if proc.poll() is not None:
+                fh.close()
+                running.remove(entry)
+                log.info(
+                    "%s seed %d finished (exit %d) after %.0fs",
+                    model,
+                    seed,
+                    proc.returncode,
+                    time.perf_counter() - start,
+                )
+                if proc.returncode != 0:
+                    failed.append(f"{model}-s{seed}")
+    if extra is not None:
+        extra.wait()
+    if failed:
+        raise SystemExit(f"runs failed: {failed}; see {logs}")
+
+    protocol = load_config(ROOT / "configs" / args.dataset / f"{models[0]}.yaml").protocol
+    rows: list[Row] = []
+    for model in models:
+        per_seed = []
+        for seed in seeds:
+            res = json.loads(
+                (out_dir / f"{args.dataset}-{model}-s{seed}" / "results.json").read_text()
+            )
+            per_seed.append(res)
+            metrics = {
+                **res["test"],
+                "best_epoch": res["best_epoch"],
+                "train_s": res["train_seconds"],
+                "sequences_per_s": res["sequences_per_s"],
+            }
+            rows.append(
+                Row(
+                    dataset=args.dataset,
+                    protocol=protocol,
+                    model=f"shortlist {model}",
+                    variant=f"seed={seed}",
+                    metrics=metrics,
+                )
+            )
+            if "test_unmasked" in res:  # the protocol masks seen items; RecBole does not
+                rows.append(
+                    Row(
+                        dataset=args.dataset,
+                        protocol=f"{protocol}, history not masked",
+                        model=f"shortlist {model}",
+                        variant=f"seed={seed}",
+                        metrics=dict(res["test_unmasked"]),
+                    )
+                )
+        keys = list(per_seed[0]["test"])
+        summary: dict[str, float] = {}
+        for key in keys:
+            mean, std = _mean_std([r["test"][key] for r in per_seed])
+            summary[key] = mean
+            summary[f"{key}_std"] = std
+        rows.append(
+            Row(
+                dataset=args.dataset,
+                protocol=protocol,
+                model=f"shortlist {model}",
+                variant=f"mean of {len(seeds)} seeds",
+                metrics=summary,
+            )
+        )
+        if all("test_unmasked" in r for r in per_seed):
+            unmasked = {}
+            for key in per_seed[0]["test_unmasked"]:
+                mean, std = _mean_std([r["test_unmasked"][key] for r in per_seed])
+                unmasked |= {key: mean, f"{key}_std": std}
+            rows.append(
+                Row(
+                    dataset=args.dataset,
+                    protocol=f"{protocol}, history not masked",
+                    model=f"shortlist {model}",
+                    variant=f"mean of {len(seeds)} seeds",
+                    metrics=unmasked,
+                )
+            )
+    if args.recbole_json and Path(args.recbole_json).exists():
+        rb = json.loads(Path(args.recbole_json).read_text())
+        masked = rb["evaluation"]["history_masked"]
+        metrics = dict(rb["test"]) | {
+            "best_epoch": rb["best_epoch"],
+            "epochs_run": rb["epochs_run"],
+            "examples_per_s": rb["speed"]["train_examples_per_s"],
+        }
+        rows.append(
+            Row(
+                dataset=args.dataset,
+                protocol=protocol
+                if masked or protocol == "tiger"
+                else f"{protocol}, history not masked",
+                model="RecBole 1.2.1 sasrec",
+                variant=f"same split, same run; stopped by {rb['stopped_by']}",
+                metrics=metrics,
+            )
+        )
+    for anchor in anchors_for(args.dataset, protocol):
+        rows.append(
+            Row(
+                dataset=args.dataset,
+                protocol=protocol,
+                model=f"anchor: {anchor.method}",
+                variant=anchor.source,
+                metrics=dict(anchor.metrics),
+            )
+        )
+    write_result(
+        args.name, rows, command=command_line(), notes=args.notes or "", rebuild=not args.no_rebuild
+    )
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare", help="split a dataset by its protocol and save it (.npz)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", default="sasrec", help="config whose protocol is used")
+    p.add_argument("--out", required=True)
+    j = sub.add_parser("job", help="one training run (used by run)")
+    j.add_argument("--config", required=True)
+    j.add_argument("--split", required=True)
+    j.add_argument("--seed", type=int, required=True)
+    j.add_argument("--run-dir", required=True)
+    j.add_argument("--set", action="append")
+    r = sub.add_parser("run", help="all models x seeds in parallel, then the result file")
+    r.add_argument("--name", required=True)
+    r.add_argument("--dataset", required=True)
+    r.add_argument("--split", required=True)
+    r.add_argument("--models", default="sasrec,hstu")
+    r.add_argument("--seeds", default="0,1,2")
+    r.add_argument("--parallel", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    r.add_argument("--out-dir", default="runs/bench")
+    r.add_argument("--set", action="append", help="override passed to every run (KEY=VALUE)")
+    r.add_argument(
+        "--recbole-cmd", help="a shell command run beside our jobs (the RecBole baseline)"
+    )
+    r.add_argument(
+        "--recbole-json", help="the JSON file that command writes: {metrics: {...}, variant: ...}"
+    )
+    r.add_argument("--notes", default="")
+    r.add_argument("--no-rebuild", action="store_true", help="do not rebuild BENCHMARKS.md")
+    args = parser.parse_args()
+    {"prepare": prepare, "job": job, "run": run}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

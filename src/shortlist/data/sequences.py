@@ -1,0 +1,194 @@
+"""Sequence containers in plain NumPy: jagged sequences, evaluation examples and leave-one-out splits.
+
+These are what training and evaluation consume. They depend on NumPy alone (no Polars), so a
+prepared split can be saved to one ``.npz`` file (:meth:`SequenceSplit.save`) and trained on where
+only NumPy and torch are installed (a GPU box), and they load in milliseconds.
+
+Notation: B sequences, E = sum_i L_i values, U users.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Jagged:
+    """A batch of variable-length integer sequences: ``values`` (sum_i L_i,) and ``offsets`` (B+1,).
+
+    Example:
+        >>> j = Jagged(np.array([3, 4, 5], np.int32), np.array([0, 2, 3], np.int64))
+        >>> j.lengths.tolist(), j[1].tolist()
+        ([2, 1], [5])
+    """
+
+    values: np.ndarray
+    offsets: np.ndarray
+
+    def __post_init__(self) -> None:
+        assert self.offsets.ndim == 1 and len(self.offsets) >= 1, self.offsets.shape
+        assert int(self.offsets[0]) == 0 and int(self.offsets[-1]) == len(self.values), (
+            int(self.offsets[0]),
+            int(self.offsets[-1]),
+            len(self.values),
+        )
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(B,) int64 sequence lengths."""
+        return np.diff(self.offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.values[self.offsets[i] : self.offsets[i + 1]]
+
+    @staticmethod
+    def from_lengths(values: np.ndarray, lengths: np.ndarray) -> Jagged:
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return Jagged(values, offsets)
+
+
+def segment_indices(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(starts[i], ends[i])`` over i, vectorized: (sum(ends - starts),) int64.
+
+    Example:
+        >>> segment_indices(np.array([0, 5]), np.array([2, 8])).tolist()
+        [0, 1, 5, 6, 7]
+    """
+    lengths = np.maximum(np.asarray(ends, np.int64) - np.asarray(starts, np.int64), 0)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    seg_offsets = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=seg_offsets[1:])
+    return np.repeat(np.asarray(starts, np.int64) - seg_offsets, lengths) + np.arange(
+        total, dtype=np.int64
+    )
+
+
+@dataclass(frozen=True)
+class EvalExamples:
+    """Evaluation examples: predict ``targets`` from ``history``.
+
+    Attributes:
+        users: (E,) int32 user indices.
+        history: jagged item indices before each target, oldest first (capped at H when set).
+        targets: (E,) int32 item indices.
+        history_timestamps / target_timestamps: same layout, when the dataset has timestamps.
+    """
+
+    users: np.ndarray
+    history: Jagged
+    targets: np.ndarray
+    history_timestamps: Jagged | None = None
+    target_timestamps: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+@dataclass(frozen=True)
+class SequenceSplit:
+    """A leave-one-out split.
+
+    Attributes:
+        train: jagged training sequences of ``train_users`` (oldest first).
+        valid / test: evaluation examples.
+        num_items: N, so scores are over items 1..N.
+        max_history: the evaluation history cap H (None = full history).
+    """
+
+    protocol: str
+    num_items: int
+    train_users: np.ndarray
+    train: Jagged
+    train_timestamps: Jagged | None
+    valid: EvalExamples
+    test: EvalExamples
+    max_history: int | None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol,
+            "train_users": len(self.train_users),
+            "train_events": len(self.train.values),
+            "valid": len(self.valid),
+            "test": len(self.test),
+            "max_history": self.max_history,
+        }
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the split to one ``.npz`` file (atomically: temporary file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {
+            "meta": np.array([self.protocol, str(self.num_items), str(self.max_history or 0)]),
+            "train_users": self.train_users,
+            "train.values": self.train.values,
+            "train.offsets": self.train.offsets,
+        }
+        if self.train_timestamps is not None:
+            arrays["train_t.values"] = self.train_timestamps.values
+            arrays["train_t.offsets"] = self.train_timestamps.offsets
+        for name, ex in (("valid", self.valid), ("test", self.test)):
+            arrays[f"{name}.users"] = ex.users
+            arrays[f"{name}.targets"] = ex.targets
+            arrays[f"{name}.history.values"] = ex.history.values
+            arrays[f"{name}.history.offsets"] = ex.history.offsets
+            if ex.history_timestamps is not None and ex.target_timestamps is not None:
+                arrays[f"{name}.history_t.values"] = ex.history_timestamps.values
+                arrays[f"{name}.history_t.offsets"] = ex.history_timestamps.offsets
+                arrays[f"{name}.target_t"] = ex.target_timestamps
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+        os.close(fd)
+        try:
+            np.savez_compressed(tmp, **arrays)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @staticmethod
+    def load(path: str | Path) -> SequenceSplit:
+        """Read a split written by :meth:`save`."""
+        with np.load(Path(path), allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+
+        def jag(prefix: str) -> Jagged | None:
+            return (
+                Jagged(a[f"{prefix}.values"], a[f"{prefix}.offsets"])
+                if f"{prefix}.values" in a
+                else None
+            )
+
+        def examples(name: str) -> EvalExamples:
+            return EvalExamples(
+                users=a[f"{name}.users"],
+                history=Jagged(a[f"{name}.history.values"], a[f"{name}.history.offsets"]),
+                targets=a[f"{name}.targets"],
+                history_timestamps=jag(f"{name}.history_t"),
+                target_timestamps=a.get(f"{name}.target_t"),
+            )
+
+        protocol, num_items, max_history = (str(x) for x in a["meta"])
+        return SequenceSplit(
+            protocol=protocol,
+            num_items=int(num_items),
+            train_users=a["train_users"],
+            train=Jagged(a["train.values"], a["train.offsets"]),
+            train_timestamps=jag("train_t"),
+            valid=examples("valid"),
+            test=examples("test"),
+            max_history=int(max_history) or None,
+        )
