@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from shortlist.data.batches import EvalBatch
-from shortlist.data.sequences import Jagged
-from shortlist.data.sequences import EvalExamples
+from shortlist.data.sequences import EvalExamples, Jagged
 from shortlist.eval.metrics import ndcg_at_k
 from shortlist.eval.protocols import PROTOCOLS, EvalProtocol, cap_history, evaluate, get_protocol
 from shortlist.models import build_model

@@ -6,7 +6,11 @@ It drives the epochs itself, with RecBole's ``Trainer._train_epoch`` / ``_valid_
 ``evaluate`` and ``early_stopping`` (the steps of ``Trainer.fit``), so that it can time each epoch,
 cap the steps (``--max-steps``) or the wall time (``--time-limit-s``), and keep the best model in
 memory (no checkpoint file, so no ``torch.load``; TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 is set anyway
-for RecBole's own loaders).
+for RecBole's own loaders). Before importing RecBole it gives it a no-op ``torch.utils.tensorboard``
+(no tensorboard package needed) and, on numpy >= 2, the three numpy 1.x aliases RecBole's Config
+reads (``np.float_``, ``np.complex_``, ``np.unicode_``); ``--check-install`` only imports and prints
+the versions. Before training it checks that RecBole loaded exactly the exported rows (fingerprints
+of manifest.json) and exactly our N items.
 
 Evaluation, as in RecBole 1.2.1 (checked in its code): full sort over all N items; the padding
 column is set to -inf (``Trainer._full_sort_batch_eval``); history items are NOT masked for
@@ -31,9 +35,8 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault(
-    "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1"
-)  # RecBole's torch.load of whole checkpoints
+# RecBole's torch.load of whole checkpoints needs it with torch >= 2.6 (weights_only by default).
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 import argparse
 import contextlib
