@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> None:
     from shortlist.train.config import load_config
 
     models = args.models.split(",")
+    config_dir = Path(args.config_dir) if args.config_dir else ROOT / "configs" / args.dataset
     seeds = [int(s) for s in args.seeds.split(",")]
     out_dir = Path(args.out_dir)
     jobs = [(m, s) for m in models for s in seeds]
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> None:
     if failed:
         raise SystemExit(f"runs failed: {failed}; see {logs}")
 
-    protocol = load_config(ROOT / "configs" / args.dataset / f"{models[0]}.yaml").protocol
+    protocol = load_config(config_dir / f"{models[0]}.yaml").protocol
     rows: list[Row] = []
     for model in models:
         per_seed = []
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> None:
                     )
                 )
         keys = list(per_seed[0]["test"])
-        summary: dict[str, float] = {}
+        summary: dict[str, float] = {"valid_ndcg@10": _mean_std([r["valid"]["ndcg@10"] for r in per_seed])[0]}
         for key in keys:
             mean, std = _mean_std([r["test"][key] for r in per_seed])
             summary[key] = mean
@@ -244,7 +245,8 @@ def main() -> None:
     r.add_argument("--name", required=True)
     r.add_argument("--dataset", required=True)
     r.add_argument("--split", required=True)
-    r.add_argument("--models", default="sasrec,hstu")
+    r.add_argument("--models", default="sasrec,hstu", help="config names (files <config-dir>/<name>.yaml)")
+    r.add_argument("--config-dir", help="folder of the model configs (default configs/<dataset>)")
     r.add_argument("--seeds", default="0,1,2")
     r.add_argument("--parallel", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     r.add_argument("--out-dir", default="runs/bench")
