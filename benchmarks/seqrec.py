@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> None:
                 __file__,
                 "job",
                 "--config",
-                str(ROOT / "configs" / args.dataset / f"{model}.yaml"),
+                str(config_dir / f"{model}.yaml"),
                 "--split",
                 args.split,
                 "--seed",
