@@ -148,6 +148,8 @@ def _fmt(key: str, value: Any) -> str:
                 return f"{value:,.0f}/s" if value >= 100 else f"{value:,.2f}/s"
             if unit == "x":
                 return f"{value:.2f}x"
+            if unit == "s" and 0 < value < 0.01:
+                return f"{value * 1000:.2f} ms"
             return f"{value:,.2f} {unit}" if value < 1000 else f"{value:,.0f} {unit}"
     if isinstance(value, int):
         return f"{value:,}"

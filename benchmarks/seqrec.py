@@ -163,7 +163,9 @@ def run(args: argparse.Namespace) -> None:
                     )
                 )
         keys = list(per_seed[0]["test"])
-        summary: dict[str, float] = {"valid_ndcg@10": _mean_std([r["valid"]["ndcg@10"] for r in per_seed])[0]}
+        summary: dict[str, float] = {
+            "valid_ndcg@10": _mean_std([r["valid"]["ndcg@10"] for r in per_seed])[0]
+        }
         for key in keys:
             mean, std = _mean_std([r["test"][key] for r in per_seed])
             summary[key] = mean
@@ -245,7 +247,9 @@ def main() -> None:
     r.add_argument("--name", required=True)
     r.add_argument("--dataset", required=True)
     r.add_argument("--split", required=True)
-    r.add_argument("--models", default="sasrec,hstu", help="config names (files <config-dir>/<name>.yaml)")
+    r.add_argument(
+        "--models", default="sasrec,hstu", help="config names (files <config-dir>/<name>.yaml)"
+    )
     r.add_argument("--config-dir", help="folder of the model configs (default configs/<dataset>)")
     r.add_argument("--seeds", default="0,1,2")
     r.add_argument("--parallel", type=int, default=max(1, (os.cpu_count() or 2) // 2))

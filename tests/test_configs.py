@@ -15,14 +15,14 @@ from shortlist.train.experiment import run_experiment
 from shortlist.train.quickstart import QUICKSTART
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs").glob("*/*.yaml"))
+CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
 def test_frozen_configs_validate_and_have_a_header(path: Path) -> None:
     cfg = load_config(path)
-    assert cfg.dataset.name == path.parent.name
-    assert path.name.removesuffix(".yaml") == cfg.model["name"]
+    assert cfg.dataset.name == path.relative_to(ROOT / "configs").parts[0]
+    assert path.name.removesuffix(".yaml").split("-")[0] == cfg.model["name"]
     header = [line for line in path.read_text().splitlines() if line.startswith("#")]
     assert any("Command:" in line for line in header), "frozen configs record the exact command"
     assert any("Reaches" in line or "Anchor" in line for line in header), (

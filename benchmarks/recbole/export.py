@@ -36,6 +36,7 @@ examples that ``run_sasrec.py`` checks against what RecBole loaded).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from shortlist.data.datasets import load_dataset
 from shortlist.data.schema import ITEM, InteractionData, Jagged
@@ -242,6 +244,8 @@ def export(
     train_examples: str = "window",
     token: str | None = None,
     data_dir: str | None = None,
+    max_users: int | None = None,
+    speed_only: bool = False,
 ) -> Path:
     """Write the RecBole files of ``dataset`` under ``protocol`` into ``out_dir/<token>/``; return that folder."""
     if protocol not in PROTOCOLS:
@@ -257,6 +261,13 @@ def export(
     )
     t0 = time.perf_counter()
     data = load_dataset(dataset, data_dir=data_dir)
+    if speed_only and data.order == "none":
+        # Throughput does not depend on the order of events: take file order (ML-1M here has no
+        # timestamps). Such an export is for speed runs only, never for quality.
+        data = dataclasses.replace(data, order="sequence")
+    if max_users is not None:  # the first users only (speed runs: RecBole writes one row per target)
+        inter = data.interactions.filter(pl.col("user") < max_users)
+        data = dataclasses.replace(data, interactions=inter, users=data.users.head(max_users))
     split = PROTOCOLS[protocol](data)
     parts = {
         "train": training_examples(split, max_len, train_examples),
@@ -322,6 +333,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="folder with the dataset (default: SHORTLIST_DATA, ../shared/data)",
     )
+    p.add_argument("--max-users", type=int, default=None, help="export the first N users only")
+    p.add_argument(
+        "--speed-only",
+        action="store_true",
+        help="allow a dataset without time order (file order is used): for speed runs only",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     folder = export(
@@ -332,6 +349,8 @@ def main(argv: list[str] | None = None) -> None:
         train_examples=args.train_examples,
         token=args.token,
         data_dir=args.data_dir,
+        max_users=args.max_users,
+        speed_only=args.speed_only,
     )
     manifest = json.loads((folder / "manifest.json").read_text())
     log.info("wrote %s: rows %s, %d items", folder, manifest["rows"], manifest["num_items"])

@@ -113,6 +113,8 @@ def run_on_split(
     )
     start = time.perf_counter()
     result = trainer.fit(resume=resume)
+    if not trainer.dist.is_main:  # under torchrun, rank 0 evaluates and writes the results
+        return RunResult(run_dir=run_dir, valid={}, test={}, train=result)
     best = load_model(run_dir / "best").to(device)
     valid = evaluate(
         best,

@@ -414,6 +414,8 @@ class Trainer:
         if self.evaluate is None and self.dist.is_main:
             self.model.save_pretrained(self.run_dir / "best")
             state["best_epoch"] = state["epoch"]
+        if self.dist.enabled:
+            torch.distributed.barrier()  # rank 0 has written best/ and the checkpoint
         cleanup(self.dist)
         return TrainResult(
             best_epoch=state["best_epoch"],
