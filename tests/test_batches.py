@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seq_helpers import assert_batches_equal, item_rows, jagged_of, ref_pad, rows_of, sides
 from shortlist.data.batches import (
     EvalBatch,
     JaggedSequenceBatch,
@@ -24,36 +25,7 @@ from shortlist.data.jagged import jagged_from_padded, pad
 from shortlist.data.negatives import NegativeSampler
 from shortlist.data.sequences import Jagged
 
-
 # -- helpers -----------------------------------------------------------------------------------
-def jagged_of(rows: list[list[int]], dtype=np.int64) -> Jagged:
-    values = np.array([v for r in rows for v in r], dtype=dtype)
-    return Jagged.from_lengths(values, np.array([len(r) for r in rows], dtype=np.int64))
-
-
-def rows_of(j: Jagged) -> list[list[int]]:
-    return [j[i].tolist() for i in range(len(j))]
-
-
-def ref_pad(rows: list[list[int]], max_len: int, side: str, truncate: str) -> list[list[int]]:
-    out = []
-    for r in rows:
-        kept = r[-max_len:] if truncate == "left" else r[:max_len]
-        fill = [0] * (max_len - len(kept))
-        out.append(fill + kept if side == "left" else kept + fill)
-    return out
-
-
-def assert_batches_equal(a: SequenceBatch, b: SequenceBatch) -> None:
-    for name in ("input_ids", "target_ids", "lengths", "user_ids", "negatives", "timestamps"):
-        x, y = getattr(a, name), getattr(b, name)
-        assert (x is None) == (y is None), name
-        if x is not None:
-            assert torch.equal(x, y), name
-
-
-item_rows = st.lists(st.lists(st.integers(1, 50), max_size=12), max_size=8)
-sides = st.sampled_from(["left", "right"])
 
 
 # -- training batches --------------------------------------------------------------------------

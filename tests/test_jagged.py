@@ -8,31 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seq_helpers import item_rows, jagged_of, ref_pad, rows_of, sides
 from shortlist.data.jagged import jagged_from_padded, pad, take, to_jagged
-from shortlist.data.sequences import Jagged
-
 
 # -- helpers -----------------------------------------------------------------------------------
-def jagged_of(rows: list[list[int]], dtype=np.int64) -> Jagged:
-    values = np.array([v for r in rows for v in r], dtype=dtype)
-    return Jagged.from_lengths(values, np.array([len(r) for r in rows], dtype=np.int64))
-
-
-def rows_of(j: Jagged) -> list[list[int]]:
-    return [j[i].tolist() for i in range(len(j))]
-
-
-def ref_pad(rows: list[list[int]], max_len: int, side: str, truncate: str) -> list[list[int]]:
-    out = []
-    for r in rows:
-        kept = r[-max_len:] if truncate == "left" else r[:max_len]
-        fill = [0] * (max_len - len(kept))
-        out.append(fill + kept if side == "left" else kept + fill)
-    return out
-
-
-item_rows = st.lists(st.lists(st.integers(1, 50), max_size=12), max_size=8)
-sides = st.sampled_from(["left", "right"])
 
 
 # -- jagged helpers ----------------------------------------------------------------------------

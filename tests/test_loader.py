@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 import torch
 
+from seq_helpers import assert_batches_equal, jagged_of, random_jagged
 from shortlist.data.batches import JaggedSequenceBatch, SequenceBatch
 from shortlist.data.build import build_dataset
 from shortlist.data.loader import SequenceBatchSampler, batch_throughput, make_loader
@@ -15,25 +16,6 @@ from shortlist.data.sequences import Jagged
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def jagged_of(rows: list[list[int]], dtype=np.int64) -> Jagged:
-    values = np.array([v for r in rows for v in r], dtype=dtype)
-    return Jagged.from_lengths(values, np.array([len(r) for r in rows], dtype=np.int64))
-
-
-def random_jagged(rng: np.random.Generator, n_rows: int, n_items: int, mean_len: float) -> Jagged:
-    lengths = rng.poisson(mean_len, size=n_rows)
-    values = rng.integers(1, n_items + 1, size=int(lengths.sum()))
-    return Jagged.from_lengths(values, lengths)
-
-
-def assert_batches_equal(a: SequenceBatch, b: SequenceBatch) -> None:
-    for name in ("input_ids", "target_ids", "lengths", "user_ids", "negatives", "timestamps"):
-        x, y = getattr(a, name), getattr(b, name)
-        assert (x is None) == (y is None), name
-        if x is not None:
-            assert torch.equal(x, y), name
-
-
 # -- loader ------------------------------------------------------------------------------------
 def collect(loader) -> list[SequenceBatch]:
     return list(loader)

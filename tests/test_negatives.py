@@ -6,24 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from seq_helpers import jagged_of, random_jagged
 from shortlist.data import negatives
 from shortlist.data.batches import build_jagged_sequence_batch, build_sequence_batch
 from shortlist.data.negatives import NegativeSampler
-from shortlist.data.sequences import Jagged
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def jagged_of(rows: list[list[int]], dtype=np.int64) -> Jagged:
-    values = np.array([v for r in rows for v in r], dtype=dtype)
-    return Jagged.from_lengths(values, np.array([len(r) for r in rows], dtype=np.int64))
-
-
-def random_jagged(rng: np.random.Generator, n_rows: int, n_items: int, mean_len: float) -> Jagged:
-    lengths = rng.poisson(mean_len, size=n_rows)
-    values = rng.integers(1, n_items + 1, size=int(lengths.sum()))
-    return Jagged.from_lengths(values, lengths)
-
-
 # -- negative sampling -------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["uniform", "popularity"])
 def test_negatives_in_range_and_never_positive(mode):

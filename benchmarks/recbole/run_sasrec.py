@@ -17,6 +17,23 @@ column is set to -inf (``Trainer._full_sort_batch_eval``); history items are NOT
 sequential models (``FullSortEvalDataLoader.collate_fn`` returns ``history_index=None`` when
 ``MODEL_TYPE`` is sequential); the top-k comes from ``torch.topk`` (``evaluator/collector.py``),
 so exact score ties fall where torch.topk puts them. One target per row, so Recall@K = Hit@K.
+Those numbers are the JSON's ``test`` (and each epoch's ``valid``).
+
+Our evaluation of the same model, beside RecBole's (``test_ours_unmasked``, ``test_ours_masked``,
+each epoch's ``valid_ours_*``): the harness iterates RecBole's eval DataLoader itself, takes
+``model.full_sort_predict(interaction)`` (B, n_items) in RecBole's internal item ids, sets the
+padding column to -inf and permutes the columns into our item indices (RecBole's ``field2id_token``:
+the export's tokens are our indices), so column i is our item i, 1..N. It decodes each batch's
+history (``item_id_list``, the exported row's history, at most ``max_len`` items) and target the
+same way and ranks as ``shortlist.eval.metrics.rank_of_target`` (optimistic ties): rank = the number
+of candidates with a strictly greater score than the target, a target scored -inf gets rank N. Masked
+= the row's history items scored -inf first (``shortlist.eval.protocols.evaluate`` with
+``exclude_history``; the ``hstu`` protocol, as generative-recommenders' ``filter_invalid_ids``), so a
+target inside its own history is a miss. Metrics: the protocol's keys (hstu: hr/ndcg@10,50,200;
+tiger: recall/ndcg@5,10) and mrr, NDCG@k = 1/log2(rank + 2) for rank < k. The decoded rows must give
+the manifest's fingerprint (the ranked rows are exactly the exported ones, in our ids).
+``--early-stop-on`` picks the valid NDCG@10 that drives early stopping and the best epoch: ``masked``
+(default for ``hstu``), ``unmasked`` or ``recbole`` (RecBole's evaluator; default otherwise).
 
 Examples::
 
@@ -67,6 +84,14 @@ PROTOCOL_METRICS: dict[str, tuple[list[str], list[int]]] = {
     "tiger": (["Recall", "NDCG"], [5, 10]),
     "hstu": (["Hit", "NDCG"], [10, 50, 200]),
 }
+# The same metrics under our keys, in the order of shortlist.eval.protocols (cut-off, then metric), + mrr.
+OUR_METRIC_KEYS: dict[str, tuple[str, ...]] = {
+    "tiger": ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "mrr"),
+    "hstu": ("hr@10", "ndcg@10", "hr@50", "ndcg@50", "hr@200", "ndcg@200", "mrr"),
+}
+# Our protocols' rule for seen items (shortlist.eval.protocols: hstu masks, tiger does not).
+PROTOCOL_MASKS_HISTORY = {"hstu": True, "tiger": False}
+EARLY_STOP_CHOICES = ("masked", "unmasked", "recbole")
 
 
 def install_no_op_tensorboard() -> None:

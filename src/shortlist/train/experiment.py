@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from shortlist.data.sequences import SequenceSplit
-from shortlist.eval.protocols import evaluate
+from shortlist.data.sequences import EvalExamples, SequenceSplit
+from shortlist.eval.protocols import EvalResult, evaluate
 from shortlist.models.base import Model, build_model, load_model
 from shortlist.train.config import ExperimentConfig
 from shortlist.train.trainer import Trainer, TrainResult, resolve_device
@@ -92,15 +92,20 @@ def run_on_split(
         device,
     )
 
-    def validate(m: Model) -> dict[str, float]:
+    def run_eval(
+        m: Model, examples: EvalExamples, exclude: bool | None = config.eval.exclude_history
+    ) -> EvalResult:
         return evaluate(
             m,
-            split.valid,
+            examples,
             config.protocol,
             batch_size=config.eval.batch_size,
             device=device,
-            exclude_history=config.eval.exclude_history,
-        ).metrics
+            exclude_history=exclude,
+        )
+
+    def validate(m: Model) -> dict[str, float]:
+        return run_eval(m, split.valid).metrics
 
     trainer = Trainer(
         model,
@@ -116,22 +121,8 @@ def run_on_split(
     if not trainer.dist.is_main:  # under torchrun, rank 0 evaluates and writes the results
         return RunResult(run_dir=run_dir, valid={}, test={}, train=result)
     best = load_model(run_dir / "best").to(device)
-    valid = evaluate(
-        best,
-        split.valid,
-        config.protocol,
-        batch_size=config.eval.batch_size,
-        device=device,
-        exclude_history=config.eval.exclude_history,
-    )
-    test = evaluate(
-        best,
-        split.test,
-        config.protocol,
-        batch_size=config.eval.batch_size,
-        device=device,
-        exclude_history=config.eval.exclude_history,
-    )
+    valid = run_eval(best, split.valid)
+    test = run_eval(best, split.test)
     payload = {
         "name": config.name,
         "dataset": config.dataset.name,
@@ -154,14 +145,7 @@ def run_on_split(
     }
     # the other masking rule too, so a baseline that evaluates the other way (RecBole never masks
     # seen items) can be compared like for like
-    other = evaluate(
-        best,
-        split.test,
-        config.protocol,
-        batch_size=config.eval.batch_size,
-        device=device,
-        exclude_history=not test.exclude_history,
-    )
+    other = run_eval(best, split.test, exclude=not test.exclude_history)
     payload["test_masked" if other.exclude_history else "test_unmasked"] = other.metrics
     write_json(run_dir / RESULTS, payload)
     return RunResult(run_dir=run_dir, valid=valid.metrics, test=test.metrics, train=result)

@@ -1,0 +1,46 @@
+"""Helpers shared by the sequence-batching tests: plain-Python references and strategies."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import strategies as st
+
+from shortlist.data.batches import SequenceBatch
+from shortlist.data.sequences import Jagged
+
+
+def jagged_of(rows: list[list[int]], dtype=np.int64) -> Jagged:
+    values = np.array([v for r in rows for v in r], dtype=dtype)
+    return Jagged.from_lengths(values, np.array([len(r) for r in rows], dtype=np.int64))
+
+
+def rows_of(j: Jagged) -> list[list[int]]:
+    return [j[i].tolist() for i in range(len(j))]
+
+
+def ref_pad(rows: list[list[int]], max_len: int, side: str, truncate: str) -> list[list[int]]:
+    out = []
+    for r in rows:
+        kept = r[-max_len:] if truncate == "left" else r[:max_len]
+        fill = [0] * (max_len - len(kept))
+        out.append(fill + kept if side == "left" else kept + fill)
+    return out
+
+
+def assert_batches_equal(a: SequenceBatch, b: SequenceBatch) -> None:
+    for name in ("input_ids", "target_ids", "lengths", "user_ids", "negatives", "timestamps"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None), name
+        if x is not None:
+            assert torch.equal(x, y), name
+
+
+def random_jagged(rng: np.random.Generator, n_rows: int, n_items: int, mean_len: float) -> Jagged:
+    lengths = rng.poisson(mean_len, size=n_rows)
+    values = rng.integers(1, n_items + 1, size=int(lengths.sum()))
+    return Jagged.from_lengths(values, lengths)
+
+
+item_rows = st.lists(st.lists(st.integers(1, 50), max_size=12), max_size=8)
+sides = st.sampled_from(["left", "right"])
