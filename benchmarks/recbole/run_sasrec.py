@@ -176,9 +176,11 @@ class CountedBatches:
 
 def decode_examples(ds: Any) -> dict[str, np.ndarray]:
     """RecBole's loaded rows back in our indices: users, history lengths, history values, targets."""
-    inter = ds.inter_feat
-    item_tokens = ds.field2id_token["item_id"]
-    user_tokens = ds.field2id_token["user_id"]
+    return decode_rows(ds.inter_feat, ds.field2id_token["item_id"], ds.field2id_token["user_id"])
+
+
+def decode_rows(inter: Any, item_tokens: np.ndarray, user_tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows of a (CPU) RecBole Interaction in our indices, through ``field2id_token``."""
     seq = inter["item_id_list"].numpy()  # (E, L) right-padded with 0
     lengths = inter["item_length"].numpy().astype(np.int64)  # (E,)
     mask = np.arange(seq.shape[1])[None, :] < lengths[:, None]
@@ -219,6 +221,129 @@ def verify_loaded(manifest: dict[str, Any], dataset: Any, splits: dict[str, Any]
         report[f"{name}_rows"] = len(ds)
     report["fingerprints_match"] = True
     return report
+
+
+class ItemIdMap:
+    """RecBole's internal item ids <-> our item indices (the export's tokens), as index tensors.
+
+    ``to_ours[j]`` = our index of internal id j (``[PAD]`` -> 0); ``to_internal[i]`` = internal id of
+    our item i (0 -> 0), so ``scores[:, to_internal]`` puts our item i in column i. Both are checked
+    to be permutations of 0..N.
+    """
+
+    def __init__(self, dataset: Any, device: torch.device) -> None:
+        tokens = dataset.field2id_token["item_id"]  # internal id -> token (str); 0 = '[PAD]'
+        if tokens[0] != "[PAD]":
+            raise RuntimeError(f"RecBole's item id 0 is {tokens[0]!r}, not '[PAD]'.")
+        n_items = len(tokens) - 1
+        to_ours = np.zeros(n_items + 1, dtype=np.int64)
+        to_ours[1:] = tokens[1:].astype(np.int64)
+        if not np.array_equal(np.sort(to_ours[1:]), np.arange(1, n_items + 1)):
+            raise RuntimeError(
+                f"RecBole's item tokens are not our indices 1..{n_items} (each exactly once)."
+            )
+        to_internal = np.empty(n_items + 1, dtype=np.int64)
+        to_internal[to_ours] = np.arange(n_items + 1)
+        self.n_items = n_items
+        self.item_tokens = tokens
+        self.user_tokens = dataset.field2id_token["user_id"]
+        self.to_ours = torch.from_numpy(to_ours).to(device)
+        self.to_internal = torch.from_numpy(to_internal).to(device)
+
+
+def rank_of_target(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B,) 0-based ranks, as ``shortlist.eval.metrics.rank_of_target(ties="optimistic")``.
+
+    scores (B, N+1) over our items (column 0 = padding, -inf); targets (B,) in 1..N. Rank = number of
+    candidates with a strictly greater score; a target scored -inf (masked) gets N, a miss everywhere.
+    """
+    n_items = scores.shape[1] - 1
+    target_scores = scores.gather(1, targets[:, None])  # (B, 1)
+    if torch.isnan(target_scores).any():
+        raise ValueError("A target's score is NaN.")
+    ranks = (scores > target_scores).sum(dim=1)  # (B,)
+    return torch.where(target_scores[:, 0] == float("-inf"), n_items, ranks)
+
+
+def metrics_from_ranks(ranks: np.ndarray, keys: tuple[str, ...]) -> dict[str, float]:
+    """hr@k = recall@k = mean(rank < k), ndcg@k = mean(1/log2(rank + 2) if rank < k), mrr = mean(1/(rank + 1))."""
+    r = ranks.astype(np.float64)
+    out: dict[str, float] = {}
+    for key in keys:
+        name, _, cut = key.partition("@")
+        if name == "mrr":
+            out[key] = float(np.mean(1.0 / (r + 1.0)))
+        elif name in ("hr", "recall"):
+            out[key] = float(np.mean(r < int(cut)))
+        elif name == "ndcg":
+            out[key] = float(np.mean(np.where(r < int(cut), 1.0 / np.log2(r + 2.0), 0.0)))
+        else:
+            raise ValueError(f"Unknown metric key {key!r}.")
+    return out
+
+
+@torch.no_grad()
+def evaluate_ours(
+    model: Any,
+    loader: Any,
+    ids: ItemIdMap,
+    keys: tuple[str, ...],
+    expected_fingerprint: str,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Our metrics of the model on a RecBole full-sort eval DataLoader, history unmasked and masked.
+
+    Returns ``{"unmasked": {...}, "masked": {...}, "info": {...}}``; ``info`` counts the rows, the
+    targets found in their own history (misses when masked) and the targets whose (unmasked) score
+    ties another candidate's (where RecBole's torch.topk order may differ from our optimistic rank).
+    Raises if the decoded rows are not the exported ones (manifest fingerprint).
+    """
+    t0 = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    ranks: dict[str, list[torch.Tensor]] = {"unmasked": [], "masked": []}
+    rows: list[dict[str, np.ndarray]] = []
+    in_history = ties = 0
+    try:
+        for interaction, _history_index, _positive_u, _positive_i in loader:
+            rows.append(decode_rows(interaction, ids.item_tokens, ids.user_tokens))
+            interaction = interaction.to(device)
+            internal = model.full_sort_predict(interaction)  # (B, N+1), RecBole's item ids
+            if tuple(internal.shape) != (len(interaction), ids.n_items + 1):
+                raise RuntimeError(
+                    f"full_sort_predict returned shape {tuple(internal.shape)}; expected "
+                    f"({len(interaction)}, {ids.n_items + 1})."
+                )
+            scores = internal[:, ids.to_internal]  # (B, N+1) copy: column i = our item i
+            scores[:, 0] = float("-inf")
+            history = ids.to_ours[interaction["item_id_list"]]  # (B, L) our items, 0 = padding
+            targets = ids.to_ours[interaction["item_id"]]  # (B,)
+            ranks["unmasked"].append(rank_of_target(scores, targets).cpu())
+            masked = scores.scatter(1, history, float("-inf"))  # padding 0 hits column 0 (-inf)
+            ranks["masked"].append(rank_of_target(masked, targets).cpu())
+            in_history += int((history == targets[:, None]).any(dim=1).sum())
+            target_scores = scores.gather(1, targets[:, None])
+            ties += int(((scores == target_scores).sum(dim=1) > 1).sum())
+    finally:
+        model.train(was_training)
+    decoded = {key: np.concatenate([r[key] for r in rows]) for key in rows[0]}
+    got = fingerprint(decoded)
+    if got != expected_fingerprint:
+        raise RuntimeError(
+            f"The rows ranked by evaluate_ours differ from the export: fingerprint {got[:12]} vs "
+            f"{expected_fingerprint[:12]}."
+        )
+    out: dict[str, Any] = {
+        name: metrics_from_ranks(torch.cat(r).numpy(), keys) for name, r in ranks.items()
+    }
+    out["info"] = {
+        "rows": len(decoded["targets"]),
+        "target_in_history": in_history,
+        "target_ties_unmasked": ties,
+        "fingerprint_match": True,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    return out
 
 
 def our_keys(result: dict[str, float]) -> dict[str, float]:
