@@ -74,6 +74,15 @@ def test_early_stopping_and_best_model(tmp_path: Path) -> None:
     assert [r["valid"]["ndcg@10"] for r in epochs] == [0.1, 0.3, 0.2, 0.25]
     assert all(r["sequences_per_s"] > 0 for r in epochs)
     assert any(r["type"] == "train" and np.isfinite(r["loss"]) for r in records)
+    # resuming a run that already stopped early trains no further
+    again = Trainer(
+        _model(),
+        _sequences(),
+        _config(epochs=7, patience=2),
+        tmp_path,
+        evaluate=lambda m: {"ndcg@10": 1.0},
+    ).fit()
+    assert again.epochs_run == 4 and again.stopped_early and again.best_epoch == 2
 
 
 def test_loss_goes_down(tmp_path: Path) -> None:

@@ -278,6 +278,7 @@ class Trainer:
             "history": [],
             "train_seconds": 0.0,
             "sequences": 0,
+            "stopped_early": False,
         }
         last = self.run_dir / "checkpoints" / ckpt.LAST
         if resume and last.exists():
@@ -302,7 +303,7 @@ class Trainer:
             else nullcontext
         )
 
-        stopped_early = False
+        stopped_early = bool(state.get("stopped_early", False))  # a resumed run that had already stopped
         progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"),
             BarColumn(),
@@ -387,6 +388,7 @@ class Trainer:
                     else:
                         state["bad_evals"] += 1
                     stopped_early = bool(c.patience) and state["bad_evals"] >= c.patience
+                    state["stopped_early"] = stopped_early
                 state["history"].append(record)
                 self._log(record)
                 log.info(
