@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from conftest import ML100K_RATINGS, write_ml100k
@@ -98,6 +99,16 @@ def test_quickstart_tiny(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "report.html").exists() and (
         tmp_path / "run" / "best" / "model.safetensors"
     ).exists()
+
+    # `shortlist eval` re-evaluates the saved best model and gets the same test metrics
+    (tmp_path / "run" / "report.html").unlink()
+    again = runner.invoke(app, ["eval", str(tmp_path / "run"), "--device", "cpu"])
+    assert again.exit_code == 0, again.output
+    reevaluated = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert reevaluated["test"] == pytest.approx(results["test"])
+    assert (tmp_path / "run" / "report.html").exists()
+    bad = runner.invoke(app, ["eval", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a run folder" in bad.output
 
 
 def test_parse_overrides_types() -> None:
