@@ -179,7 +179,9 @@ def decode_examples(ds: Any) -> dict[str, np.ndarray]:
     return decode_rows(ds.inter_feat, ds.field2id_token["item_id"], ds.field2id_token["user_id"])
 
 
-def decode_rows(inter: Any, item_tokens: np.ndarray, user_tokens: np.ndarray) -> dict[str, np.ndarray]:
+def decode_rows(
+    inter: Any, item_tokens: np.ndarray, user_tokens: np.ndarray
+) -> dict[str, np.ndarray]:
     """Rows of a (CPU) RecBole Interaction in our indices, through ``field2id_token``."""
     seq = inter["item_id_list"].numpy()  # (E, L) right-padded with 0
     lengths = inter["item_length"].numpy().astype(np.int64)  # (E,)
@@ -406,6 +408,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=10,
         help="epochs without a better valid NDCG@10 before stopping",
     )
+    p.add_argument(
+        "--early-stop-on",
+        choices=EARLY_STOP_CHOICES,
+        default=None,
+        help="which valid NDCG@10 drives early stopping and the best epoch: ours with history masked, "
+        "ours unmasked, or RecBole's evaluator (default: masked for the hstu protocol, else recbole)",
+    )
     p.add_argument("--speed-only", action="store_true", help="train only: no validation, no test")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
@@ -463,6 +472,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     manifest = json.loads((data / "manifest.json").read_text())
     token, protocol, max_len = manifest["token"], manifest["protocol"], manifest["max_len"]
     metrics, topk = PROTOCOL_METRICS[protocol]
+    ours_keys = OUR_METRIC_KEYS[protocol]
+    early_stop_on = args.early_stop_on or (
+        "masked" if PROTOCOL_MASKS_HISTORY[protocol] else "recbole"
+    )
     out = (
         args.out
         or ROOT
@@ -575,6 +588,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = SASRec(config, train_data.dataset).to(config["device"])
     trainer = Trainer(config, model)
     device = config["device"]
+    ids = ItemIdMap(dataset, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     load_before = (
@@ -607,9 +621,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         if not args.speed_only and batches.steps:
             t1 = time.perf_counter()
-            score, result = trainer._valid_epoch(valid_data, show_progress=False)
+            recbole_score, result = trainer._valid_epoch(valid_data, show_progress=False)
             record["valid_s"] = round(time.perf_counter() - t1, 3)
             record["valid"] = our_keys(result)
+            ours = evaluate_ours(
+                model, valid_data, ids, ours_keys, manifest["fingerprints"]["valid"], device
+            )
+            record["valid_ours_s"] = ours["info"]["seconds"]
+            record["valid_ours_unmasked"] = ours["unmasked"]
+            record["valid_ours_masked"] = ours["masked"]
+            score = recbole_score if early_stop_on == "recbole" else ours[early_stop_on]["ndcg@10"]
             best_score, bad_epochs, stop, improved = early_stopping(
                 score, best_score, bad_epochs, args.stopping_step, bigger=True
             )
@@ -621,7 +642,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         log.info(
             "epoch %d: %s",
             epoch,
-            {k: v for k, v in record.items() if k != "valid"} | record.get("valid", {}),
+            {k: v for k, v in record.items() if not k.startswith("valid")}
+            | {
+                f"valid_{name}": {k: round(v, 6) for k, v in record[key].items()}
+                for name, key in (
+                    ("recbole", "valid"),
+                    ("unmasked", "valid_ours_unmasked"),
+                    ("masked", "valid_ours_masked"),
+                )
+                if key in record
+            },
         )
         if stop:
             stopped_by = "early_stopping"
@@ -631,14 +661,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             break
 
     test: dict[str, float] = {}
+    test_ours: dict[str, Any] = {"unmasked": {}, "masked": {}, "info": {}}
     if not args.speed_only and best_state is not None:
         model.load_state_dict(best_state)
         t2 = time.perf_counter()
         test = our_keys(trainer.evaluate(test_data, load_best_model=False, show_progress=False))
         test_s = time.perf_counter() - t2
-        log.info("test (epoch %d): %s", best_epoch, test)
+        test_ours = evaluate_ours(
+            model, test_data, ids, ours_keys, manifest["fingerprints"]["test"], device
+        )
+        log.info("test (epoch %d), RecBole's evaluator: %s", best_epoch, test)
+        log.info("test (epoch %d), ours, history not masked: %s", best_epoch, test_ours["unmasked"])
+        log.info("test (epoch %d), ours, history masked: %s", best_epoch, test_ours["masked"])
+        log.info("test, ours: %s", test_ours["info"])
     else:
         test_s = 0.0
+    # the rows_table (project schema) holds the numbers of the protocol's own rule
+    protocol_masks = PROTOCOL_MASKS_HISTORY[protocol]
+    test_protocol = test_ours["masked" if protocol_masks else "unmasked"]
 
     examples = sum(e["examples"] for e in epochs)
     train_s = sum(e["train_s"] for e in epochs)
@@ -703,14 +743,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "max_steps": args.max_steps,
             "time_limit_s": args.time_limit_s,
             "stopping_step": args.stopping_step,
+            "early_stop_on": early_stop_on,
             "seed": args.seed,
             "speed_only": args.speed_only,
         },
         "evaluation": {
             "candidates": "all items 1..N (full sort)",
+            # of `test` / `valid` (RecBole's evaluator); benchmarks/seqrec.py reads it
             "history_masked": False,
             "metrics": [f"{m.lower().replace('hit', 'hr')}@{k}" for m in metrics for k in topk],
             "valid_metric": "ndcg@10",
+            "early_stop_on": early_stop_on,
+            "early_stop_metric": {
+                "recbole": "valid.ndcg@10 (RecBole's evaluator, history not masked)",
+                "unmasked": "valid_ours_unmasked.ndcg@10",
+                "masked": "valid_ours_masked.ndcg@10",
+            }[early_stop_on],
+            "ours": {
+                "keys": list(ours_keys),
+                "ties": "optimistic: rank = number of candidates scored strictly higher",
+                "ndcg": "1/log2(rank + 2) for rank < k",
+                "scores": "model.full_sort_predict, padding -inf, columns permuted to our items 1..N",
+                "masked": "the row's history (<= max_len items, as fed to the model) scored -inf; "
+                "a target in its own history is a miss (rank N)",
+                "protocol_rule": "masked" if protocol_masks else "unmasked",
+                "test": test_ours["info"],
+            },
         },
         "verified": verified,
         "load_s": round(load_s, 2),
@@ -719,6 +777,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "stopped_by": stopped_by,
         "speed": speed,
         "test": test,
+        "test_ours_unmasked": test_ours["unmasked"],
+        "test_ours_masked": test_ours["masked"],
         "test_s": round(test_s, 2),
         "epochs": epochs,
         "rows_table": [
@@ -727,8 +787,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "protocol": protocol,
                 "model": "recbole-sasrec",
                 "variant": f"L{max_len}, {args.layers}x{args.hidden}, {args.heads} heads, {device.type}"
-                + (", speed only" if args.speed_only else f", {len(epochs)} epochs"),
-                "metrics": test | {"train_examples_per_s": throughput, "epoch_s": epoch_s},
+                + (
+                    ", speed only"
+                    if args.speed_only
+                    else f", {len(epochs)} epochs, early stop on {early_stop_on}, "
+                    f"our evaluator (history {'masked' if protocol_masks else 'not masked'})"
+                ),
+                "metrics": test_protocol | {"train_examples_per_s": throughput, "epoch_s": epoch_s},
             }
         ],
     }
@@ -744,12 +809,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             [Row(**r) for r in result["rows_table"]],
             command=command,
             extra={
-                k: result[k] for k in ("device", "threads", "versions", "speed", "test", "verified")
+                k: result[k]
+                for k in (
+                    "device",
+                    "threads",
+                    "versions",
+                    "speed",
+                    "test",
+                    "test_ours_unmasked",
+                    "test_ours_masked",
+                    "verified",
+                )
             },
         )
     print(
         json.dumps(
-            {"test": test, "speed": speed, "epochs_run": len(epochs), "stopped_by": stopped_by},
+            {
+                "test": test,
+                "test_ours_unmasked": test_ours["unmasked"],
+                "test_ours_masked": test_ours["masked"],
+                "early_stop_on": early_stop_on,
+                "best_epoch": best_epoch,
+                "speed": speed,
+                "epochs_run": len(epochs),
+                "stopped_by": stopped_by,
+            },
             indent=2,
         )
     )
