@@ -133,6 +133,7 @@ def write_result(
     with os.fdopen(fd, "w") as fh:
         json.dump(result, fh, indent=2)
         fh.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
     os.replace(tmp, path)
     if rebuild:
         rebuild_benchmarks_md()
@@ -197,6 +198,7 @@ def rebuild_benchmarks_md(results_dir: Path | None = None, out: Path | None = No
     fd, tmp = tempfile.mkstemp(prefix=".BENCHMARKS.", suffix=".md", dir=out.parent)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, out)
     return out
 
