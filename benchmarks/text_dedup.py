@@ -69,6 +69,20 @@ def _cluster_record(
     }
 
 
+def _without_texts(details: dict[str, Any]) -> dict[str, Any]:
+    """The result file keeps item IDs only: the titles belong to the datasets, whose terms forbid
+    redistribution (they are logged for local inspection instead)."""
+    if isinstance(details, dict):
+        return {
+            k: _without_texts(v)
+            for k, v in details.items()
+            if k not in ("titles", "filtered_examples")
+        }
+    if isinstance(details, list):
+        return [_without_texts(v) for v in details]
+    return details
+
+
 def run_dataset(name: str, data_dir: str | None, seed: int) -> tuple[list[Row], dict[str, Any]]:
     data = load_dataset(name, data_dir=data_dir, download=False)
     items = data.items
@@ -213,7 +227,9 @@ def main() -> None:
             "CT-LLM cleaning rules at title scale, then exact + MinHash-LSH near-duplicates "
             "(128 permutations, exact Jaccard >= 0.7) on the kept titles; CPU only."
         ),
-        extra={"details": details, "skipped": skipped} if skipped else {"details": details},
+        extra={"details": _without_texts(details), "skipped": skipped}
+        if skipped
+        else {"details": _without_texts(details)},
         rebuild=False,
     )
     log.info("wrote %s", path)
