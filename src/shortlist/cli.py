@@ -406,6 +406,61 @@ def eval_run(
 
 
 @app.command()
+def tokenize(
+    dataset: Annotated[
+        str, typer.Argument(help="A registered dataset with item text (shortlist data list).")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Output folder: semantic_ids/, report.json, code_usage.png."),
+    ] = Path("runs/tokens"),
+    encoder: Annotated[
+        str, typer.Option(help="Text encoder: tfidf-svd (offline) or sentence-transformers.")
+    ] = "tfidf-svd",
+    align: Annotated[
+        str, typer.Option(help="QARM alignment on behaviour pairs: none, swing, u2i, both.")
+    ] = "none",
+    quantizer: Annotated[str, typer.Option(help="rq-kmeans, rq-vae or parallel.")] = "rq-kmeans",
+    levels: Annotated[int, typer.Option(help="Code levels (before the de-duplication level).")] = 3,
+    codebook_size: Annotated[int, typer.Option("--codebook-size", help="Codes per level.")] = 256,
+    balanced: Annotated[
+        bool, typer.Option(help="rq-kmeans: balanced assignment (higher utilisation).")
+    ] = False,
+    dim: Annotated[int, typer.Option(help="tfidf-svd: embedding dimensions.")] = 256,
+    data_dir: DataDir = None,
+) -> None:
+    """Item content -> embeddings -> (aligned) -> semantic IDs, with a report and a code-usage plot."""
+    from shortlist.items.pipeline import TokenizeConfig, write_outputs
+    from shortlist.items.pipeline import tokenize as run_tokenize
+
+    try:
+        params = {"balanced": True} if balanced and quantizer == "rq-kmeans" else {}
+        cfg = TokenizeConfig(
+            encoder=encoder,
+            align=align,
+            quantizer=quantizer,
+            levels=levels,  # type: ignore[arg-type]
+            codebook_size=codebook_size,
+            quantizer_params=params,
+            encoder_params={"dim": dim} if encoder == "tfidf-svd" else {},
+        )
+        data = _load(dataset, data_dir, None, {})
+        with console.status(f"Tokenizing {data.num_items:,} items ..."):
+            result = run_tokenize(data, cfg)
+        folder = write_outputs(result, out)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        _fail(exc)
+    m = result.report["metrics"]
+    table = Table(title=f"{dataset}: semantic IDs", header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in m.items():
+        table.add_row(key, json.dumps(value) if not isinstance(value, float) else f"{value:.4f}")
+    console.print(table)
+    console.print(f"[green]wrote[/] {folder}")
+
+
+@app.command()
 def quickstart(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override KEY.SUB=VALUE; repeatable.")
