@@ -74,3 +74,30 @@ def test_incomplete_entry_is_ignored(tmp_path: Path) -> None:
     entry.mkdir()
     (entry / "interactions.parquet").write_bytes(b"")
     assert cache.read_prepared(entry) is None
+
+
+def test_concurrent_writer_keeps_the_first_complete_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = write_ml100k(tmp_path / "ml-100k", ML100K_RATINGS)
+    data = load_dataset("ml-100k", data_dir=folder, download=False, use_cache=False)
+    target = tmp_path / "c" / "prepared" / "ml-100k" / "key"
+    cache.write_prepared(data, target)  # "the other rank" finished first
+    real_replace = cache.os.replace
+
+    raced = []
+
+    def racing_replace(src: str, dst: str) -> None:
+        if Path(dst) == target and not raced:
+            raced.append(1)
+            cache.write_prepared(
+                data, target
+            )  # the other rank re-creates the entry just before our rename
+            raise OSError(39, "Directory not empty")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(cache.os, "replace", racing_replace)
+    assert cache.write_prepared(data, target) == target
+    monkeypatch.setattr(cache.os, "replace", real_replace)
+    assert cache.read_prepared(target).interactions.equals(data.interactions)
+    assert [p.name for p in target.parent.iterdir()] == ["key"]

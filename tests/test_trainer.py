@@ -171,3 +171,36 @@ def test_ddp_two_processes_over_gloo(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "checkpoints" / "last.pt").exists() and (
         tmp_path / "run" / "best"
     ).exists()
+
+
+@pytest.mark.timeout(240)
+def test_cli_train_under_torchrun(tmp_path: Path) -> None:
+    """`torchrun -m shortlist.cli train`: both ranks train, rank 0 alone evaluates and reports."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SHORTLIST_CACHE": str(tmp_path / "cache")}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "shortlist.cli",
+        "train",
+        str(root / "configs" / "synthetic" / "sasrec.yaml"),
+        "--output-dir",
+        str(tmp_path / "run"),
+    ]
+    for override in (
+        "dataset.params.n_users=120",
+        "dataset.params.n_items=60",
+        "train.epochs=2",
+        "model.dim=16",
+        "train.progress=false",
+    ):
+        cmd += ["--set", override]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=220)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["epochs_run"] == 2 and "hr@10" in results["test"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -335,6 +336,8 @@ def train(
         result = run_experiment(cfg, resume=not no_resume)
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        return
     _print_metrics(cfg.name, result.valid, result.test)
     report = _write_report(result.run_dir)
     console.print(f"[green]run folder[/] {result.run_dir}  (report: {report})")

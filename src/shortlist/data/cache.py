@@ -95,8 +95,15 @@ def write_prepared(data: InteractionData, path: Path, extra: dict[str, Any] | No
         }
         (tmp / _META).write_text(json.dumps(meta, indent=2, default=str))
         if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+            shutil.rmtree(path, ignore_errors=True)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            # Another process (e.g. a second torchrun rank) put the same entry in place first: keep it.
+            if read_prepared(path) is None:
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            return path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
