@@ -23,11 +23,12 @@ import resource
 import shlex
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from shortlist.atomic import write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -129,12 +130,7 @@ def write_result(
     if extra:
         result.update(extra)
     path = RESULTS / f"{name}.json"
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".json", dir=RESULTS)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(result, fh, indent=2)
-        fh.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600
-    os.replace(tmp, path)
+    write_json(path, result)
     if rebuild:
         rebuild_benchmarks_md()
     return path
@@ -195,12 +191,7 @@ def rebuild_benchmarks_md(results_dir: Path | None = None, out: Path | None = No
     for path in sorted(Path(results_dir).glob("*.json")):
         parts.append(render(json.loads(path.read_text())))
     text = "\n".join(parts).rstrip() + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".BENCHMARKS.", suffix=".md", dir=out.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
-    return out
+    return write_text(out, text)
 
 
 if __name__ == "__main__":

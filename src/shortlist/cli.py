@@ -369,10 +369,11 @@ def eval_run(
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
 ) -> None:
     """Re-evaluate a run's best model on its protocol; write results.json and report.html."""
+    from shortlist.atomic import write_json
     from shortlist.eval.protocols import evaluate
     from shortlist.models.base import load_model
     from shortlist.train.config import load_config
-    from shortlist.train.experiment import RESULTS, make_split, write_json
+    from shortlist.train.experiment import RESULTS, make_split
     from shortlist.train.trainer import resolve_device
 
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "best").is_dir():

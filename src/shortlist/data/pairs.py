@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from shortlist.atomic import atomic_path
 from shortlist.data.errors import DataValidationError
 from shortlist.data.schema import ITEM, USER, InteractionData
 
@@ -271,14 +271,8 @@ class Pairs:
         ).replace_schema_metadata(
             {"shortlist.pairs.source": self.source, "shortlist.pairs.version": "1"}
         )
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return path
 
     @staticmethod

@@ -9,13 +9,13 @@ Notation: B sequences, E = sum_i L_i values, U users.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from shortlist.atomic import atomic_path
 
 
 @dataclass(frozen=True)
@@ -149,14 +149,8 @@ class SequenceSplit:
                 arrays[f"{name}.history_t.values"] = ex.history_timestamps.values
                 arrays[f"{name}.history_t.offsets"] = ex.history_timestamps.offsets
                 arrays[f"{name}.target_t"] = ex.target_timestamps
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".npz") as tmp:
             np.savez_compressed(tmp, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return path
 
     @staticmethod

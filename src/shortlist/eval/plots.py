@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from shortlist.atomic import atomic_path
 
 
 def plot_length_histogram(lengths: np.ndarray, path: str | Path, *, title: str) -> Path:
@@ -41,14 +41,9 @@ def plot_length_histogram(lengths: np.ndarray, path: str | Path, *, title: str) 
     ax.set_title(f"{title}: {lengths.size:,} users, {int(lengths.sum()):,} events")
     ax.legend(frameon=False)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

@@ -36,8 +36,6 @@ import io
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +43,7 @@ from typing import Any
 
 import yaml
 
+from shortlist.atomic import write_text
 from shortlist.eval.anchors import Anchor, anchors_for
 from shortlist.eval.protocols import PROTOCOLS, EvalProtocol
 
@@ -713,13 +712,6 @@ def write_report(
     page = render_report(results, history, extra_rows=extra_rows, model_config=model_config)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / REPORT_FILE
-    fd, tmp = tempfile.mkstemp(prefix=f".{REPORT_FILE}.", dir=run_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_text(path, page)
     log.info("report written to %s", path)
     return path

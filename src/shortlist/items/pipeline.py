@@ -8,10 +8,7 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from shortlist.atomic import atomic_path, write_json
 from shortlist.data.schema import InteractionData
 from shortlist.items.encoders import ENCODERS, build_encoder, item_texts
 from shortlist.items.quantizers import QUANTIZERS
@@ -130,10 +128,7 @@ def write_outputs(result: TokenizeResult, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result.semantic_ids.save(out / "semantic_ids")
-    fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".json", dir=out)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(result.report, fh, indent=2, default=str)
-    os.replace(tmp, out / "report.json")
+    write_json(out / "report.json", result.report)
     plot_code_usage(
         result.semantic_ids, out / "code_usage.png", title=str(result.report.get("dataset", ""))
     )
@@ -162,12 +157,6 @@ def plot_code_usage(ids: SemanticIds, path: Path, *, title: str) -> Path:
         ax.tick_params(labelsize=7)
     fig.suptitle(f"{title}: items per code", fontsize=10)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

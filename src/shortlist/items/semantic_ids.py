@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from shortlist.atomic import atomic_path, write_json
 
 PAD = -1  # the codes of item 0 (padding)
 FORMAT = "shortlist.semantic_ids"
@@ -348,15 +348,9 @@ class SemanticIds:
         last, holds the SHA-256 of the codes file, so a torn pair is detected by :meth:`load`)."""
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".codes.", suffix=".npz", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, codes=self.codes_)
-            digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
-            os.replace(tmp, folder / CODES_FILE)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(folder / CODES_FILE, suffix=".npz") as tmp:
+            np.savez_compressed(tmp, codes=self.codes_)
+            digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
         meta = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -367,15 +361,7 @@ class SemanticIds:
             "pad": PAD,
             "codes_sha256": digest,
         }
-        fd, tmp = tempfile.mkstemp(prefix=".meta.", suffix=".json", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(meta, fh, indent=2)
-                fh.write("\n")
-            os.replace(tmp, folder / META_FILE)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json(folder / META_FILE, meta)
         return folder
 
     @classmethod

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from shortlist.atomic import atomic_path, write_json
 from shortlist.data.batches import EvalBatch, SequenceBatch
 from shortlist.registry import Registry
 
@@ -81,11 +80,9 @@ class Model(nn.Module, ABC):
         directory.mkdir(parents=True, exist_ok=True)
         config = {"model": self.name, **dataclasses.asdict(self.config)}
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        _atomic_write(
-            directory / CONFIG_FILE,
-            lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"),
-        )
-        _atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(state, p))
+        write_json(directory / CONFIG_FILE, config)
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
+            save_file(state, str(tmp))
         return directory
 
     @classmethod
@@ -172,14 +169,3 @@ def build_model(name: str, **config: Any) -> Model:
 
 def load_model(directory: str | Path, map_location: str | torch.device = "cpu") -> Model:
     return Model.from_pretrained(directory, map_location)
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

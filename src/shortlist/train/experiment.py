@@ -12,10 +12,7 @@ Run folder layout::
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from shortlist.atomic import write_json
 from shortlist.data.sequences import EvalExamples, SequenceSplit
 from shortlist.eval.protocols import EvalResult, evaluate
 from shortlist.models.base import Model, build_model, load_model
@@ -53,14 +51,6 @@ def make_split(config: ExperimentConfig) -> tuple[SequenceSplit, Any]:
     )
     split = tiger_split(data) if config.protocol == "tiger" else leave_one_out(data)
     return split, data
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=2, default=str)
-        fh.write("\n")
-    os.replace(tmp, path)
 
 
 def run_experiment(config: ExperimentConfig, *, resume: bool = True) -> RunResult:

@@ -303,7 +303,9 @@ class Trainer:
             else nullcontext
         )
 
-        stopped_early = bool(state.get("stopped_early", False))  # a resumed run that had already stopped
+        stopped_early = bool(
+            state.get("stopped_early", False)
+        )  # a resumed run that had already stopped
         progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"),
             BarColumn(),
