@@ -68,6 +68,14 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def _seed_summary(per_seed: list[dict[str, float]]) -> dict[str, float]:
+    """Mean and standard deviation (``<key>_std``) over seeds of every metric."""
+    out: dict[str, float] = {}
+    for key in per_seed[0]:
+        out[key], out[f"{key}_std"] = _mean_std([m[key] for m in per_seed])
+    return out
+
+
 def run(args: argparse.Namespace) -> None:
     from shortlist.eval.anchors import anchors_for
     from shortlist.train.config import load_config
@@ -139,58 +147,35 @@ def run(args: argparse.Namespace) -> None:
             per_seed.append(res)
             metrics = {
                 **res["test"],
+                "valid_ndcg@10": res["valid"]["ndcg@10"],
                 "best_epoch": res["best_epoch"],
                 "train_s": res["train_seconds"],
                 "sequences_per_s": res["sequences_per_s"],
             }
-            rows.append(
-                Row(
-                    dataset=args.dataset,
-                    protocol=protocol,
-                    model=f"shortlist {model}",
-                    variant=f"seed={seed}",
-                    metrics=metrics,
-                )
-            )
+            rows.append(Row(args.dataset, protocol, f"shortlist {model}", f"seed={seed}", metrics))
             if "test_unmasked" in res:  # the protocol masks seen items; RecBole does not
                 rows.append(
                     Row(
-                        dataset=args.dataset,
-                        protocol=f"{protocol}, history not masked",
-                        model=f"shortlist {model}",
-                        variant=f"seed={seed}",
-                        metrics=dict(res["test_unmasked"]),
+                        args.dataset,
+                        f"{protocol}, history not masked",
+                        f"shortlist {model}",
+                        f"seed={seed}",
+                        dict(res["test_unmasked"]),
                     )
                 )
-        keys = list(per_seed[0]["test"])
-        summary: dict[str, float] = {
-            "valid_ndcg@10": _mean_std([r["valid"]["ndcg@10"] for r in per_seed])[0]
-        }
-        for key in keys:
-            mean, std = _mean_std([r["test"][key] for r in per_seed])
-            summary[key] = mean
-            summary[f"{key}_std"] = std
-        rows.append(
-            Row(
-                dataset=args.dataset,
-                protocol=protocol,
-                model=f"shortlist {model}",
-                variant=f"mean of {len(seeds)} seeds",
-                metrics=summary,
-            )
-        )
+        mean_label = f"mean of {len(seeds)} seeds"
+        summary = {"valid_ndcg@10": _mean_std([r["valid"]["ndcg@10"] for r in per_seed])[0]}
+        summary |= _seed_summary([r["test"] for r in per_seed])
+        rows.append(Row(args.dataset, protocol, f"shortlist {model}", mean_label, summary))
         if all("test_unmasked" in r for r in per_seed):
-            unmasked = {}
-            for key in per_seed[0]["test_unmasked"]:
-                mean, std = _mean_std([r["test_unmasked"][key] for r in per_seed])
-                unmasked |= {key: mean, f"{key}_std": std}
+            unmasked = _seed_summary([r["test_unmasked"] for r in per_seed])
             rows.append(
                 Row(
-                    dataset=args.dataset,
-                    protocol=f"{protocol}, history not masked",
-                    model=f"shortlist {model}",
-                    variant=f"mean of {len(seeds)} seeds",
-                    metrics=unmasked,
+                    args.dataset,
+                    f"{protocol}, history not masked",
+                    f"shortlist {model}",
+                    mean_label,
+                    unmasked,
                 )
             )
     if args.recbole_json and Path(args.recbole_json).exists():
