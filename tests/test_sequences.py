@@ -58,3 +58,35 @@ def test_training_and_evaluation_import_no_polars() -> None:
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0, (
         "a saved split must train without Polars"
     )
+
+
+def test_training_windows_make_every_event_a_target_once() -> None:
+    from shortlist.data.sequences import Jagged, training_windows
+
+    lengths = np.array([0, 1, 2, 5, 6, 7, 13, 30])
+    values = np.arange(1, lengths.sum() + 1)  # distinct items: each event identifies itself
+    seqs = Jagged.from_lengths(values, lengths)
+    times = Jagged.from_lengths(values * 10, lengths)
+    max_len = 5
+    windows, (wt,), row = training_windows(seqs, max_len, times)
+    targets = []
+    for i in range(len(windows)):
+        w = windows[i]
+        assert len(w) <= max_len + 1
+        np.testing.assert_array_equal(wt[i], w * 10)  # timestamps cut alike
+        src = seqs[row[i]]
+        start = int(np.searchsorted(src, w[0])) if len(w) else 0
+        np.testing.assert_array_equal(w, src[start : start + len(w)])  # a contiguous slice
+        targets.extend(w[1:].tolist())
+    expected = np.concatenate([seqs[u][1:] for u in range(len(lengths))]).tolist()
+    assert sorted(targets) == sorted(expected)  # every target exactly once
+    assert np.bincount(row, minlength=len(lengths)).tolist() == [1, 1, 1, 1, 1, 2, 3, 6]
+
+
+def test_training_windows_rejects_bad_max_len() -> None:
+    import pytest
+
+    from shortlist.data.sequences import Jagged, training_windows
+
+    with pytest.raises(ValueError, match="max_len must be >= 1, got 0"):
+        training_windows(Jagged.from_lengths(np.arange(3), np.array([3])), 0)

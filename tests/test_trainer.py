@@ -204,3 +204,14 @@ def test_cli_train_under_torchrun(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["epochs_run"] == 2 and "hr@10" in results["test"]
+
+
+def test_windows_all_trains_on_every_target(tmp_path: Path) -> None:
+    seqs = Jagged.from_lengths(np.arange(40) % 20 + 1, np.array([25, 15]))  # longer than max_len
+    last = Trainer(_model(), seqs, _config(epochs=1, batch_size=1), tmp_path / "a")
+    every = Trainer(_model(), seqs, _config(epochs=1, batch_size=1, windows="all"), tmp_path / "b")
+    assert len(last.train) == 2 and len(every.train) == 3 + 2  # ceil(24/10) + ceil(14/10)
+    n_last = sum(int(b.lengths.sum()) for b in last._loader())
+    n_every = sum(int(b.lengths.sum()) for b in every._loader())
+    assert (n_last, n_every) == (10 + 10, 24 + 14)
+    every.fit()  # and it trains

@@ -75,6 +75,53 @@ def segment_indices(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     )
 
 
+def training_windows(
+    sequences: Jagged, max_len: int, *aligned: Jagged | None
+) -> tuple[Jagged, list[Jagged | None], np.ndarray]:
+    """Cut every training sequence into windows of ``max_len`` targets so every event is a target.
+
+    A loader keeps the most recent ``max_len`` (input, target) pairs of a row; a user with more
+    events than that would never have the older ones as targets. This cuts a sequence of n events
+    (n - 1 targets) from the end into ``ceil((n - 1) / max_len)`` windows: window j holds events
+    ``[max(0, e - max_len - 1), e)`` with ``e = n - j * max_len`` (consecutive windows share one
+    event, the first input of the later one). Every target is trained on once per epoch, like
+    RecBole's prefix augmentation but without its O(n * max_len) copies; the cost is shorter
+    context for the first targets of each older window.
+
+    Args:
+        sequences: B sequences.
+        max_len: L, targets per window.
+        aligned: jagged arrays aligned with ``sequences`` (timestamps), cut the same way (None
+            passes through).
+
+    Returns:
+        ``(windows, aligned_windows, row)``: W >= B windows, the aligned arrays cut alike, and
+        ``row`` (W,) int64, the source sequence of each window (ordered by source, oldest first).
+
+    Example:
+        >>> seqs = Jagged.from_lengths(np.arange(1, 9), np.array([8]))
+        >>> w, _, row = training_windows(seqs, 3)
+        >>> [w[i].tolist() for i in range(len(w))], row.tolist()
+        ([[1, 2], [2, 3, 4, 5], [5, 6, 7, 8]], [0, 0, 0])
+    """
+    if int(max_len) < 1:
+        raise ValueError(f"training_windows: max_len must be >= 1, got {max_len!r}.")
+    offsets = sequences.offsets.astype(np.int64, copy=False)
+    n = np.diff(offsets)  # (B,)
+    count = np.where(n >= 2, -(-(n - 1) // max_len), 1)  # (B,) windows per sequence (>= 1)
+    row = np.repeat(np.arange(len(n), dtype=np.int64), count)  # (W,)
+    first_window = np.cumsum(count) - count  # (B,)
+    # j counts windows back from the most recent (j = 0); windows come out oldest first
+    j = count[row] - 1 - (np.arange(len(row), dtype=np.int64) - first_window[row])
+    end = n[row] - j * max_len
+    start = np.maximum(0, end - max_len - 1)
+    index = segment_indices(offsets[row] + start, offsets[row] + end)
+    lengths = end - start
+    windows = Jagged.from_lengths(sequences.values[index], lengths)
+    cut = [None if a is None else Jagged.from_lengths(a.values[index], lengths) for a in aligned]
+    return windows, cut, row
+
+
 @dataclass(frozen=True)
 class EvalExamples:
     """Evaluation examples: predict ``targets`` from ``history``.

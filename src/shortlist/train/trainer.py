@@ -42,7 +42,7 @@ from torch import nn
 
 from shortlist.data.batches import SequenceBatch
 from shortlist.data.loader import make_loader
-from shortlist.data.sequences import Jagged
+from shortlist.data.sequences import Jagged, training_windows
 from shortlist.models.base import Model
 from shortlist.train import checkpoint as ckpt
 from shortlist.train.distributed import (
@@ -79,6 +79,9 @@ class TrainConfig:
     log_every: int = 50  # steps between JSONL log lines
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     compile: bool = False  # torch.compile the model's loss (GPU)
+    # "last": each training row is a user's most recent max_len targets (older events are never
+    # targets); "all": long sequences are cut into windows of max_len targets so every event is one
+    windows: Literal["last", "all"] = "last"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -184,6 +187,11 @@ class Trainer:
         self.evaluate = evaluate
         self.timestamps = timestamps
         self.user_ids = user_ids
+        if config.windows == "all":
+            self.train, (self.timestamps,), rows = training_windows(
+                train, model.config.max_len, timestamps
+            )
+            self.user_ids = None if user_ids is None else np.asarray(user_ids)[rows]
         self.device = resolve_device(config.device)
         self.dist: DistInfo = init_distributed(self.device.type)
         if self.device.type == "cuda" and self.dist.enabled:
