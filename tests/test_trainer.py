@@ -215,3 +215,9 @@ def test_windows_all_trains_on_every_target(tmp_path: Path) -> None:
     n_every = sum(int(b.lengths.sum()) for b in every._loader())
     assert (n_last, n_every) == (10 + 10, 24 + 14)
     every.fit()  # and it trains
+
+
+def test_time_limit_stops_after_the_epoch_that_passes_it(tmp_path: Path) -> None:
+    result = Trainer(_model(), _sequences(), _config(epochs=50, time_limit_s=1e-9), tmp_path).fit()
+    assert result.epochs_run == 1 and result.stopped_early
+    assert result.history[-1]["time_limit"] is True

@@ -363,6 +363,23 @@ def _write_report(run_dir: Path) -> Path | None:
     return write_report(run_dir, results, read_history(run_dir))
 
 
+def _eval_ctr_run(run_dir: Path, cfg: Any, device: str) -> None:
+    """``shortlist eval`` for a CTR run: valid and test AUC / GAUC / log loss of ``best/``."""
+    from shortlist.atomic import write_json
+    from shortlist.train.ctr_experiment import RESULTS, reevaluate_ctr
+    from shortlist.train.experiment import load_ctr_data
+
+    valid, test = reevaluate_ctr(
+        run_dir, load_ctr_data(cfg), batch_size=cfg.eval.batch_size, device=device
+    )
+    path = run_dir / RESULTS
+    results = json.loads(path.read_text()) if path.exists() else {"name": cfg.name}
+    results.update(valid=valid, test=test)
+    write_json(path, results)
+    _print_metrics(cfg.name, valid, test)
+    console.print(f"metrics written to {path}")
+
+
 @app.command("eval")
 def eval_run(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `shortlist train`.")],
@@ -384,6 +401,8 @@ def eval_run(
         )
     try:
         cfg = load_config(run_dir / "config.yaml")
+        if cfg.protocol == "ctr":  # a ranker: AUC, GAUC, log loss
+            return _eval_ctr_run(run_dir, cfg, device)
         split, _ = make_split(cfg)
         dev = resolve_device(device)
         model = load_model(run_dir / "best").to(dev)

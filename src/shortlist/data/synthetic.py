@@ -76,7 +76,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -939,3 +939,317 @@ def read_parquet(out_dir: str | os.PathLike[str]) -> InteractionData:
     cfg = read_config(out / "interactions.parquet")
     frames = {n: pl.read_parquet(out / f"{n}.parquet") for n in ("interactions", "items", "users")}
     return _build(cfg, frames["interactions"], frames["items"], frames["users"])
+
+
+# -- long histories with planted long-range interests --------------------------------------------
+#
+# A lean, vectorised generator for sequence-length work (ELASTIC / KSA, issue 4): users with
+# 10^4-10^5 events and planted long-range dependencies with per-event ground truth. It returns
+# NumPy arrays (no tables, no item text, no feedback, no repeat avoidance), so 10^3 users x 10^4
+# events take seconds. Process per user u (same world of items and topics as above):
+#
+#   1. L_u ~ log-uniform integer in [min_length, max_length]; m interest slots and Dirichlet
+#      weights as in step 2 above (without user features); sessions, focus topics, exploration and
+#      items as in steps 3-4 (repeats allowed: re-watches are common in 10^4-event feeds).
+#   2. Planting (users with L_u >= B + G + R, each with probability ``planted_fraction``): a topic
+#      p outside the user's slots (never drawn otherwise, except by exploration, which is redrawn
+#      from the user's top topic inside the gap); B burst events of topic p at [P, P + B); no event
+#      of p during the next G events; R return events drawn from p at [P + B + G, P + B + G + R).
+#      P is uniform over the feasible starts, or P = L_u - (B + G + R) with ``planted_at_end``
+#      (the return burst ends the history: leave-one-out's test target is a return event).
+#   3. Ground truth: ``kind`` per event (0 ordinary, 1 burst, 2 return = the target is drawn from
+#      an interest last seen more than G events earlier), and per user ``planted_topic``,
+#      ``planted_at`` = P and ``return_at`` = P + B + G (-1 for users without one).
+#
+# Determinism: users come in blocks of ``LONG_BLOCK_USERS``, block b from the stream
+# SeedSequence(seed, spawn_key=(4, b)), so the data depend only on the config, never on how many
+# blocks are held in memory (:func:`iter_long_history_blocks` streams them).
+
+from shortlist.data.sequences import Jagged  # noqa: E402  (used only by this section)
+
+LONG_BLOCK_USERS = 64  # users per random stream of the long-history generator: do not change
+_LONG_STREAM = 4
+EVENT_ORDINARY, EVENT_BURST, EVENT_RETURN = 0, 1, 2
+
+
+def _bad_long(name: str, expected: str, value: Any) -> str:
+    return f"The {name!r} parameter of LongHistoryConfig must be {expected}. Got {value!r} instead."
+
+
+@dataclass(frozen=True)
+class LongHistoryConfig:
+    """Parameters of the long-history generator (defaults: 1,000 users x 10^4 events, one planted
+    interest returning after 5,000 events for half of them)."""
+
+    n_users: int = 1_000
+    n_items: int = 10_000
+    n_topics: int = 50
+    min_length: int = 10_000  # L_u log-uniform in [min_length, max_length]
+    max_length: int = 10_000
+    zipf_exponent: float = 0.8
+    topics_per_user: int = 3
+    topic_concentration: float = 0.5
+    explore_ratio: float = 0.1
+    session_focus: float = 0.8
+    mean_session_length: float = 8.0
+    planted_fraction: float = 0.5  # share of long-enough users that get a returning interest
+    planted_burst: int = 20  # B: events of the planted topic at its first appearance
+    planted_gap: int = 5_000  # G: events without it before it returns
+    planted_return: int = 5  # R: events drawn from it at the return
+    planted_at_end: bool = False  # the return burst ends the history
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        ints = (
+            ("n_users", 1), ("n_items", self.n_topics), ("n_topics", self.topics_per_user + 1),
+            ("min_length", 1), ("max_length", self.min_length), ("topics_per_user", 1),
+            ("planted_burst", 1), ("planted_gap", 1), ("planted_return", 1), ("seed", 0),
+        )  # fmt: skip
+        for name, low in ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise TypeError(_bad_long(name, f"an int >= {low}", value))
+            if value < low:
+                raise ValueError(_bad_long(name, f"an int >= {low}", value))
+        floats = (
+            ("zipf_exponent", 0.0, 5.0), ("topic_concentration", 1e-9, math.inf),
+            ("explore_ratio", 0.0, 1.0), ("session_focus", 0.0, 1.0),
+            ("mean_session_length", 1.0, math.inf), ("planted_fraction", 0.0, 1.0),
+        )  # fmt: skip
+        for name, low, high in floats:
+            value = getattr(self, name)
+            expected = f"a float in [{low:g}, {high:g}]"
+            if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+                raise TypeError(_bad_long(name, expected, value))
+            if not low <= value <= high or math.isnan(value):
+                raise ValueError(_bad_long(name, expected, value))
+        if not isinstance(self.planted_at_end, bool):
+            raise TypeError(_bad_long("planted_at_end", "a bool", self.planted_at_end))
+
+    @property
+    def planted_span(self) -> int:
+        """B + G + R: events a planted interest needs."""
+        return self.planted_burst + self.planted_gap + self.planted_return
+
+
+@dataclass(frozen=True)
+class LongHistoryData:
+    """Long histories and their planted ground truth (U users, E events, N items).
+
+    sequences: U time-ordered sequences of items 1..N (values (E,), offsets (U+1,)).
+    kind: (E,) int8 per event: 0 ordinary, 1 planted burst, 2 return (long-range target).
+    item_topic: (N+1,) int32 topic of each item; -1 at index 0 (padding).
+    planted_topic, planted_at, return_at: (U,) int64; -1 for users without a planted interest.
+    """
+
+    config: LongHistoryConfig
+    sequences: Jagged
+    kind: np.ndarray
+    item_topic: np.ndarray
+    planted_topic: np.ndarray
+    planted_at: np.ndarray
+    return_at: np.ndarray
+
+    @property
+    def num_events(self) -> int:
+        return len(self.sequences.values)
+
+
+@dataclass(frozen=True)
+class LongRangeExamples:
+    """Evaluation examples cut from long histories: predict ``targets[i]`` from the first
+    ``cuts[i]`` events of user ``users[i]``; ``long_range[i]`` says whether the target is the
+    first return event of a planted interest (else an ordinary event of a planted user)."""
+
+    users: np.ndarray  # (X,) int64
+    cuts: np.ndarray  # (X,) int64 history length
+    targets: np.ndarray  # (X,) int64 item 1..N
+    long_range: np.ndarray  # (X,) bool
+
+    def histories(self, data: LongHistoryData, max_len: int | None = None) -> Jagged:
+        """The X histories (the most recent ``max_len`` events of each prefix when given)."""
+        start = data.sequences.offsets[self.users].astype(np.int64)
+        end = start + self.cuts
+        if max_len is not None:
+            start = np.maximum(start, end - max_len)
+        lengths = end - start
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        index = np.repeat(start - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return Jagged(data.sequences.values[index], offsets)
+
+
+def _world_of(cfg: LongHistoryConfig) -> _World:
+    """The items and topics of the long-history data: the world of the matching SyntheticConfig."""
+    return _build_world(
+        SyntheticConfig(
+            n_users=1, n_items=cfg.n_items, n_topics=cfg.n_topics, n_categories=1,
+            zipf_exponent=cfg.zipf_exponent, user_features=False, seed=cfg.seed,
+        )
+    )  # fmt: skip
+
+
+def _long_block(
+    cfg: LongHistoryConfig, world: _World, b: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Block b: (lengths, items 1..N, kind, planted topic, planted at, return at)."""
+    rng = _rng(cfg.seed, _LONG_STREAM, b)
+    u0 = b * LONG_BLOCK_USERS
+    nu, m, k = min(cfg.n_users - u0, LONG_BLOCK_USERS), cfg.topics_per_user, cfg.n_topics
+    lo, hi = math.log(cfg.min_length), math.log(cfg.max_length + 1)
+    lengths = np.minimum(
+        np.exp(lo + rng.random(nu) * (hi - lo)).astype(np.int64), cfg.max_length
+    )  # (U_b,)
+    offsets = np.zeros(nu + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    starts, n_events = offsets[:-1], int(offsets[-1])
+    # Interests: m slots from the topic prior, Dirichlet weights.
+    slot_pos = _sample_segments(
+        world.group_cdf, world.group_end, np.zeros((nu, m), dtype=np.int64), rng.random((nu, m))
+    )
+    slot_topic = slot_pos  # (U_b, m): one group, so positions are topics
+    gam = rng.standard_gamma(cfg.topic_concentration, (nu, m))
+    gam[gam.sum(1) == 0, 0] = 1.0
+    slot_weight = gam / gam.sum(1, keepdims=True)
+    slot_cum = np.cumsum(slot_weight, 1)
+    slot_cum[:, -1] = 1.0
+    top_topic = slot_topic[np.arange(nu), slot_weight.argmax(1)]
+    # Sessions and events.
+    user = np.repeat(np.arange(nu), lengths)  # (E_b,)
+    new_session = rng.random(n_events) < 1.0 / cfg.mean_session_length
+    new_session[starts] = True
+    session_index = np.cumsum(new_session) - 1
+    session_user = user[new_session]
+    focus = slot_topic[
+        session_user, _draw_slot(slot_cum[session_user], rng.random(len(session_user)))
+    ]
+    fresh = slot_topic[user, _draw_slot(slot_cum[user], rng.random(n_events))]
+    topic = np.where(rng.random(n_events) < cfg.session_focus, focus[session_index], fresh)
+    explore = rng.random(n_events) < cfg.explore_ratio
+    item = _draw_items(world, topic, explore, rng.random(n_events))  # (E_b,) 0-based
+    kind = np.zeros(n_events, dtype=np.int8)
+    # Planting.
+    span, burst, gap = cfg.planted_span, cfg.planted_burst, cfg.planted_gap
+    chosen = np.flatnonzero((lengths >= span) & (rng.random(nu) < cfg.planted_fraction))
+    draws = rng.random((3, len(chosen)))  # start, topic, and a spare column: fixed stream layout
+    if cfg.planted_at_end:
+        at = lengths[chosen] - span
+    else:
+        at = np.floor(draws[0] * (lengths[chosen] - span + 1)).astype(np.int64)
+    slots = np.sort(slot_topic[chosen], axis=1)  # (P, m)
+    dup = np.zeros_like(slots, dtype=bool)
+    dup[:, 1:] = slots[:, 1:] == slots[:, :-1]
+    slots = np.where(dup, k, slots)
+    choice = np.floor(draws[1] * (k - (~dup).sum(1))).astype(np.int64)
+    for j in range(m):  # the choice-th topic outside the user's slots
+        choice += choice >= slots[:, j]
+    first = starts[chosen] + at  # (P,) block event index of the first burst event
+    returns = first + burst + gap  # (P,)
+    planted_events = np.concatenate(
+        [first[:, None] + np.arange(burst), returns[:, None] + np.arange(cfg.planted_return)], 1
+    )  # (P, B + R)
+    kind[planted_events[:, :burst]] = EVENT_BURST
+    kind[planted_events[:, burst:]] = EVENT_RETURN
+    p_topic = np.repeat(choice, burst + cfg.planted_return)
+    item[planted_events.ravel()] = world.topic_items[
+        _sample_segments(world.topic_cdf, world.topic_end, p_topic, rng.random(p_topic.size))
+    ]
+    # No event of p in the gap: exploration hits are redrawn from the user's top topic.
+    between = ((first + burst)[:, None] + np.arange(gap)).ravel()  # (P G,)
+    owner = np.repeat(np.arange(len(chosen)), gap)
+    hit = world.item_topic[item[between]] == choice[owner]
+    redo = between[hit]
+    item[redo] = world.topic_items[
+        _sample_segments(
+            world.topic_cdf, world.topic_end, top_topic[chosen[owner[hit]]], rng.random(redo.size)
+        )
+    ]
+    planted_topic = np.full(nu, -1, dtype=np.int64)
+    planted_at = np.full(nu, -1, dtype=np.int64)
+    return_at = np.full(nu, -1, dtype=np.int64)
+    planted_topic[chosen], planted_at[chosen], return_at[chosen] = choice, at, at + burst + gap
+    return lengths, item + 1, kind, planted_topic, planted_at, return_at, top_topic
+
+
+def iter_long_history_blocks(config: LongHistoryConfig) -> Iterator[LongHistoryData]:
+    """Stream the data ``LONG_BLOCK_USERS`` users at a time (bounded memory); their
+    concatenation is :func:`generate_long_histories` (user indices restart at 0 in each block)."""
+    world = _world_of(config)
+    item_topic = np.concatenate([[-1], world.item_topic]).astype(np.int32)
+    for b in range(-(-config.n_users // LONG_BLOCK_USERS)):
+        lengths, items, kind, p_topic, p_at, r_at, _ = _long_block(config, world, b)
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        yield LongHistoryData(
+            config=config,
+            sequences=Jagged(items, offsets),
+            kind=kind,
+            item_topic=item_topic,
+            planted_topic=p_topic,
+            planted_at=p_at,
+            return_at=r_at,
+        )
+
+
+def generate_long_histories(config: LongHistoryConfig | None = None) -> LongHistoryData:
+    """Generate long histories with planted long-range interests (see the section comment).
+
+    Example:
+        >>> data = generate_long_histories(LongHistoryConfig(n_users=4, n_items=200, n_topics=8,
+        ...     min_length=300, max_length=300, planted_gap=100, planted_fraction=1.0))
+        >>> data.num_events, int((data.kind == EVENT_RETURN).sum())
+        (1200, 20)
+    """
+    cfg = config or LongHistoryConfig()
+    began = time.perf_counter()
+    blocks = list(iter_long_history_blocks(cfg))
+    lengths = np.concatenate([blk.sequences.lengths for blk in blocks])
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    data = LongHistoryData(
+        config=cfg,
+        sequences=Jagged(np.concatenate([blk.sequences.values for blk in blocks]), offsets),
+        kind=np.concatenate([blk.kind for blk in blocks]),
+        item_topic=blocks[0].item_topic,
+        planted_topic=np.concatenate([blk.planted_topic for blk in blocks]),
+        planted_at=np.concatenate([blk.planted_at for blk in blocks]),
+        return_at=np.concatenate([blk.return_at for blk in blocks]),
+    )
+    log.info(
+        "generated %s long-history events of %s users in %.1f s",
+        f"{data.num_events:,}", f"{cfg.n_users:,}", time.perf_counter() - began,
+    )  # fmt: skip
+    return data
+
+
+def long_range_examples(
+    data: LongHistoryData, *, controls: int = 1, seed: int = 0
+) -> LongRangeExamples:
+    """Evaluation examples of every planted user: its first return event (``long_range=True``),
+    plus ``controls`` ordinary events after the burst (``long_range=False``), cut at their
+    positions, so recall on the two groups measures the recovery of long-range interests."""
+    if isinstance(controls, bool) or not isinstance(controls, int) or controls < 0:
+        raise ValueError(
+            f"The 'controls' parameter of long_range_examples must be an int >= 0. "
+            f"Got {controls!r} instead."
+        )
+    rng = np.random.default_rng(seed)
+    planted = np.flatnonzero(data.planted_topic >= 0)
+    seq = data.sequences
+    users, cuts = [planted], [data.return_at[planted]]
+    flags = [np.ones(len(planted), dtype=bool)]
+    lo = data.planted_at[planted] + data.config.planted_burst  # first event after the burst
+    span = seq.lengths[planted] - lo
+    for _ in range(controls):
+        pos = lo + np.floor(rng.random(len(planted)) * span).astype(np.int64)
+        ordinary = data.kind[seq.offsets[planted] + pos] == EVENT_ORDINARY
+        users.append(planted[ordinary])
+        cuts.append(pos[ordinary])
+        flags.append(np.zeros(int(ordinary.sum()), dtype=bool))
+    u, c = np.concatenate(users).astype(np.int64), np.concatenate(cuts).astype(np.int64)
+    return LongRangeExamples(
+        users=u,
+        cuts=c,
+        targets=seq.values[seq.offsets[u] + c].astype(np.int64),
+        long_range=np.concatenate(flags),
+    )

@@ -50,7 +50,7 @@ class ExperimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     dataset: DatasetSection
-    protocol: Literal["hstu", "tiger"]
+    protocol: Literal["hstu", "tiger", "ctr"]  # ctr: a ranker on a CTR dataset (docs/ranking.md)
     model: dict[str, Any]
     train: dict[str, Any] = Field(default_factory=dict)
     eval: EvalSection = Field(default_factory=EvalSection)
@@ -62,7 +62,8 @@ class ExperimentConfig(BaseModel):
         if "name" not in value:
             raise ValueError(f"the model section needs a 'name' (one of {MODELS.names()})")
         model_cls = MODELS.get(value["name"])
-        known = {f.name for f in dataclasses.fields(model_cls.config_class)} - {"num_items"}
+        known = {f.name for f in dataclasses.fields(model_cls.config_class)}
+        known -= {"num_items", "features"}  # filled in from the dataset
         unknown = sorted(set(value) - known - {"name"})
         if unknown:
             raise ValueError(

@@ -55,8 +55,39 @@ def make_split(config: ExperimentConfig) -> tuple[SequenceSplit, Any]:
 
 def run_experiment(config: ExperimentConfig, *, resume: bool = True) -> RunResult:
     """Load and split the config's dataset, then :func:`run_on_split`."""
+    if config.protocol == "ctr":  # a ranker on a CTR dataset
+        return run_ctr_experiment(config, resume=resume)
     split, _ = make_split(config)
     return run_on_split(config, split, resume=resume)
+
+
+def load_ctr_data(config: ExperimentConfig) -> Any:
+    """The config's CTR dataset (``dataset.params.prepared``: a ``.npz`` from ``benchmarks/ctr.py prepare``)."""
+    from shortlist.data.ctr import load_ctr_dataset
+
+    return load_ctr_dataset(
+        config.dataset.name, data_dir=config.dataset.data_dir, **config.dataset.params
+    )
+
+
+def run_ctr_experiment(config: ExperimentConfig, *, resume: bool = True) -> RunResult:
+    """Train and evaluate a ranker config (``protocol: ctr``): :func:`shortlist.train.ctr_experiment.run_ctr`."""
+    from shortlist.train.ctr_experiment import run_ctr
+
+    run_dir = config.run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
+    result = run_ctr(
+        config.name,
+        config.dataset.name,
+        dict(config.model),
+        config.train_config(),
+        load_ctr_data(config),
+        run_dir=run_dir,
+        eval_batch_size=config.eval.batch_size,
+        resume=resume,
+    )
+    return RunResult(run_dir=run_dir, valid=result.valid, test=result.test, train=result.train)
 
 
 def run_on_split(

@@ -22,11 +22,11 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -58,6 +58,19 @@ log = logging.getLogger(__name__)
 Evaluate = Callable[[Model], dict[str, float]]
 
 
+@runtime_checkable
+class BatchSource(Protocol):
+    """What the trainer iterates when it is not given jagged sequences (a ranker's CTR loader):
+    ``len`` (batches per epoch), ``iter`` (batches with ``.to(device, non_blocking=...)`` and a
+    ``num_rows`` count) and ``set_epoch(epoch)`` (selects the epoch's shuffle; called each epoch)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 20
@@ -82,6 +95,7 @@ class TrainConfig:
     # "last": each training row is a user's most recent max_len targets (older events are never
     # targets); "all": long sequences are cut into windows of max_len targets so every event is one
     windows: Literal["last", "all"] = "last"
+    time_limit_s: float = 0.0  # stop after the epoch in which training time passes this; 0 = none
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -161,7 +175,8 @@ class Trainer:
 
     Args:
         model: a registered model (its ``config.max_len`` sets the batch length).
-        train: jagged training sequences (items 1..N).
+        train: jagged training sequences (items 1..N), or a :class:`BatchSource` that yields
+            ready batches (a ranker's ``CTRLoader``; ``windows``, ``num_workers`` do not apply).
         config: the training settings.
         run_dir: where ``checkpoints/last.pt``, ``best/`` (the best model, ``save_pretrained``) and
             ``metrics.jsonl`` go.
@@ -172,7 +187,7 @@ class Trainer:
     def __init__(
         self,
         model: Model,
-        train: Jagged,
+        train: Jagged | BatchSource,
         config: TrainConfig,
         run_dir: str | Path,
         *,
@@ -187,7 +202,7 @@ class Trainer:
         self.evaluate = evaluate
         self.timestamps = timestamps
         self.user_ids = user_ids
-        if config.windows == "all":
+        if config.windows == "all" and isinstance(train, Jagged):
             self.train, (self.timestamps,), rows = training_windows(
                 train, model.config.max_len, timestamps
             )
@@ -205,6 +220,8 @@ class Trainer:
     # -- pieces -------------------------------------------------------------------------------
     def _loader(self) -> Any:
         c = self.config
+        if not isinstance(self.train, Jagged):  # a ready batch source (a ranker's CTRLoader)
+            return self.train
         return make_loader(
             self.train,
             batch_size=c.batch_size,
@@ -337,8 +354,11 @@ class Trainer:
                 for i, batch in enumerate(loader):
                     if i >= steps_per_epoch:
                         break
-                    batch = trim_padding(batch)
-                    positions += int(batch.lengths.sum())  # on the CPU copy: no device sync
+                    if hasattr(batch, "num_rows"):  # a BatchSource's batch: rows, no padding
+                        positions += batch.num_rows
+                    else:
+                        batch = trim_padding(batch)
+                        positions += int(batch.lengths.sum())  # on the CPU copy: no device sync
                     batch = batch.to(self.device, non_blocking=True)
                     with autocast():
                         loss = step_fn(batch)
@@ -349,7 +369,9 @@ class Trainer:
                     optimizer.step()
                     scheduler.step()
                     state["step"] += 1
-                    seqs += batch.input_ids.shape[0]
+                    seqs += (
+                        batch.num_rows if hasattr(batch, "num_rows") else batch.input_ids.shape[0]
+                    )
                     if state["step"] % c.log_every == 0 or i == steps_per_epoch - 1:
                         value = float(loss.detach())
                         progress.update(task, loss=value)
@@ -399,6 +421,10 @@ class Trainer:
                         state["bad_evals"] += 1
                     stopped_early = bool(c.patience) and state["bad_evals"] >= c.patience
                     state["stopped_early"] = stopped_early
+                if c.time_limit_s and state["train_seconds"] >= c.time_limit_s:
+                    log.info("time limit of %.0f s reached after epoch %d", c.time_limit_s, epoch + 1)
+                    stopped_early = state["stopped_early"] = True
+                    record["time_limit"] = True
                 state["history"].append(record)
                 self._log(record)
                 log.info(

@@ -1,0 +1,225 @@
+"""CTR ranking quality: CAN, DIN, DeepFM and DCNv2 over seeds on ML-1M CTR (RecBole's definition) and
+Amazon Beauty behaviour CTR (DIN's), beside the anchors (ANCHORS.md section 3).
+
+Two steps, so that the GPU box needs only NumPy and torch (no Polars, pydantic or raw data):
+
+    # here (CPU): build the CTR dataset and save it (a few MB of NumPy)
+    python benchmarks/ctr.py prepare --dataset ml-1m-ctr --out .gpu/ml-1m-ctr.npz
+    python benchmarks/ctr.py prepare --dataset amazon-beauty-ctr --semantic-ids tokenize \
+        --out .gpu/amazon-beauty-ctr.npz
+    # there (GPU) or here: every model x seed as parallel processes, then the result file
+    python benchmarks/ctr.py run --name ctr_ml1m --dataset ml-1m-ctr --data .gpu/ml-1m-ctr.npz \
+        --models can,din,deepfm,dcnv2 --seeds 0,1,2,3,4 --parallel 8 --device cuda
+
+Each model uses its frozen config ``configs/<dataset>/<model>.yaml`` (read with PyYAML only) with
+``train.seed`` set; ``run`` writes ``benchmarks/results/<name>.json`` through benchmarks/common.py:
+one row per seed and a mean/std row per model, then the anchors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, Row, command_line, write_result
+
+log = logging.getLogger("benchmarks.ctr")
+
+# ANCHORS.md section 3: RecBole's ML-1M CTR benchmark (benchmark/hyper/context), same definition.
+ANCHORS: dict[str, list[tuple[str, dict[str, float], str]]] = {
+    "ml-1m-ctr": [
+        ("RecBole DCNV2", {"auc": 0.8998, "logloss": 0.3119}, "RecBole benchmark/hyper/context"),
+        ("RecBole DeepFM", {"auc": 0.8997, "logloss": 0.315}, "RecBole benchmark/hyper/context"),
+    ],
+    # CAN's own number is on Amazon Books, not Beauty: orientation only, not comparable.
+    "amazon-beauty-ctr": [],
+}
+
+
+def prepare(args: argparse.Namespace) -> None:
+    from shortlist.data.ctr import load_ctr_dataset
+
+    params: dict[str, Any] = {}
+    if args.semantic_ids == "tokenize":
+        params["semantic_ids"] = _tokenize(args)
+    elif args.semantic_ids:
+        params["semantic_ids"] = args.semantic_ids
+    data = load_ctr_dataset(args.dataset, data_dir=args.data_dir, **params)
+    data.save(args.out)
+    log.info("%s: %s, fields %s -> %s", args.dataset, data.summary(), data.spec.names(), args.out)
+
+
+def _tokenize(args: argparse.Namespace) -> str:
+    """Semantic IDs of amazon-beauty with the default ``shortlist tokenize`` pipeline (TF-IDF + SVD
+    text embeddings, residual k-means 3 x 256); written beside the output and returned as a path."""
+    from shortlist.data.datasets import load_dataset
+    from shortlist.items.pipeline import TokenizeConfig, tokenize
+
+    folder = Path(args.out).with_suffix("").as_posix() + "-semantic_ids"
+    result = tokenize(load_dataset("amazon-beauty", data_dir=args.data_dir), TokenizeConfig())
+    result.semantic_ids.save(folder)
+    log.info("semantic IDs: %s -> %s", result.semantic_ids, folder)
+    return folder
+
+
+def _overrides(raw: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
+    out = json.loads(json.dumps(raw))
+    for item in pairs:
+        key, _, value = item.partition("=")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
+def job(args: argparse.Namespace) -> None:
+    """One (model, seed) run on a prepared dataset; writes <run_dir>/results.json."""
+    from shortlist.data.ctr import CTRData
+    from shortlist.train.ctr_experiment import run_ctr
+    from shortlist.train.trainer import TrainConfig
+
+    raw = yaml.safe_load(Path(args.config).read_text())
+    sets = [f"train.seed={args.seed}", "train.progress=false", *(args.set or [])]
+    if args.device:
+        sets.append(f"train.device={args.device}")
+    cfg = _overrides(raw, sets)
+    data = CTRData.load(args.data)
+    run_ctr(
+        cfg["name"],
+        cfg["dataset"]["name"],
+        cfg["model"],
+        TrainConfig(**cfg.get("train", {})),
+        data,
+        run_dir=args.run_dir,
+        eval_batch_size=cfg.get("eval", {}).get("batch_size", 8192),
+        resume=False,
+    )
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def run(args: argparse.Namespace) -> None:
+    models = args.models.split(",")
+    config_dir = Path(args.config_dir) if args.config_dir else ROOT / "configs" / args.dataset
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out_dir = Path(args.out_dir)
+    logs = out_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    pending = [(m, s) for m in models for s in seeds]
+    running: list[tuple[subprocess.Popen[bytes], str, int, Any]] = []
+    failed: list[str] = []
+    start = time.perf_counter()
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            model, seed = pending.pop(0)
+            cmd = [
+                sys.executable, __file__, "job", "--config", str(config_dir / f"{model}.yaml"),
+                "--data", args.data, "--seed", str(seed),
+                "--run-dir", str(out_dir / f"{args.dataset}-{model}-s{seed}"),
+            ]  # fmt: skip
+            if args.device:
+                cmd += ["--device", args.device]
+            for item in args.set or []:
+                cmd += ["--set", item]
+            fh = (logs / f"{args.dataset}-{model}-s{seed}.log").open("wb")
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+            running.append((proc, model, seed, fh))
+            log.info("started %s seed %d", model, seed)
+        time.sleep(1)
+        for entry in list(running):
+            proc, model, seed, fh = entry
+            if proc.poll() is not None:
+                fh.close()
+                running.remove(entry)
+                log.info("%s seed %d: exit %d after %.0fs", model, seed, proc.returncode,
+                         time.perf_counter() - start)  # fmt: skip
+                if proc.returncode != 0:
+                    failed.append(f"{model}-s{seed}")
+    if failed:
+        raise SystemExit(f"runs failed: {failed}; see {logs}")
+
+    rows: list[Row] = []
+    for model in models:
+        per_seed = []
+        for seed in seeds:
+            res = json.loads(
+                (out_dir / f"{args.dataset}-{model}-s{seed}" / "results.json").read_text()
+            )
+            per_seed.append(res)
+            metrics = {
+                **res["test"],
+                "valid_auc": res["valid"]["auc"],
+                "best_epoch": res["best_epoch"],
+                "train_s": res["train_seconds"],
+                "rows_per_s": res["rows_per_s"],
+            }
+            rows.append(Row(args.dataset, "ctr", f"shortlist {model}", f"seed={seed}", metrics))
+        summary: dict[str, float] = {}
+        for key in ("auc", "gauc", "logloss"):
+            summary[key], summary[f"{key}_std"] = _mean_std([r["test"][key] for r in per_seed])
+        summary["valid_auc"] = _mean_std([r["valid"]["auc"] for r in per_seed])[0]
+        rows.append(
+            Row(args.dataset, "ctr", f"shortlist {model}", f"mean of {len(seeds)} seeds", summary)
+        )
+    for method, metrics, source in ANCHORS.get(args.dataset, []):
+        rows.append(Row(args.dataset, "ctr", f"anchor: {method}", source, dict(metrics)))
+    write_result(
+        args.name, rows, command=command_line(), notes=args.notes, rebuild=not args.no_rebuild
+    )
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare", help="build a CTR dataset and save it (.npz)")
+    p.add_argument("--dataset", required=True, choices=["ml-1m-ctr", "amazon-beauty-ctr"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--data-dir")
+    p.add_argument(
+        "--semantic-ids",
+        help="amazon-beauty-ctr: a SemanticIds folder (shortlist tokenize), or 'tokenize' to make one",
+    )
+    j = sub.add_parser("job", help="one training run (used by run)")
+    j.add_argument("--config", required=True)
+    j.add_argument("--data", required=True)
+    j.add_argument("--seed", type=int, required=True)
+    j.add_argument("--run-dir", required=True)
+    j.add_argument("--device")
+    j.add_argument("--set", action="append")
+    r = sub.add_parser("run", help="all models x seeds in parallel, then the result file")
+    r.add_argument("--name", required=True, help="result file name: ctr_ml1m or ctr_beauty")
+    r.add_argument("--dataset", required=True)
+    r.add_argument("--data", required=True, help="the .npz written by prepare")
+    r.add_argument("--models", default="can,din,deepfm,dcnv2", help="config names in --config-dir")
+    r.add_argument("--config-dir", help="default configs/<dataset>")
+    r.add_argument("--seeds", default="0,1,2,3,4")
+    r.add_argument("--parallel", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    r.add_argument("--device", help="cpu or cuda (default: the configs' train.device)")
+    r.add_argument("--out-dir", default="runs/ctr")
+    r.add_argument("--set", action="append", help="override passed to every run (KEY=VALUE)")
+    r.add_argument("--notes", default="")
+    r.add_argument("--no-rebuild", action="store_true", help="do not rebuild BENCHMARKS.md")
+    args = parser.parse_args()
+    {"prepare": prepare, "job": job, "run": run}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Long-sequence attention speed: forward + backward time and peak memory of one attention sublayer.
+
+Four sublayers of the same width are timed at fixed tokens per batch (B = tokens / L), for L in
+{512, 2k, 4k, 8k, 16k, 32k, 64k} on the GPU and up to 8k on CPU:
+
+- ``ksa``: Kwai Summary Attention (``shortlist.ops.ksa.KSAAttentionLayer``, fast path: FlexAttention
+  over the contiguous [events | summaries] layout on CUDA, the blocked path on CPU), chunk k, window W;
+- ``elastic``: causal linear dispatcher attention (``shortlist.ops.dispatcher_layer``), k experts;
+- ``sdpa``: full causal attention through ``F.scaled_dot_product_attention`` (flash on the GPU);
+- ``naive``: full causal attention with explicit (L, L) scores (``shortlist.ops.attention``).
+
+Per row: ``fwd_bwd_s`` (median over ``--repeats`` timed steps after warm-up; compilation excluded),
+``peak_mib`` (CUDA: peak allocated during a step minus the memory held before it; CPU: peak RSS
+growth of a fresh process running that one case), ``tokens_per_s``, and ``speedup_vs_sdpa_ratio``
+and ``memory_vs_naive_ratio`` from the same run. A case that runs out of memory is recorded as such.
+
+    python benchmarks/longseq_speed.py --device cuda                      # H200 -> longseq_speed.json
+    nice python benchmarks/longseq_speed.py --device cpu --name longseq_speed_cpu --max-len 8192
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Row, write_result
+
+log = logging.getLogger("benchmarks.longseq_speed")
+
+LENGTHS = [512, 2048, 4096, 8192, 16384, 32768, 65536]
+METHODS = ["ksa", "elastic", "sdpa", "naive"]
+
+
+def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
+    from shortlist.ops.attention import FullAttentionLayer
+    from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
+    from shortlist.ops.ksa import KSAAttentionLayer
+
+    if method == "ksa":
+        return KSAAttentionLayer(args.dim, args.heads, chunk=args.chunk, window=args.window)
+    if method == "elastic":
+        return DispatcherAttentionLayer(
+            args.dim, args.heads, num_experts=args.experts, chunk=args.elastic_chunk
+        )
+    return FullAttentionLayer(args.dim, args.heads, impl=method)  # type: ignore[arg-type]
+
+
+def time_case(method: str, L: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Forward + backward of one sublayer on (B, L, D) input; median seconds and peak memory."""
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    B = max(1, args.tokens // L)
+    torch.manual_seed(0)
+    layer = build_layer(method, args).to(device=device, dtype=dtype)
+    x = torch.randn(B, L, args.dim, device=device, dtype=dtype, requires_grad=True)
+
+    def step() -> None:
+        y = layer(x)
+        y.float().square().mean().backward()
+        x.grad = None
+        layer.zero_grad(set_to_none=True)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        t0 = time.perf_counter()
+        for _ in range(args.warmup):  # includes compilation (FlexAttention) and autotuning
+            step()
+        sync()
+        warm_s = time.perf_counter() - t0
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+        times = []
+        for _ in range(args.repeats):
+            sync()
+            t = time.perf_counter()
+            step()
+            sync()
+            times.append(time.perf_counter() - t)
+        if device.type == "cuda":
+            peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0
+    except torch.OutOfMemoryError:
+        return {"oom": True, "batch": B}
+    seconds = statistics.median(times)
+    return {
+        "batch": B,
+        "fwd_bwd_s": seconds,
+        "peak_mib": peak,
+        "tokens_per_s": B * L / seconds,
+        "warmup_s": warm_s,
+    }
+
+
+def _case_in_subprocess(method: str, L: int, args: argparse.Namespace) -> dict[str, Any]:
+    """CPU: one case per fresh process, so the peak RSS belongs to that case alone."""
+    cmd = [sys.executable, __file__, "--case", f"{method}:{L}", *args.passthrough]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.case_timeout)
+    if out.returncode != 0:
+        log.warning("%s L=%d failed: %s", method, L, out.stderr.strip().splitlines()[-1:])
+        return {"failed": True}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _write(args: argparse.Namespace, results: dict[tuple[str, int], dict[str, Any]]) -> None:
+    """Rows so far, with the ratios measured in this run (rewritten after every length)."""
+    rows = []
+    for (method, L), res in results.items():
+        metrics = {
+            k: float(v)
+            for k, v in res.items()
+            if k in ("fwd_bwd_s", "peak_mib", "tokens_per_s", "warmup_s", "batch")
+        }
+        if res.get("oom"):
+            metrics["oom"] = 1.0
+        sdpa, naive = results.get(("sdpa", L), {}), results.get(("naive", L), {})
+        if "fwd_bwd_s" in res and "fwd_bwd_s" in sdpa:
+            metrics["speedup_vs_sdpa_ratio"] = sdpa["fwd_bwd_s"] / res["fwd_bwd_s"]
+        if "peak_mib" in res and naive.get("peak_mib"):
+            metrics["memory_vs_naive_ratio"] = res["peak_mib"] / naive["peak_mib"]
+        rows.append(
+            Row(
+                dataset="synthetic",
+                protocol="fwd+bwd, one sublayer",
+                model=method,
+                variant=f"L={L}",
+                metrics=metrics,
+            )
+        )
+    keys = ("device", "tokens", "dim", "heads", "chunk", "window", "experts", "elastic_chunk")
+    config = {k: getattr(args, k) for k in (*keys, "warmup", "repeats", "threads")}
+    write_result(
+        args.name,
+        rows,
+        notes=f"dtype {'bf16' if args.device.startswith('cuda') else 'fp32'}; {config}",
+        extra={"config": config},
+        rebuild=False,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--name", default="longseq_speed")
+    p.add_argument("--max-len", type=int, default=65536)
+    p.add_argument(
+        "--tokens", type=int, default=0, help="tokens per batch (0: 65,536 GPU, 8,192 CPU)"
+    )
+    p.add_argument("--dim", type=int, default=256)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--chunk", type=int, default=64, help="KSA k: events per chunk")
+    p.add_argument("--window", type=int, default=4, help="KSA W: previous chunks seen in full")
+    p.add_argument("--experts", type=int, default=16, help="ELASTIC k: interest experts")
+    p.add_argument("--elastic-chunk", type=int, default=64)
+    p.add_argument("--naive-max-len", type=int, default=16384, help="longest L for naive attention")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--case-timeout", type=int, default=900)
+    p.add_argument("--case", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    if not args.tokens:
+        args.tokens = 65536 if args.device.startswith("cuda") else 8192
+    if args.case:  # a CPU child: one case, JSON on stdout
+        method, L = args.case.split(":")
+        print(json.dumps(time_case(method, int(L), args)))
+        return
+    args.passthrough = list(argv if argv is not None else sys.argv[1:])
+    lengths = [n for n in LENGTHS if n <= args.max_len]
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    for L in lengths:
+        for method in METHODS:
+            if method == "naive" and args.naive_max_len < L:
+                continue
+            if args.device == "cpu":
+                res = _case_in_subprocess(method, L, args)
+            else:
+                res = time_case(method, L, args)
+                torch.cuda.empty_cache()
+            results[(method, L)] = res
+            log.info("%-8s L=%6d %s", method, L, {k: round(v, 4) for k, v in res.items()})
+        _write(args, results)
+
+
+if __name__ == "__main__":
+    main()

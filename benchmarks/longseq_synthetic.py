@@ -1,0 +1,104 @@
+"""A leave-one-out split of synthetic 10^4-event users whose test targets are planted long-range
+returns, so a model's test Recall/NDCG is its recovery of interests last seen thousands of events
+earlier (issue 4, ``longseq_quality``).
+
+Every user gets one planted interest (``LongHistoryConfig``: a burst of B events of a topic the user
+otherwise never visits, then G events without it, then R events from it). Users are split three ways:
+
+- train users: their whole histories (every event a training target with ``train.windows=all``);
+- valid / test users: the history up to the first return event, and that event as the target.
+
+Training rows see returns too, so a model can learn that such interests come back; only a model whose
+context reaches back G events to the burst can tell which topic is returning. The split is saved with
+``SequenceSplit.save`` (protocol "tiger": Recall/NDCG@5/10, full ranking, seen items not masked,
+since returns may repeat burst items), and trained on like any dataset by ``benchmarks/seqrec.py run``.
+
+    python benchmarks/longseq_synthetic.py --out .gpu/synthetic-long.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import numpy as np
+
+from shortlist.data.sequences import EvalExamples, Jagged, SequenceSplit, segment_indices
+from shortlist.data.synthetic import LongHistoryConfig, generate_long_histories
+
+log = logging.getLogger("benchmarks.longseq_synthetic")
+
+
+def _examples(data, users: np.ndarray) -> EvalExamples:
+    """History = events before the first return; target = the first return event."""
+    seq = data.sequences
+    cut = data.return_at[users]  # (E,) position of the first return in each user's sequence
+    start = seq.offsets[users]
+    history = Jagged.from_lengths(seq.values[segment_indices(start, start + cut)], cut)
+    targets = seq.values[start + cut].astype(np.int32)
+    return EvalExamples(users=users.astype(np.int32), history=history, targets=targets)
+
+
+def build_split(cfg: LongHistoryConfig, n_valid: int, n_test: int) -> SequenceSplit:
+    data = generate_long_histories(cfg)
+    planted = np.flatnonzero(data.return_at >= 0)
+    if len(planted) <= n_valid + n_test:
+        raise ValueError(
+            f"only {len(planted)} users have a planted return; need more than n_valid + n_test = "
+            f"{n_valid + n_test} (raise --users or planted_fraction)"
+        )
+    rng = np.random.default_rng(cfg.seed)
+    held = rng.permutation(planted)[: n_valid + n_test]
+    valid_users, test_users = np.sort(held[:n_valid]), np.sort(held[n_valid:])
+    train_users = np.setdiff1d(np.arange(len(data.sequences)), held)
+    seq = data.sequences
+    start, end = seq.offsets[train_users], seq.offsets[train_users + 1]
+    train = Jagged.from_lengths(seq.values[segment_indices(start, end)], end - start)
+    return SequenceSplit(
+        protocol="tiger",
+        num_items=cfg.n_items,
+        train_users=train_users.astype(np.int32),
+        train=train,
+        train_timestamps=None,
+        valid=_examples(data, valid_users),
+        test=_examples(data, test_users),
+        max_history=None,
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--users", type=int, default=1400)
+    p.add_argument("--length", type=int, default=10_000, help="events per user")
+    p.add_argument("--items", type=int, default=10_000)
+    p.add_argument("--gap", type=int, default=5_000, help="G: events between burst and return")
+    p.add_argument("--valid", type=int, default=200)
+    p.add_argument("--test", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = LongHistoryConfig(
+        n_users=args.users,
+        n_items=args.items,
+        min_length=args.length,
+        max_length=args.length,
+        planted_fraction=1.0,
+        planted_gap=args.gap,
+        seed=args.seed,
+    )
+    split = build_split(cfg, args.valid, args.test)
+    split.save(args.out)
+    h = split.test.history.lengths
+    log.info(
+        "%s; test history length min/median/max %d/%d/%d -> %s",
+        split.summary(),
+        h.min(),
+        np.median(h),
+        h.max(),
+        args.out,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,312 @@
+"""ELASTIC: a sequential retriever with Linear Dispatcher Attention and Interest Memory Retrieval.
+
+Paper: ELASTIC, Efficient Linear Attention for Sequential Interest Compression (Deng et al.,
+arXiv 2408.09380). The paper is withdrawn and has no code; only the abstract is verified ("interest
+experts", "Linear Dispatcher Attention" in linear time, a "vast learnable interest memory bank"
+"sparsely retrieved"). Everything below is reconstruction (PAPERS.md section 1) plus this project's
+causal design; docs/long_sequences.md ("ELASTIC") lists each choice.
+
+Notation: B batch, L positions (left-padded: the most recent event is at L-1), D width, N items,
+k experts, M memory slots.
+
+Model (it mirrors SASRec: same batches, losses, item table and evaluation):
+    x_t = E[i_t] sqrt(D) + P[t - first]   (positions counted from the first real event of the row,
+                                           so appending events never changes earlier positions)
+    per block:  x = x + Drop(LDA(LN(x), mem_t))   mem_t = IMR(W_l LN(x)_t) (optional, per position)
+                x = x + Drop(FFN(LN(x)))
+    h = LN(x); the score of item i at position t is h_t . E_i.
+LDA: :class:`~shortlist.ops.dispatcher_layer.DispatcherAttentionLayer` (k learned interest experts
+per layer compress every prefix; each position dispatches from its own causal expert states).
+IMR: one :class:`~shortlist.ops.interest_memory.InterestMemory` of M slots shared by the layers;
+each layer queries it at every position from that position's own state (so the selection at t
+depends only on events <= t) and adds the k retrieved interest tokens as extra dispatch tokens.
+
+Causality is exact: every operation is per position or a prefix sum, and the LDA's fixed
+stabiliser (bounded logits) keeps each output bitwise independent of later events.
+Incremental inference: :meth:`Elastic.init_state` / :meth:`Elastic.step` append one event per row in
+O(layers (H k d + D^2 + sqrt(M) D)), equal to a full recompute.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shortlist.data.batches import EvalBatch, SequenceBatch
+from shortlist.models.base import LossOutput, Retriever, register
+from shortlist.models.losses import full_softmax_loss, sampled_softmax_loss
+from shortlist.ops.dispatcher import IMPLS, MAX_LOGIT_BOUND, DispatcherState
+from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
+from shortlist.ops.interest_memory import InterestMemory
+
+
+@dataclass
+class ElasticConfig:
+    num_items: int  # N: items are 1..N
+    max_len: int = 200  # positions per sequence (the most recent max_len events)
+    dim: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    num_experts: int = 16  # k interest experts per layer (LDA bottleneck)
+    memory_size: int = 0  # M interest-memory slots; 0 = no memory (IMR off)
+    memory_topk: int = 0  # slots retrieved per position; 0 = num_experts
+    product_keys: bool = True  # IMR by product keys (M must be a square) instead of M flat keys
+    chunk_size: int = 64  # C: chunk length of the linear-time LDA
+    logit_bound: float = 16.0  # T: compress logits stay in [-T, T] (stability, see ops/dispatcher)
+    impl: Literal["fast", "reference"] = "fast"  # "reference" is O(L^2): tests only
+    ffn_dim: int = 0  # 0 = 4 * dim
+    dropout: float = 0.2
+    loss: Literal["softmax", "sampled_softmax"] = "softmax"
+    num_negatives: int = 128  # sampled softmax: uniform negatives shared by the batch
+    in_batch_negatives: int = 0  # sampled softmax: targets of other positions used as negatives
+    temperature: float = 1.0  # logits divided by this
+    normalize: bool = False  # sampled softmax on cosine similarities
+
+    def __post_init__(self) -> None:
+        for name, low in (
+            ("num_items", 1), ("max_len", 1), ("dim", 1), ("num_layers", 0), ("num_heads", 1),
+            ("num_experts", 1), ("memory_size", 0), ("memory_topk", 0), ("chunk_size", 1),
+            ("ffn_dim", 0), ("num_negatives", 0), ("in_batch_negatives", 0),
+        ):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(
+                    f"The {name!r} parameter of ElasticConfig must be an int >= {low}. "
+                    f"Got {value!r} instead."
+                )
+        if self.dim % self.num_heads:
+            raise ValueError(
+                f"The 'dim' parameter of ElasticConfig ({self.dim}) must be divisible by "
+                f"num_heads ({self.num_heads})."
+            )
+        if self.memory_size:
+            if self.memory_k > self.memory_size:
+                raise ValueError(
+                    f"The 'memory_topk' parameter of ElasticConfig ({self.memory_k}) must be <= "
+                    f"memory_size ({self.memory_size})."
+                )
+            side = math.isqrt(self.memory_size)
+            if self.product_keys and (side * side != self.memory_size or self.dim % 2):
+                raise ValueError(
+                    "The 'memory_size' parameter of ElasticConfig must be a perfect square (and "
+                    f"dim even) with product_keys=True. Got memory_size={self.memory_size}, "
+                    f"dim={self.dim} instead."
+                )
+        if not 4.0 < self.logit_bound <= MAX_LOGIT_BOUND:
+            raise ValueError(
+                f"The 'logit_bound' parameter of ElasticConfig must be in (4, {MAX_LOGIT_BOUND}]. "
+                f"Got {self.logit_bound!r} instead."
+            )
+        if self.impl not in IMPLS:
+            raise ValueError(
+                f"The 'impl' parameter of ElasticConfig must be one of {IMPLS}. "
+                f"Got {self.impl!r} instead."
+            )
+        if self.loss not in ("softmax", "sampled_softmax"):
+            raise ValueError(
+                "The 'loss' parameter of ElasticConfig must be 'softmax' or 'sampled_softmax'. "
+                f"Got {self.loss!r} instead."
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(
+                f"The 'dropout' parameter of ElasticConfig must be in [0, 1). Got {self.dropout!r} instead."
+            )
+        if self.temperature <= 0:
+            raise ValueError(
+                f"The 'temperature' parameter of ElasticConfig must be > 0. Got {self.temperature!r} instead."
+            )
+
+    @property
+    def memory_k(self) -> int:
+        """Slots retrieved per position (``memory_topk``, or ``num_experts`` when 0)."""
+        return self.memory_topk or self.num_experts
+
+
+@dataclass(frozen=True)
+class ElasticState:
+    """Incremental state of a batch of users: one LDA state per layer and the next position.
+
+    layers: per layer, (B, H, k, d) numerators and (B, H, k) denominators.
+    positions: (B,) int64 number of real events seen so far per row.
+    """
+
+    layers: tuple[DispatcherState, ...]
+    positions: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ElasticStep:
+    """What :meth:`Elastic.step` returns: ``hidden`` (B, D) after the new event, and the state."""
+
+    hidden: torch.Tensor
+    state: ElasticState
+
+
+class ElasticBlock(nn.Module):
+    """Pre-LN block: x + LDA(LN(x), memory tokens), then x + FFN(LN(x))."""
+
+    def __init__(self, c: ElasticConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(c.dim)
+        self.lda = DispatcherAttentionLayer(
+            c.dim, c.num_heads, c.num_experts, c.chunk_size, impl=c.impl,
+            logit_bound=c.logit_bound, use_memory=c.memory_size > 0,
+        )  # fmt: skip
+        self.memory_query = nn.Linear(c.dim, c.dim) if c.memory_size else None
+        self.ln2 = nn.LayerNorm(c.dim)
+        ffn = c.ffn_dim or 4 * c.dim
+        self.ffn = nn.Sequential(
+            nn.Linear(c.dim, ffn), nn.GELU(), nn.Dropout(c.dropout), nn.Linear(ffn, c.dim)
+        )
+        self.drop = nn.Dropout(c.dropout)
+
+    def _memory(self, h: torch.Tensor, memory: InterestMemory | None) -> torch.Tensor | None:
+        """(..., D) normalised states -> (..., m, D) retrieved interest tokens, or None."""
+        if memory is None or self.memory_query is None:
+            return None
+        return memory(self.memory_query(h))
+
+    def forward(
+        self, x: torch.Tensor, valid: torch.Tensor, memory: InterestMemory | None
+    ) -> torch.Tensor:
+        """(B, L, D), valid (B, L) -> (B, L, D)."""
+        h = self.ln1(x)
+        x = x + self.drop(self.lda(h, valid, self._memory(h, memory)))
+        return x + self.drop(self.ffn(self.ln2(x)))
+
+    def step(
+        self,
+        x: torch.Tensor,
+        state: DispatcherState,
+        valid: torch.Tensor,
+        memory: InterestMemory | None,
+    ) -> tuple[torch.Tensor, DispatcherState]:
+        """(B, D) new position -> (B, D), new state."""
+        h = self.ln1(x)
+        y, state = self.lda.step(h, state, valid, self._memory(h, memory))
+        x = x + self.drop(y)
+        return x + self.drop(self.ffn(self.ln2(x))), state
+
+
+@register("elastic")
+class Elastic(Retriever):
+    config_class = ElasticConfig
+
+    def __init__(self, config: ElasticConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.item_emb = nn.Embedding(c.num_items + 1, c.dim, padding_idx=0)
+        self.pos_emb = nn.Embedding(c.max_len, c.dim)
+        self.drop = nn.Dropout(c.dropout)
+        self.memory = (
+            InterestMemory(c.dim, c.memory_size, c.memory_k, product_keys=c.product_keys)
+            if c.memory_size
+            else None
+        )
+        self.blocks = nn.ModuleList(ElasticBlock(c) for _ in range(c.num_layers))
+        self.ln = nn.LayerNorm(c.dim)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+
+    def _embed(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """ids, pos (...) -> (...) x D input states."""
+        return self.item_emb(ids) * math.sqrt(self.config.dim) + self.pos_emb(pos)
+
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) left-padded item ids -> (B, L, D) states (zero at padding); L <= max_len."""
+        L = ids.shape[1]
+        if self.config.max_len < L:
+            raise ValueError(
+                f"Sequences of length {L} exceed ELASTIC's max_len={self.config.max_len}; "
+                "pad/truncate to max_len."
+            )
+        valid = ids > 0  # (B, L)
+        pos = (valid.long().cumsum(1) - 1).clamp(min=0)  # (B, L): 0 at the first real event
+        x = self.drop(self._embed(ids, pos)) * valid[..., None]
+        for block in self.blocks:
+            x = block(x, valid, self.memory) * valid[..., None]
+        return self.ln(x) * valid[..., None]
+
+    # -- incremental inference --------------------------------------------------------------------
+    def init_state(self, batch: int, device: torch.device | str = "cpu") -> ElasticState:
+        """The state of ``batch`` users with no event yet."""
+        return ElasticState(
+            layers=tuple(b.lda.init_state(batch, device) for b in self.blocks),
+            positions=torch.zeros(batch, dtype=torch.long, device=device),
+        )
+
+    def step(self, state: ElasticState, items: torch.Tensor) -> ElasticStep:
+        """Append one event per row: items (B,) (0 = no event for that row).
+
+        Returns the (B, D) state after the event (what :meth:`encode` gives at that position) and
+        the new state. Cost per event: O(layers (H k d + D^2)), independent of the history length.
+        """
+        valid = items > 0  # (B,)
+        if bool((state.positions[valid] >= self.config.max_len).any()):
+            raise ValueError(
+                f"ELASTIC's position table has max_len={self.config.max_len} entries; a row "
+                "already holds that many events."
+            )
+        pos = state.positions.clamp(max=self.config.max_len - 1)
+        x = self.drop(self._embed(items, pos)) * valid[:, None]  # (B, D)
+        layers = []
+        for block, layer_state in zip(self.blocks, state.layers, strict=True):
+            x, new = block.step(x, layer_state, valid, self.memory)
+            x = x * valid[:, None]
+            layers.append(new)
+        hidden = self.ln(x) * valid[:, None]
+        return ElasticStep(
+            hidden=hidden,
+            state=ElasticState(layers=tuple(layers), positions=state.positions + valid.long()),
+        )
+
+    # -- retriever interface ----------------------------------------------------------------------
+    def item_table(self) -> torch.Tensor:
+        return self.item_emb.weight
+
+    def compute_loss(self, batch: SequenceBatch) -> LossOutput:
+        h = self.encode(batch.input_ids)  # (B, L, D)
+        keep = batch.target_ids > 0
+        hidden, targets = h[keep], batch.target_ids[keep]  # (P, D), (P,)
+        c = self.config
+        if c.loss == "softmax":
+            loss = full_softmax_loss(hidden, targets, self.item_table(), c.temperature)
+        else:
+            loss = sampled_softmax_loss(
+                hidden,
+                targets,
+                self.item_table(),
+                num_negatives=c.num_negatives,
+                in_batch=c.in_batch_negatives,
+                temperature=c.temperature,
+                normalize=c.normalize,
+            )
+        return LossOutput(loss=loss, metrics={"positions": float(targets.numel())})
+
+    def user_states(self, batch: EvalBatch) -> torch.Tensor:
+        h = self.encode(batch.history)[:, -1]  # (B, D): left padding puts the latest event last
+        if self.config.loss == "sampled_softmax" and self.config.normalize:
+            h = F.normalize(h, dim=-1)
+        return h
+
+    def score_all(self, batch: EvalBatch) -> torch.Tensor:
+        table = self.item_table()
+        if self.config.loss == "sampled_softmax" and self.config.normalize:
+            table = F.normalize(table, dim=-1)
+        scores = self.user_states(batch) @ table.T
+        scores[:, 0] = float("-inf")
+        return scores

@@ -1,0 +1,122 @@
+"""The ranker interface shared by CTR models, their common config fields and the DNN head.
+
+Notation: B rows (candidates) per batch.
+
+A ranker is a config dataclass + an ``nn.Module`` registered by name, like every model. The trainer
+and the evaluator see only:
+
+- ``compute_loss(batch: CTRBatch) -> LossOutput``: binary cross-entropy (log loss) on the labels;
+- ``predict_proba(batch) -> (B,)``: click probabilities (call ``model.eval()`` first).
+
+``batch`` is a :class:`~shortlist.data.ctr.batches.CTRBatch` or, for ``predict_proba``, any mapping
+of field name -> tensor (what a server builds for a request's candidates).
+
+Example:
+    >>> model = build_model("deepfm", features=data.spec, embed_dim=16)
+    >>> loss = model.compute_loss(batch).loss
+    >>> model.eval(); p = model.predict_proba(batch)     # (B,) in (0, 1)
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shortlist.data.ctr.batches import CTRBatch
+from shortlist.data.ctr.features import FeatureSpec
+from shortlist.models.base import LossOutput, Model
+
+Features = Mapping[str, torch.Tensor]
+
+
+@dataclass
+class RankerConfig:
+    """Fields every ranker config has (each model's config adds its own)."""
+
+    features: FeatureSpec | dict[str, Any]  # filled in from the dataset; a dict when read from JSON
+    exclude_fields: list[str] = field(default_factory=list)  # fields of the dataset not to use
+    embed_dim: int = 16  # D of every field embedding (RecBole's ML-1M benchmark: 16)
+    hidden: list[int] = field(default_factory=lambda: [200, 80])  # DNN head widths
+    dropout: float = 0.0
+    batch_norm: bool = False  # BatchNorm before each hidden layer of the head
+    activation: Literal["relu", "prelu"] = "relu"
+
+    def __post_init__(self) -> None:
+        spec = FeatureSpec.from_dict(self.features)  # type: ignore[arg-type]
+        self.features = spec.without(self.exclude_fields) if self.exclude_fields else spec
+        self.exclude_fields = list(self.exclude_fields)
+        self.hidden = [int(h) for h in self.hidden]
+        name = type(self).__name__
+        if not isinstance(self.embed_dim, int) or self.embed_dim < 1:
+            raise ValueError(
+                f"The 'embed_dim' parameter of {name} must be an int >= 1. Got {self.embed_dim!r} instead."
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(
+                f"The 'dropout' parameter of {name} must be in [0, 1). Got {self.dropout!r} instead."
+            )
+        if self.activation not in ("relu", "prelu"):
+            raise ValueError(
+                f"The 'activation' parameter of {name} must be 'relu' or 'prelu'. Got {self.activation!r} instead."
+            )
+        if not self.features.fields:
+            raise ValueError(f"{name}: the feature spec has no fields left to use.")
+
+    @property
+    def spec(self) -> FeatureSpec:
+        assert isinstance(self.features, FeatureSpec)
+        return self.features
+
+
+def mlp(
+    in_dim: int,
+    hidden: Sequence[int],
+    *,
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+    activation: str = "relu",
+    out_dim: int | None = 1,
+) -> nn.Sequential:
+    """The DNN head: [BatchNorm] -> Linear -> act -> Dropout per hidden width, then Linear(out_dim)."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(d))
+        layers += [nn.Linear(d, h), nn.PReLU(h) if activation == "prelu" else nn.ReLU()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        d = h
+    if out_dim is not None:
+        layers.append(nn.Linear(d, out_dim))
+    return nn.Sequential(*layers)
+
+
+def features_of(batch: CTRBatch | Features) -> Features:
+    return batch.features if isinstance(batch, CTRBatch) else batch
+
+
+class Ranker(Model):
+    """A CTR ranker (CAN, DIN, DeepFM, DCNv2): see the module docstring."""
+
+    config: RankerConfig
+
+    @abstractmethod
+    def logits(self, features: Features) -> torch.Tensor:
+        """(B,) click logits."""
+
+    def compute_loss(self, batch: CTRBatch) -> LossOutput:
+        logits = self.logits(batch.features)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), batch.label.float())
+        return LossOutput(loss=loss, metrics={"rows": float(batch.num_rows)})
+
+    @torch.no_grad()
+    def predict_proba(self, batch: CTRBatch | Features) -> torch.Tensor:
+        """(B,) click probabilities, float32."""
+        return torch.sigmoid(self.logits(features_of(batch)).float())

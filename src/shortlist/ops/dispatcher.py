@@ -1,0 +1,341 @@
+"""Causal Linear Dispatcher Attention (LDA), the sequence mixer of ELASTIC.
+
+ELASTIC (Deng et al., arXiv 2408.09380, withdrawn; ../shared/reference/PAPERS.md, section 1) names
+"interest experts" and a "Linear Dispatcher Attention" that compresses a long behaviour sequence
+through a fixed number of expert tokens in linear time. Only that much is verified (abstract). The
+two cross-attentions below (compress, then dispatch) follow the reconstruction in PAPERS.md; the
+causal form, the bounded compress logits and the chunked algorithm are this project's design
+(docs/long_sequences.md, "ELASTIC").
+
+Notation:
+    B batch, H heads, L positions, d head width, k interest experts, m extra per-position tokens
+    (retrieved interest-memory tokens, optional), C chunk length, n = ceil(L / C) chunks,
+    T ``logit_bound``.
+
+Compress (causal, per prefix). Expert e has a query ``eq_e``; event j has a compress key ``kc_j``
+and two value streams ``zk_j`` (dispatch keys) and ``zv_j`` (dispatch values). With the logit
+``s_ej = clamp(eq_e . kc_j, -T, T)``, expert e's summary at position t is the softmax-weighted mean
+over the valid events j <= t::
+
+    a_tej = exp(s_ej) / sum_{i <= t, valid} exp(s_ei)
+    Kz_t[e] = sum_{j <= t} a_tej zk_j ,   Vz_t[e] = sum_{j <= t} a_tej zv_j
+
+(The reconstruction's Z = softmax(E Wq (X Wk)^T) X Wv followed by key/value projections of Z is
+the same thing: a convex combination commutes with affine maps, so we project the events first and
+never build Z.)
+
+Dispatch (per position). Position t reads its own causal expert states (and its m extra tokens)::
+
+    p_t = softmax_e( [q_t . Kz_t[e]]_e  ++  [q_t . xk_t[i]]_i )
+    y_t = sum_e p_te Vz_t[e] + sum_i p_ti xv_t[i]
+
+Stability without a running max. Logits are clamped to [-T, T] (the layer keeps them there by
+construction: cosine similarity times a scale < T), so ``exp(s - T)`` lies in [e^{-2T}, 1]: no
+overflow, and with T <= 40 no underflow in float32 either. The fixed stabiliser T replaces the
+running max of online softmax, so the prefix sums are plain cumulative sums, every position's
+output is bitwise independent of later events, and the incremental state is just (numerators,
+denominator). All accumulation runs in float32 whatever the input dtype.
+
+Implementations:
+    - :func:`dispatcher_attention_reference`: explicit (L, L) causal mask and softmax per expert,
+      O(B H k L^2 d). Tests only.
+    - :func:`dispatcher_attention_chunked`: per chunk of C positions, the state before the chunk
+      (exclusive prefix sum of per-chunk sums, (n, k, d)) plus the masked intra-chunk terms,
+      written as matmuls: O(B H L (C + k) d) time, O(B H L (C + k)) extra memory, no Python loop
+      over chunks, no data-dependent control flow (torch.compile-friendly).
+    - :func:`dispatcher_step`: one new event per row, O(H k d), from a :class:`DispatcherState`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+Impl = Literal["reference", "fast"]
+IMPLS: tuple[str, ...] = ("reference", "fast")
+MAX_LOGIT_BOUND = 40.0  # e^{-2T} must stay a normal float32 (> 1.2e-38): T <= 43
+
+
+def _check_inputs(
+    q: torch.Tensor,
+    expert_q: torch.Tensor,
+    kc: torch.Tensor,
+    zk: torch.Tensor,
+    zv: torch.Tensor,
+    valid: torch.Tensor | None,
+    extra_k: torch.Tensor | None,
+    extra_v: torch.Tensor | None,
+    logit_bound: float,
+) -> None:
+    if q.ndim != 4:
+        raise ValueError(f"q must have shape (B, H, L, d). Got {tuple(q.shape)} instead.")
+    for name, t in (("kc", kc), ("zk", zk), ("zv", zv)):
+        if t.shape != q.shape:
+            raise ValueError(
+                f"{name} must have the shape of q {tuple(q.shape)}. Got {tuple(t.shape)} instead."
+            )
+    B, H, L, d = q.shape
+    if expert_q.ndim not in (3, 4) or expert_q.shape[-3] != H or expert_q.shape[-1] != d:
+        raise ValueError(
+            f"expert_q must have shape (H, k, d) or (B, H, k, d) with H={H}, d={d}. "
+            f"Got {tuple(expert_q.shape)} instead."
+        )
+    if valid is not None and valid.shape != (B, L):
+        raise ValueError(f"valid must have shape ({B}, {L}). Got {tuple(valid.shape)} instead.")
+    if (extra_k is None) != (extra_v is None):
+        raise ValueError("extra_k and extra_v must be given together.")
+    if extra_k is not None and (
+        extra_k.ndim != 5 or extra_k.shape[:3] != (B, H, L) or extra_k.shape[-1] != d
+    ):
+        raise ValueError(
+            f"extra_k must have shape ({B}, {H}, {L}, m, {d}). Got {tuple(extra_k.shape)} instead."
+        )
+    if extra_v is not None and extra_k is not None and extra_v.shape != extra_k.shape:
+        raise ValueError(
+            f"extra_v must have the shape of extra_k {tuple(extra_k.shape)}. "
+            f"Got {tuple(extra_v.shape)} instead."
+        )
+    if not 0.0 < logit_bound <= MAX_LOGIT_BOUND:
+        raise ValueError(
+            f"logit_bound must be in (0, {MAX_LOGIT_BOUND}]. Got {logit_bound!r} instead."
+        )
+
+
+def _compress_logits(expert_q: torch.Tensor, kc: torch.Tensor, bound: float) -> torch.Tensor:
+    """(B or 1, H, k, d) x (B, H, L, d) -> (B, H, L, k) clamped compress logits, float32."""
+    if expert_q.ndim == 3:
+        expert_q = expert_q.unsqueeze(0)
+    s = kc.float() @ expert_q.float().transpose(-1, -2)  # (B, H, L, k)
+    return s.clamp(-bound, bound)
+
+
+def _dispatch(
+    logits: torch.Tensor, extra_logits: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Softmax over the k expert logits (..., k) and the m extra logits (..., m) jointly."""
+    if extra_logits is None:
+        return logits.softmax(-1), None
+    k = logits.shape[-1]
+    p = torch.cat([logits, extra_logits], -1).softmax(-1)
+    return p[..., :k], p[..., k:]
+
+
+def dispatcher_attention_reference(
+    q: torch.Tensor,
+    expert_q: torch.Tensor,
+    kc: torch.Tensor,
+    zk: torch.Tensor,
+    zv: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    *,
+    logit_bound: float = 16.0,
+    extra_k: torch.Tensor | None = None,
+    extra_v: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Causal LDA with an explicit (L, L) mask: the definition in the module docstring.
+
+    Args:
+        q: (B, H, L, d) dispatch queries (already scaled, e.g. by 1/sqrt(d)).
+        expert_q: (H, k, d) or (B, H, k, d) compress queries of the k interest experts.
+        kc: (B, H, L, d) compress keys; ``expert_q . kc`` are the compress logits.
+        zk, zv: (B, H, L, d) event streams averaged into the expert keys / values.
+        valid: (B, L) bool, False at padding (padding is never part of any state); all True if None.
+        logit_bound: T, the compress logits are clamped to [-T, T].
+        extra_k, extra_v: (B, H, L, m, d) per-position extra dispatch tokens, or None.
+
+    Returns:
+        (B, H, L, d) in the dtype of q; zero where not valid.
+    """
+    _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound)
+    B, _, L, _ = q.shape
+    if valid is None:
+        valid = torch.ones(B, L, dtype=torch.bool, device=q.device)
+    s = _compress_logits(expert_q, kc, logit_bound).permute(0, 1, 3, 2)  # (B, H, k, L)
+    causal = torch.ones(L, L, dtype=torch.bool, device=q.device).tril()  # [t, j]: j <= t
+    allowed = causal[None] & valid[:, None, :]  # (B, L, L)
+    logits = s[:, :, :, None, :].masked_fill(~allowed[:, None, None], float("-inf"))  # (B,H,k,L,L)
+    a = torch.nan_to_num(logits.softmax(-1), nan=0.0)  # rows without a valid event: all zero
+    kz = a @ zk.float()[:, :, None]  # (B, H, k, L, d)
+    vz = a @ zv.float()[:, :, None]  # (B, H, k, L, d)
+    qf = q.float()
+    disp = (qf[:, :, None] * kz).sum(-1).permute(0, 1, 3, 2)  # (B, H, L, k)
+    extra_logits = None
+    if extra_k is not None:
+        extra_logits = (qf[:, :, :, None] * extra_k.float()).sum(-1)  # (B, H, L, m)
+    p, pe = _dispatch(disp, extra_logits)
+    y = (p.permute(0, 1, 3, 2)[..., None] * vz).sum(2)  # (B, H, L, d)
+    if pe is not None and extra_v is not None:
+        y = y + (pe[..., None] * extra_v.float()).sum(3)
+    return (y * valid[:, None, :, None]).to(q.dtype)
+
+
+def dispatcher_attention_chunked(
+    q: torch.Tensor,
+    expert_q: torch.Tensor,
+    kc: torch.Tensor,
+    zk: torch.Tensor,
+    zv: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    *,
+    logit_bound: float = 16.0,
+    extra_k: torch.Tensor | None = None,
+    extra_v: torch.Tensor | None = None,
+    chunk: int = 64,
+) -> torch.Tensor:
+    """Causal LDA in linear time: chunk-prefix states plus masked intra-chunk matmuls.
+
+    Same arguments and result as :func:`dispatcher_attention_reference`, plus ``chunk`` (C). With
+    ``u_tj = exp(s_tj - T)`` (0 at padding), per chunk c of positions:
+        state before c:  SK[e] = sum_{j < c} u_je zk_j, SV[e] likewise, SD[e] = sum_{j < c} u_je
+        intra-chunk:     (Q Zk^T . mask) U gives sum_{j <= t in c} u_je q_t.zk_j;  mask U the
+                         denominators; ((R U^T) . mask) Zv the value term, R = p / den.
+    Left padding of L to n C uses invalid positions, so any padding side is handled.
+    """
+    _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be an int >= 1. Got {chunk!r} instead.")
+    B, H, L, d = q.shape
+    if valid is None:
+        valid = torch.ones(B, L, dtype=torch.bool, device=q.device)
+    C = min(chunk, L) if L > 0 else 1
+    n = -(-L // C)
+    pad = n * C - L
+    s = _compress_logits(expert_q, kc, logit_bound)  # (B, H, L, k)
+    u = torch.exp(s - logit_bound) * valid[:, None, :, None]  # (B, H, L, k), 0 at padding
+
+    def chunks(x: torch.Tensor) -> torch.Tensor:  # (B, H, L, *) -> (B, H, n, C, *)
+        x = F.pad(x, (0, 0) * (x.ndim - 3) + (pad, 0)) if pad else x
+        return x.reshape(B, H, n, C, *x.shape[3:])
+
+    uc = chunks(u)  # (B, H, n, C, k)
+    qc, zkc, zvc = chunks(q.float()), chunks(zk.float()), chunks(zv.float())  # (B, H, n, C, d)
+    ut = uc.transpose(-1, -2)  # (B, H, n, k, C)
+    # Exclusive prefix over chunks of the per-chunk sums: the state before each chunk.
+    sk = F.pad((ut @ zkc).cumsum(2), (0, 0, 0, 0, 1, 0))[:, :, :n]  # (B, H, n, k, d)
+    sv = F.pad((ut @ zvc).cumsum(2), (0, 0, 0, 0, 1, 0))[:, :, :n]  # (B, H, n, k, d)
+    sd = F.pad(uc.sum(3).cumsum(2), (0, 0, 1, 0))[:, :, :n]  # (B, H, n, k)
+    mask = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()  # [t, j]: j <= t
+    qk = (qc @ zkc.transpose(-1, -2)).masked_fill(~mask, 0.0)  # (B, H, n, C, C)
+    num = qc @ sk.transpose(-1, -2) + qk @ uc  # (B, H, n, C, k): sum_j u_je q_t.zk_j
+    den = sd[:, :, :, None, :] + uc.cumsum(3)  # (B, H, n, C, k)
+    den = den.clamp_min(torch.finfo(torch.float32).tiny)  # only padding rows can be 0
+    extra_logits = None
+    if extra_k is not None:
+        extra_logits = (chunks(q.float())[..., None, :] * chunks(extra_k.float())).sum(-1)
+    p, pe = _dispatch(num / den, extra_logits)  # (B, H, n, C, k), (B, H, n, C, m)
+    r = p / den  # (B, H, n, C, k)
+    y = r @ sv + ((r @ ut).masked_fill(~mask, 0.0) @ zvc)  # (B, H, n, C, d)
+    if pe is not None and extra_v is not None:
+        y = y + (pe[..., None] * chunks(extra_v.float())).sum(-2)
+    y = y.reshape(B, H, n * C, d)[:, :, pad:]  # (B, H, L, d)
+    return (y * valid[:, None, :, None]).to(q.dtype)
+
+
+def dispatcher_attention(
+    q: torch.Tensor,
+    expert_q: torch.Tensor,
+    kc: torch.Tensor,
+    zk: torch.Tensor,
+    zv: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    *,
+    logit_bound: float = 16.0,
+    extra_k: torch.Tensor | None = None,
+    extra_v: torch.Tensor | None = None,
+    chunk: int = 64,
+    impl: Impl = "fast",
+) -> torch.Tensor:
+    """The one dispatch point: ``impl="reference"`` (O(L^2), tests) or ``"fast"`` (chunked)."""
+    if impl == "reference":
+        return dispatcher_attention_reference(
+            q,
+            expert_q,
+            kc,
+            zk,
+            zv,
+            valid,
+            logit_bound=logit_bound,
+            extra_k=extra_k,
+            extra_v=extra_v,
+        )
+    if impl == "fast":
+        return dispatcher_attention_chunked(
+            q, expert_q, kc, zk, zv, valid, logit_bound=logit_bound, extra_k=extra_k,
+            extra_v=extra_v, chunk=chunk,
+        )  # fmt: skip
+    raise ValueError(f"impl must be one of {IMPLS}. Got {impl!r} instead.")
+
+
+# -- incremental ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DispatcherState:
+    """Compressed expert state after a prefix, float32 (exact: no running max is needed).
+
+    num_k, num_v: (B, H, k, d) sums of ``u_je zk_j`` / ``u_je zv_j`` over the events so far.
+    den: (B, H, k) sums of ``u_je``.
+    """
+
+    num_k: torch.Tensor
+    num_v: torch.Tensor
+    den: torch.Tensor
+
+    @staticmethod
+    def zeros(
+        batch: int, heads: int, experts: int, head_dim: int, device: torch.device | str = "cpu"
+    ) -> DispatcherState:
+        z = torch.zeros(batch, heads, experts, head_dim, device=device)
+        return DispatcherState(num_k=z, num_v=z.clone(), den=z[..., 0].clone())
+
+
+def dispatcher_step(
+    state: DispatcherState,
+    q: torch.Tensor,
+    expert_q: torch.Tensor,
+    kc: torch.Tensor,
+    zk: torch.Tensor,
+    zv: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    *,
+    logit_bound: float = 16.0,
+    extra_k: torch.Tensor | None = None,
+    extra_v: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, DispatcherState]:
+    """Append one event per row: update the expert state in O(H k d) and dispatch it.
+
+    Args:
+        state: the state after the previous events.
+        q, kc, zk, zv: (B, H, d) the new event's projections.
+        expert_q: (H, k, d) or (B, H, k, d).
+        valid: (B,) bool; rows where False keep their state and output zero.
+        extra_k, extra_v: (B, H, m, d) or None.
+
+    Returns:
+        (B, H, d) the output at the new position (dtype of q) and the new state.
+    """
+    B = q.shape[0]
+    if valid is None:
+        valid = torch.ones(B, dtype=torch.bool, device=q.device)
+    eq = expert_q if expert_q.ndim == 4 else expert_q.unsqueeze(0)
+    s = (eq.float() @ kc.float()[..., None])[..., 0].clamp(-logit_bound, logit_bound)  # (B,H,k)
+    u = torch.exp(s - logit_bound) * valid[:, None, None]  # (B, H, k)
+    new = DispatcherState(
+        num_k=state.num_k + u[..., None] * zk.float()[:, :, None],
+        num_v=state.num_v + u[..., None] * zv.float()[:, :, None],
+        den=state.den + u,
+    )
+    den = new.den.clamp_min(torch.finfo(torch.float32).tiny)
+    qf = q.float()
+    logits = (new.num_k @ qf[..., None])[..., 0] / den  # (B, H, k)
+    extra_logits = None
+    if extra_k is not None:
+        extra_logits = (extra_k.float() @ qf[..., None])[..., 0]  # (B, H, m)
+    p, pe = _dispatch(logits, extra_logits)
+    y = ((p / den)[..., None] * new.num_v).sum(2)  # (B, H, d)
+    if pe is not None and extra_v is not None:
+        y = y + (pe[..., None] * extra_v.float()).sum(2)
+    return (y * valid[:, None, None]).to(q.dtype), new

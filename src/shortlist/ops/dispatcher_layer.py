@@ -1,0 +1,168 @@
+"""One Linear Dispatcher Attention layer: projections + causal LDA + output projection.
+
+The per-layer callable of ELASTIC's sequence mixer (the speed benchmark times it), built on
+:mod:`shortlist.ops.dispatcher`. Paper: ELASTIC (arXiv 2408.09380, withdrawn), "interest experts"
+and "Linear Dispatcher Attention"; every detail here is reconstruction (PAPERS.md section 1,
+docs/long_sequences.md "ELASTIC").
+
+Notation: B batch, L positions, D width, H heads, d = D / H, k experts, m memory tokens per position.
+
+Per head:
+    dispatch query  q_t = x_t Wq / sqrt(d)
+    compress logit  s_ej = g_h * cos(eq_e, x_j Wc)   with g_h = T * sigmoid(w_h) < T (bounded)
+    expert streams  zk_j = x_j Wzk, zv_j = x_j Wzv    (averaged into expert keys / values)
+    memory tokens   xk_ti, xv_ti = mem_ti Wmk, mem_ti Wmv   (only with ``use_memory=True``)
+and the output is ``concat_h(y) Wo``.
+
+Example:
+    >>> layer = DispatcherAttentionLayer(64, heads=2, num_experts=8, chunk=32)
+    >>> layer(torch.randn(2, 100, 64)).shape
+    torch.Size([2, 100, 64])
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shortlist.ops.dispatcher import (
+    IMPLS,
+    MAX_LOGIT_BOUND,
+    DispatcherState,
+    Impl,
+    dispatcher_attention,
+    dispatcher_step,
+)
+
+_INIT_COMPRESS_SCALE = 4.0  # initial g_h: cosine logits in [-4, 4], a soft but not flat softmax
+
+
+class DispatcherAttentionLayer(nn.Module):
+    """Causal LDA with its projections (see the module docstring).
+
+    Args:
+        dim: D.
+        heads: H; D must be divisible by H.
+        num_experts: k interest experts (learned compress queries, per head).
+        chunk: C, positions per chunk of the fast path.
+        impl: ``"fast"`` (chunked, linear) or ``"reference"`` (explicit mask, O(L^2)).
+        logit_bound: T, bound of the compress logits.
+        use_memory: accept per-position memory tokens (B, L, m, D) as extra dispatch tokens.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        num_experts: int,
+        chunk: int = 64,
+        *,
+        impl: Impl = "fast",
+        logit_bound: float = 16.0,
+        use_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        for name, value in (("dim", dim), ("heads", heads), ("num_experts", num_experts), ("chunk", chunk)):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"The {name!r} parameter of DispatcherAttentionLayer must be an int >= 1. "
+                    f"Got {value!r} instead."
+                )
+        if dim % heads:
+            raise ValueError(
+                f"The 'dim' parameter of DispatcherAttentionLayer ({dim}) must be divisible by "
+                f"heads ({heads})."
+            )
+        if impl not in IMPLS:
+            raise ValueError(
+                f"The 'impl' parameter of DispatcherAttentionLayer must be one of {IMPLS}. "
+                f"Got {impl!r} instead."
+            )
+        if not _INIT_COMPRESS_SCALE < logit_bound <= MAX_LOGIT_BOUND:
+            raise ValueError(
+                "The 'logit_bound' parameter of DispatcherAttentionLayer must be in "
+                f"({_INIT_COMPRESS_SCALE}, {MAX_LOGIT_BOUND}]. Got {logit_bound!r} instead."
+            )
+        self.dim, self.heads, self.num_experts, self.chunk = dim, heads, num_experts, chunk
+        self.head_dim = dim // heads
+        self.impl: Impl = impl
+        self.logit_bound = float(logit_bound)
+        self.qkv = nn.Linear(dim, 4 * dim)  # q, kc, zk, zv
+        self.out = nn.Linear(dim, dim)
+        self.expert_q = nn.Parameter(torch.randn(heads, num_experts, self.head_dim))  # (H, k, d)
+        ratio = _INIT_COMPRESS_SCALE / self.logit_bound
+        self.scale_logit = nn.Parameter(torch.full((heads,), math.log(ratio / (1 - ratio))))
+        self.memory_kv = nn.Linear(dim, 2 * dim) if use_memory else None
+
+    def _expert_queries(self) -> torch.Tensor:
+        """(H, k, d) unit expert queries times the bounded per-head scale g_h < T."""
+        g = self.logit_bound * torch.sigmoid(self.scale_logit)  # (H,)
+        return F.normalize(self.expert_q, dim=-1) * g[:, None, None]
+
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(..., D) -> q, kc, zk, zv, each (..., H, d); kc unit-norm, q scaled by 1/sqrt(d)."""
+        parts = self.qkv(x).unflatten(-1, (4, self.heads, self.head_dim)).unbind(-3)
+        q, kc, zk, zv = parts
+        return q / math.sqrt(self.head_dim), F.normalize(kc, dim=-1), zk, zv
+
+    def _memory(self, memory: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        """(..., m, D) memory tokens -> keys, values (..., m, H, d), or (None, None)."""
+        if memory is None:
+            return None, None
+        if self.memory_kv is None:
+            raise ValueError(
+                "memory tokens were given to a DispatcherAttentionLayer built with use_memory=False."
+            )
+        mk, mv = self.memory_kv(memory).unflatten(-1, (2, self.heads, self.head_dim)).unbind(-3)
+        return mk, mv
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        valid: torch.Tensor | None = None,
+        memory: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D); ``valid`` (B, L) bool (False = padding, output 0 there);
+        ``memory`` (B, L, m, D) per-position memory tokens (only with ``use_memory``)."""
+        B, L, D = x.shape
+        if self.dim != D:
+            raise ValueError(f"x must have width {self.dim}. Got shape {tuple(x.shape)} instead.")
+        q, kc, zk, zv = (t.transpose(1, 2) for t in self._project(x))  # (B, H, L, d) each
+        mk, mv = self._memory(memory)  # (B, L, m, H, d) each, or None
+        if mk is not None and mv is not None:
+            mk, mv = mk.permute(0, 3, 1, 2, 4), mv.permute(0, 3, 1, 2, 4)  # (B, H, L, m, d)
+        y = dispatcher_attention(
+            q, self._expert_queries(), kc, zk, zv, valid, logit_bound=self.logit_bound,
+            extra_k=mk, extra_v=mv, chunk=self.chunk, impl=self.impl,
+        )  # fmt: skip
+        return self.out(y.transpose(1, 2).reshape(B, L, D))
+
+    # -- incremental ----------------------------------------------------------------------------
+    def init_state(self, batch: int, device: torch.device | str = "cpu") -> DispatcherState:
+        """The empty state (no event yet) for ``batch`` rows."""
+        return DispatcherState.zeros(batch, self.heads, self.num_experts, self.head_dim, device)
+
+    def step(
+        self,
+        x: torch.Tensor,
+        state: DispatcherState,
+        valid: torch.Tensor | None = None,
+        memory: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, DispatcherState]:
+        """One new position per row: x (B, D), valid (B,), memory (B, m, D) -> (B, D), new state.
+
+        Equals the last position of :meth:`forward` over the whole prefix, in O(H k d) for the
+        mixing (plus the projections)."""
+        B = x.shape[0]
+        q, kc, zk, zv = self._project(x)  # (B, H, d) each
+        mk, mv = self._memory(memory)  # (B, m, H, d) or None
+        if mk is not None and mv is not None:
+            mk, mv = mk.transpose(1, 2), mv.transpose(1, 2)  # (B, H, m, d)
+        y, state = dispatcher_step(
+            state, q, self._expert_queries(), kc, zk, zv, valid, logit_bound=self.logit_bound,
+            extra_k=mk, extra_v=mv,
+        )  # fmt: skip
+        return self.out(y.reshape(B, self.dim)), state

@@ -1,0 +1,399 @@
+"""Kwai Summary Attention (KSA): chunked sliding attention plus one summary token per chunk.
+
+Implements the attention of the KSA technical report (OneRec Team, arXiv 2604.24432, 2026), as its
+official code builds it (``build_summary_sliding_attention_mask``; ../shared/reference/PAPERS.md,
+section 2).
+
+Notation:
+    B batch, H heads, L event tokens, dh head width, k chunk size (``chunk``),
+    W window in chunks (``window``), S = ceil(L / k) chunks = summary tokens.
+
+Layout. Events are cut into chunks of k counted from index 0, the *oldest* event:
+``chunk(t) = t // k``. Each chunk has one summary token. Summary queries/keys/values live in their
+own contiguous tensors (B, H, S, dh), never interleaved with the events: the key sequence is
+``[events | summaries]`` (L + S keys), so a block-sparse kernel skips whole blocks of both
+(interleaving summaries every k events skips almost none: ANCHORS.md, section 4).
+
+Mask (what attends to what):
+    - event query t in chunk c sees event keys u <= t with chunk(u) >= c - W (its own chunk
+      causally, the W previous chunks in full) and the summary keys j < c - W (every chunk older
+      than the window). A past chunk is seen either as text or as its summary, never both.
+    - the summary query of chunk c sees the events of chunk c (all of them) and itself.
+    ``window=None`` means an unbounded window: events attend causally to all events and see no
+    summary (KSA's hybrid "full" layers, whose window covers the whole sequence).
+
+Causality and padding. An event query only sees summaries of chunks that end before its own chunk,
+so no output at t depends on an event after t. Chunks are aligned to the oldest event, so a chunk's
+members never change as events are appended (the KV cache relies on this). Sequences must be
+aligned at index 0 (right padding): padding at the tail is never seen by a real event query; the
+summary of a partial last chunk sees tail padding, but no real event query ever reads it.
+
+Implementations (``ksa_attention(..., impl=...)``):
+    - ``"reference"``: the explicit (L+S, L+S) boolean mask and softmax attention (tests only).
+    - ``"blocked"``: per block of query chunks, SDPA over the contiguous event band and the visible
+      summary prefix with a small mask; never builds the (L, L) mask. The CPU fast path.
+    - ``"flex"``: FlexAttention with a block mask over ``[events | summaries]`` (``ops/ksa_flex.py``);
+      compiled on CUDA. The GPU fast path.
+    - ``"fast"``: ``"flex"`` on CUDA, ``"blocked"`` elsewhere.
+    Summary queries always use one vectorised pass (:func:`summary_attention`), and unbounded
+    windows use causal SDPA over the events (flash kernel on GPU).
+
+Example:
+    >>> layer = KSAAttentionLayer(dim=64, heads=2, chunk=8, window=4)
+    >>> layer(torch.randn(3, 100, 64)).shape
+    torch.Size([3, 100, 64])
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shortlist.ops.rope import rotary
+
+Impl = Literal["reference", "blocked", "flex", "fast"]
+IMPLS: tuple[str, ...] = ("reference", "blocked", "flex", "fast")
+
+
+@dataclass
+class KSAOutput:
+    """Attention outputs: ``events`` (B, H, L, dh) and ``summaries`` (B, H, S, dh)."""
+
+    events: torch.Tensor
+    summaries: torch.Tensor
+
+
+def num_chunks(length: int, chunk: int) -> int:
+    """S = ceil(L / k): chunks, and summary tokens, of a sequence of ``length`` events."""
+    return -(-length // chunk)
+
+
+def _check_params(chunk: int, window: int | None) -> None:
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+        raise ValueError(
+            f"The 'chunk' parameter of KSA must be an int >= 1. Got {chunk!r} instead."
+        )
+    if window is not None and (
+        not isinstance(window, int) or isinstance(window, bool) or window < 0
+    ):
+        raise ValueError(
+            f"The 'window' parameter of KSA must be None or an int >= 0. Got {window!r} instead."
+        )
+
+
+def _check_inputs(
+    tensors: tuple[torch.Tensor, ...], chunk: int, window: int | None
+) -> tuple[int, int]:
+    """Validate (q, k, v, sq, sk, sv) shapes; return (L, S)."""
+    _check_params(chunk, window)
+    q, k, v, sq, sk, sv = tensors
+    if q.dim() != 4 or q.shape != k.shape or q.shape != v.shape:
+        raise ValueError(
+            "KSA expects event q, k, v of one shape (B, H, L, dh). Got "
+            f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)} instead."
+        )
+    B, H, L, dh = q.shape
+    S = num_chunks(L, chunk)
+    if L < 1 or any(t.shape != (B, H, S, dh) for t in (sq, sk, sv)):
+        raise ValueError(
+            f"KSA expects L >= 1 events and summary q, k, v of shape (B, H, S={S}, dh) for L={L}, "
+            f"chunk={chunk}. Got {tuple(sq.shape)}, {tuple(sk.shape)}, {tuple(sv.shape)} instead."
+        )
+    return L, S
+
+
+def is_unbounded(window: int | None, length: int, chunk: int) -> bool:
+    """True when every event query sees all earlier events and no summary (plain causal attention)."""
+    return window is None or window >= num_chunks(length, chunk) - 1
+
+
+# -- reference ---------------------------------------------------------------------------------
+def ksa_mask(
+    length: int, chunk: int, window: int | None, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """The explicit KSA mask over ``[events | summaries]``: (L + S, L + S) bool, True = may attend.
+
+    Rows and columns 0..L-1 are events, L..L+S-1 summaries (see the module docstring).
+    """
+    _check_params(chunk, window)
+    S = num_chunks(length, chunk)
+    W = S if window is None else window
+    t = torch.arange(length, device=device)
+    ct = t // chunk  # (L,) chunk of each event
+    j = torch.arange(S, device=device)
+    ev_ev = (t[None, :] <= t[:, None]) & (ct[None, :] >= ct[:, None] - W)  # (L, L)
+    ev_sum = j[None, :] < (ct[:, None] - W)  # (L, S): summaries older than the window
+    sum_ev = ct[None, :] == j[:, None]  # (S, L): a summary sees its own chunk
+    sum_sum = torch.eye(S, dtype=torch.bool, device=device)  # (S, S): and itself
+    return torch.cat((torch.cat((ev_ev, ev_sum), 1), torch.cat((sum_ev, sum_sum), 1)), 0)
+
+
+def ksa_attention_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    sq: torch.Tensor,
+    sk: torch.Tensor,
+    sv: torch.Tensor,
+    chunk: int,
+    window: int | None,
+    scale: float | None = None,
+) -> KSAOutput:
+    """Plain softmax attention under :func:`ksa_mask`: O((L+S)^2) memory, the ground truth.
+
+    Args:
+        q, k, v: (B, H, L, dh) event queries, keys, values (already position-encoded).
+        sq, sk, sv: (B, H, S, dh) summary queries, keys, values, S = ceil(L / chunk).
+        chunk: k, events per chunk. window: W, previous chunks seen in full (None: unbounded).
+        scale: score scale, default 1/sqrt(dh).
+    """
+    L, _ = _check_inputs((q, k, v, sq, sk, sv), chunk, window)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    mask = ksa_mask(L, chunk, window, q.device)  # (L+S, L+S)
+    Q, K, V = torch.cat((q, sq), 2), torch.cat((k, sk), 2), torch.cat((v, sv), 2)
+    scores = (Q @ K.transpose(-1, -2)) * scale  # (B, H, L+S, L+S)
+    out = scores.masked_fill(~mask, float("-inf")).softmax(-1) @ V  # (B, H, L+S, dh)
+    return KSAOutput(events=out[:, :, :L], summaries=out[:, :, L:])
+
+
+# -- fast paths --------------------------------------------------------------------------------
+def summary_attention(
+    sq: torch.Tensor,
+    sk: torch.Tensor,
+    sv: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    chunk: int,
+    scale: float,
+) -> torch.Tensor:
+    """Summary queries, vectorised: summary c attends to the k events of chunk c and to itself.
+
+    Args:
+        sq, sk, sv: (B, H, S, dh). k, v: (B, H, L, dh) event keys and values.
+
+    Returns:
+        (B, H, S, dh). Cost O(L * dh): the events are viewed as (B, H, S, k, dh).
+    """
+    B, H, L, dh = k.shape
+    S = sq.shape[2]
+    pad = S * chunk - L
+    kc = F.pad(k, (0, 0, 0, pad)).view(B, H, S, chunk, dh)
+    vc = F.pad(v, (0, 0, 0, pad)).view(B, H, S, chunk, dh)
+    s_ev = torch.einsum("bhsd,bhskd->bhsk", sq, kc) * scale  # (B, H, S, k)
+    if pad:
+        real = (torch.arange(S * chunk, device=k.device) < L).view(S, chunk)
+        s_ev = s_ev.masked_fill(~real, float("-inf"))
+    s_self = (sq * sk).sum(-1, keepdim=True) * scale  # (B, H, S, 1)
+    p = torch.cat((s_ev, s_self), -1).softmax(-1)  # (B, H, S, k+1)
+    return torch.einsum("bhsk,bhskd->bhsd", p[..., :chunk], vc) + p[..., chunk:] * sv
+
+
+def event_attention_blocked(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    sk: torch.Tensor,
+    sv: torch.Tensor,
+    chunk: int,
+    window: int,
+    scale: float,
+    block_queries: int = 256,
+) -> torch.Tensor:
+    """Event queries, one SDPA call per block of query chunks (the CPU fast path).
+
+    A block of G = max(1, block_queries // k) query chunks [c0, c1) needs only the contiguous
+    event band [(c0 - W) * k, c1 * k) and the summary prefix [0, c1 - 1 - W); a (G*k, band +
+    prefix) mask selects the exact KSA pattern inside. Memory O(G*k * (W*k + S)), never (L, L).
+
+    Args:
+        q, k, v: (B, H, L, dh). sk, sv: (B, H, S, dh). window: W >= 0 (bounded).
+
+    Returns:
+        (B, H, L, dh).
+    """
+    L = q.shape[2]
+    S = num_chunks(L, chunk)
+    G = max(1, block_queries // chunk)
+    dev = q.device
+    outs = []
+    for c0 in range(0, S, G):
+        c1 = min(c0 + G, S)
+        q0, q1 = c0 * chunk, min(c1 * chunk, L)
+        e0 = max(0, (c0 - window) * chunk)
+        s1 = max(0, c1 - 1 - window)  # summaries visible to the block's last chunk
+        tq = torch.arange(q0, q1, device=dev)
+        te = torch.arange(e0, q1, device=dev)
+        cq = (tq // chunk)[:, None]  # (Q, 1)
+        mask = (te[None, :] <= tq[:, None]) & ((te // chunk)[None, :] >= cq - window)
+        keys, values = k[:, :, e0:q1], v[:, :, e0:q1]
+        if s1:
+            mask = torch.cat((mask, torch.arange(s1, device=dev)[None, :] < cq - window), 1)
+            keys = torch.cat((keys, sk[:, :, :s1]), 2)
+            values = torch.cat((values, sv[:, :, :s1]), 2)
+        outs.append(
+            F.scaled_dot_product_attention(
+                q[:, :, q0:q1], keys, values, attn_mask=mask, scale=scale
+            )
+        )
+    return torch.cat(outs, 2)
+
+
+def ksa_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    sq: torch.Tensor,
+    sk: torch.Tensor,
+    sv: torch.Tensor,
+    chunk: int,
+    window: int | None,
+    impl: Impl = "fast",
+    scale: float | None = None,
+) -> KSAOutput:
+    """KSA attention over events and their summaries: the one dispatch point of the implementations.
+
+    Args:
+        q, k, v: (B, H, L, dh) event queries, keys, values (already position-encoded).
+        sq, sk, sv: (B, H, S, dh) summary queries, keys, values, S = ceil(L / chunk).
+        chunk: k, events per chunk. window: W previous chunks seen in full, None = unbounded.
+        impl: ``"reference" | "blocked" | "flex" | "fast"`` (see the module docstring).
+        scale: score scale, default 1/sqrt(dh).
+
+    Returns:
+        :class:`KSAOutput` with events (B, H, L, dh) and summaries (B, H, S, dh).
+    """
+    if impl not in IMPLS:
+        raise ValueError(
+            f"The 'impl' parameter of ksa_attention must be one of {list(IMPLS)}. Got {impl!r} instead."
+        )
+    if impl == "reference":
+        return ksa_attention_reference(q, k, v, sq, sk, sv, chunk, window, scale)
+    L, _ = _check_inputs((q, k, v, sq, sk, sv), chunk, window)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    summaries = summary_attention(sq, sk, sv, k, v, chunk, scale)
+    if is_unbounded(window, L, chunk):
+        events = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+    else:
+        assert window is not None
+        if impl == "fast":
+            impl = "flex" if q.is_cuda else "blocked"
+        if impl == "flex":
+            from shortlist.ops.ksa_flex import event_attention_flex
+
+            events = event_attention_flex(q, k, v, sk, sv, chunk, window, scale)
+        else:
+            events = event_attention_blocked(q, k, v, sk, sv, chunk, window, scale)
+    return KSAOutput(events=events, summaries=summaries)
+
+
+# -- one attention sublayer --------------------------------------------------------------------
+@dataclass
+class KSAStreams:
+    """Outputs of :meth:`KSAAttentionLayer.forward_streams`: events (B, L, D), summaries (B, S, D)."""
+
+    events: torch.Tensor
+    summaries: torch.Tensor
+
+
+class KSAAttentionLayer(nn.Module):
+    """One KSA attention sublayer: Q/K/V projections, RoPE, KSA, output projection.
+
+    Events and summaries have their own Q/K/V projections (the official ``use_independent_qkv``:
+    ``q_proj_summary``, ``k_proj_summary``, ``v_proj_summary``) and share the output projection.
+    RoPE positions: event t has position t (counted from the oldest event); the summary of chunk c
+    takes the position of the last event of its chunk, c*k + k - 1 (``last_chunk_slice_right``).
+
+    Args:
+        dim: D, model width. heads: H (D % H == 0, D/H even for RoPE).
+        chunk: k. window: W chunks seen in full, None = full attention (a hybrid "full" layer).
+        impl: attention implementation, see :func:`ksa_attention`.
+        independent_summary_qkv: separate Q/K/V projections for summary tokens (else shared).
+        rope_base: RoPE frequency base.
+
+    Example:
+        >>> layer = KSAAttentionLayer(64, 2, chunk=8, window=4, impl="blocked")
+        >>> layer(torch.randn(2, 50, 64)).shape
+        torch.Size([2, 50, 64])
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        chunk: int,
+        window: int | None,
+        impl: Impl = "fast",
+        independent_summary_qkv: bool = True,
+        rope_base: float = 10_000.0,
+    ) -> None:
+        super().__init__()
+        _check_params(chunk, window)
+        if dim % heads or (dim // heads) % 2:
+            raise ValueError(
+                f"KSAAttentionLayer needs dim divisible by heads with an even head width. "
+                f"Got dim={dim}, heads={heads} instead."
+            )
+        if impl not in IMPLS:
+            raise ValueError(
+                f"The 'impl' parameter of KSAAttentionLayer must be one of {list(IMPLS)}. Got {impl!r} instead."
+            )
+        self.dim, self.heads, self.chunk, self.window, self.impl = dim, heads, chunk, window, impl
+        self.rope_base = rope_base
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.qkv_summary = nn.Linear(dim, 3 * dim) if independent_summary_qkv else None
+        self.proj = nn.Linear(dim, dim)
+
+    def _project(
+        self, linear: nn.Linear, x: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, T, D = x.shape
+        q, k, v = linear(x).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        # 3 x (B, H, T, dh); RoPE before caching, as in KSA
+        return rotary(q, positions, self.rope_base), rotary(k, positions, self.rope_base), v
+
+    def project_events(
+        self, x: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T, D) event states at ``positions`` (T,) -> q, k, v, each (B, H, T, dh)."""
+        return self._project(self.qkv, x, positions)
+
+    def project_summaries(
+        self, s: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T, D) summary states at ``positions`` (T,) -> q, k, v, each (B, H, T, dh)."""
+        return self._project(self.qkv_summary or self.qkv, s, positions)
+
+    def output(self, a: torch.Tensor) -> torch.Tensor:
+        """(B, H, T, dh) attention output -> (B, T, D) through the output projection."""
+        B, H, T, dh = a.shape
+        return self.proj(a.transpose(1, 2).reshape(B, T, H * dh))
+
+    def summary_positions(self, num_summaries: int, device: torch.device) -> torch.Tensor:
+        """(S,) positions of the summary tokens: the last event of each chunk."""
+        return torch.arange(num_summaries, device=device) * self.chunk + self.chunk - 1
+
+    def forward_streams(self, x: torch.Tensor, s: torch.Tensor) -> KSAStreams:
+        """Events (B, L, D) and summaries (B, S, D), S = ceil(L / k) -> :class:`KSAStreams`."""
+        L, S = x.shape[1], s.shape[1]
+        if num_chunks(L, self.chunk) != S:
+            raise ValueError(
+                f"KSAAttentionLayer expects ceil(L / chunk) = {num_chunks(L, self.chunk)} summary "
+                f"tokens for L={L}, chunk={self.chunk}. Got {S} instead."
+            )
+        q, k, v = self.project_events(x, torch.arange(L, device=x.device))
+        sq, sk, sv = self.project_summaries(s, self.summary_positions(S, x.device))
+        out = ksa_attention(q, k, v, sq, sk, sv, self.chunk, self.window, impl=self.impl)
+        return KSAStreams(events=self.output(out.events), summaries=self.output(out.summaries))
+
+    def forward(self, x: torch.Tensor, summaries: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, D) events -> (B, L, D). ``summaries`` (B, S, D) default to zeros (the cost is the
+        same; a model feeds its learned summary stream through :meth:`forward_streams`)."""
+        if summaries is None:
+            S = num_chunks(x.shape[1], self.chunk)
+            summaries = x.new_zeros(x.shape[0], S, x.shape[2])
+        return self.forward_streams(x, summaries).events

@@ -1,0 +1,100 @@
+"""KSA event attention with FlexAttention: one block-sparse kernel over ``[events | summaries]``.
+
+The GPU fast path of ``ops/ksa.py`` (notation and mask there). The key sequence is the event keys
+followed by the contiguous summary keys (L + S keys). With blocks of 128, a block of event queries
+touches about (W*k + 128) / 128 + 1 event blocks and ceil((c - W) / 128) summary blocks, most of
+them full (no mask evaluated inside), so almost all of the (L, L + S) grid is skipped; an
+interleaved layout would leave a summary key in every block (ANCHORS.md, section 4).
+
+On CUDA the kernel is compiled once per process (``torch.compile(flex_attention)``) and block masks
+are cached per (L, k, W, device). Elsewhere the eager FlexAttention runs (it materialises the
+scores: tests only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+
+from shortlist.ops.ksa import num_chunks
+
+BLOCK_SIZE = 128
+_compiled: Callable[..., torch.Tensor] | None = None
+
+
+def ksa_mask_mod(length: int, chunk: int, window: int) -> Callable[..., torch.Tensor]:
+    """FlexAttention ``mask_mod(b, h, q_idx, kv_idx)`` of event queries over ``[events | summaries]``.
+
+    Event key u (kv_idx < L): u <= q and chunk(u) >= chunk(q) - W. Summary key j = kv_idx - L:
+    j < chunk(q) - W. Keys past L + S (block padding) are masked.
+    """
+    total = length + num_chunks(length, chunk)
+
+    def mask_mod(
+        b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor
+    ) -> torch.Tensor:
+        cq = q_idx // chunk
+        event = (kv_idx < length) & (kv_idx <= q_idx) & (kv_idx // chunk >= cq - window)
+        summary = (kv_idx >= length) & (kv_idx < total) & (kv_idx - length < cq - window)
+        return event | summary
+
+    return mask_mod
+
+
+@lru_cache(maxsize=16)
+def ksa_block_mask(
+    length: int, chunk: int, window: int, device: str, block_size: int = BLOCK_SIZE
+) -> BlockMask:
+    """The :class:`BlockMask` of event queries (L) over ``[events | summaries]`` (L + S) keys."""
+    return create_block_mask(
+        ksa_mask_mod(length, chunk, window),
+        B=None,
+        H=None,
+        Q_LEN=length,
+        KV_LEN=length + num_chunks(length, chunk),
+        device=device,
+        BLOCK_SIZE=block_size,
+        _compile=device.startswith("cuda"),
+    )
+
+
+def _kernel(device: torch.device) -> Callable[..., torch.Tensor]:
+    global _compiled
+    if device.type != "cuda":
+        return flex_attention
+    if _compiled is None:
+        _compiled = torch.compile(flex_attention, dynamic=False)
+    return _compiled
+
+
+def event_attention_flex(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    sk: torch.Tensor,
+    sv: torch.Tensor,
+    chunk: int,
+    window: int,
+    scale: float,
+) -> torch.Tensor:
+    """Event queries (B, H, L, dh) over events (B, H, L, dh) and summaries (B, H, S, dh) -> (B, H, L, dh).
+
+    L is padded up to a multiple of the block size (zeros, sliced off at the end), so batches of
+    nearby lengths share one compiled kernel and one block mask. The padding is exact: padded
+    events come after every real query (causally invisible) and padded summaries belong to chunks
+    past the last real one (never older than a real query's window).
+    """
+    L = q.shape[2]
+    Lp = -(-L // BLOCK_SIZE) * BLOCK_SIZE
+    Sp = num_chunks(Lp, chunk)
+    pad_l, pad_s = (0, 0, 0, Lp - L), (0, 0, 0, Sp - sk.shape[2])
+    q, k, v = F.pad(q, pad_l), F.pad(k, pad_l), F.pad(v, pad_l)
+    block_mask = ksa_block_mask(Lp, chunk, window, str(q.device))
+    keys = torch.cat((k, F.pad(sk, pad_s)), 2)  # (B, H, Lp + Sp, dh): summaries after the events
+    values = torch.cat((v, F.pad(sv, pad_s)), 2)
+    out = _kernel(q.device)(q, keys, values, block_mask=block_mask, scale=scale)
+    return out[:, :, :L]

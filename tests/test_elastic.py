@@ -1,0 +1,152 @@
+"""ELASTIC retriever: shapes, exact causality, padding invariance, incremental == full recompute,
+fast == reference, training, save/load, config errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from shortlist.data.batches import EvalBatch, SequenceBatch
+from shortlist.models import build_model, load_model
+
+SMALL = {
+    "num_items": 30,
+    "max_len": 12,
+    "dim": 16,
+    "num_heads": 2,
+    "num_experts": 3,
+    "dropout": 0.0,
+}
+
+
+def _model(**kw: object):
+    torch.manual_seed(0)
+    return build_model("elastic", **{**SMALL, "chunk_size": 4, **kw}).eval()
+
+
+@pytest.mark.parametrize("memory_size", [0, 16])
+def test_shapes_and_zero_padding(memory_size: int) -> None:
+    m = _model(memory_size=memory_size)
+    ids = torch.tensor([[0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [0] * 10 + [7, 8]])
+    h = m.encode(ids)
+    assert h.shape == (2, 12, 16)
+    assert torch.all(h[ids == 0] == 0) and torch.all(h[ids > 0].abs().sum(-1) > 0)
+
+
+@pytest.mark.parametrize("memory_size", [0, 16])
+@pytest.mark.parametrize("t", [2, 5, 11])
+def test_exact_causality(memory_size: int, t: int) -> None:
+    m = _model(memory_size=memory_size)
+    ids = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]])
+    changed = ids.clone()
+    changed[0, t] = 20
+    a, b = m.encode(ids), m.encode(changed)
+    assert torch.equal(a[0, :t], b[0, :t])  # bitwise: no position sees a later event
+    assert (a[0, t] - b[0, t]).abs().amax() > 1e-3
+
+
+def test_padding_invariance_and_independent_rows() -> None:
+    m = _model(memory_size=16)
+    short = torch.tensor([[0, 3, 4, 5]])
+    long = torch.tensor([[0] * 9 + [3, 4, 5]])
+    torch.testing.assert_close(m.encode(short)[0, -3:], m.encode(long)[0, -3:])
+    other = torch.tensor([[0, 0, 0, 0, 0, 9, 7, 8, 1, 2, 3, 4]])
+    both = m.encode(torch.cat([long, other]))
+    torch.testing.assert_close(both[0], m.encode(long)[0])
+    torch.testing.assert_close(both[1], m.encode(other)[0])
+
+
+@pytest.mark.parametrize("memory_size", [0, 16])
+def test_fast_equals_reference(memory_size: int) -> None:
+    fast = _model(memory_size=memory_size)
+    ref = _model(memory_size=memory_size, impl="reference")
+    ref.load_state_dict(fast.state_dict())
+    ids = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [0] * 7 + [1, 2, 3, 4, 5]])
+    torch.testing.assert_close(fast.encode(ids), ref.encode(ids), atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("memory_size", [0, 16])
+def test_incremental_equals_full_recompute(memory_size: int) -> None:
+    m = _model(memory_size=memory_size)
+    ids = torch.tensor(
+        [[0, 0, 0, 3, 4, 5, 6, 7, 8, 9, 10, 11], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]]
+    )
+    full = m.encode(ids)
+    state = m.init_state(2)
+    hidden = []
+    for t in range(ids.shape[1]):
+        out = m.step(state, ids[:, t])
+        state, _ = out.state, hidden.append(out.hidden)
+    torch.testing.assert_close(torch.stack(hidden, 1), full, atol=1e-5, rtol=1e-4)
+    assert state.positions.tolist() == [9, 12]
+    with pytest.raises(ValueError, match="max_len=12 entries"):
+        m.step(state, torch.tensor([1, 1]))
+
+
+@pytest.mark.parametrize("loss", ["softmax", "sampled_softmax"])
+def test_training_learns_a_pattern(loss: str) -> None:
+    torch.manual_seed(0)
+    m = build_model(
+        "elastic", num_items=12, max_len=6, dim=32, num_heads=2, num_experts=4, chunk_size=4,
+        memory_size=16, dropout=0.0, loss=loss, num_negatives=6,
+    )  # fmt: skip
+    starts = torch.arange(12)
+    seqs = (starts[:, None] + torch.arange(7)[None]) % 12 + 1  # (12, 7): i is followed by i + 1
+    batch = SequenceBatch(
+        input_ids=seqs[:, :-1],
+        target_ids=seqs[:, 1:],
+        lengths=torch.full((12,), 6),
+        user_ids=starts,
+    )
+    opt = torch.optim.Adam(m.parameters(), lr=0.01)
+    first = None
+    for _ in range(150):
+        out = m.compute_loss(batch)
+        first = first if first is not None else out.loss.item()
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    m.eval()
+    ev = EvalBatch(
+        history=seqs[:, 1:], target=(seqs[:, -1] % 12) + 1, user_ids=starts,
+        lengths=torch.full((12,), 6),
+    )  # fmt: skip
+    assert (m.recommend(ev, 1).ids[:, 0] == ev.target).float().mean() > 0.9
+    assert out.loss.item() < first / 3
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    m = _model(memory_size=16, product_keys=False, loss="sampled_softmax", normalize=True)
+    m.save_pretrained(tmp_path / "m")
+    again = load_model(tmp_path / "m").eval()
+    assert type(again) is type(m) and again.config == m.config
+    ev = EvalBatch(
+        history=torch.tensor([[0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]]), target=torch.tensor([9]),
+        user_ids=torch.tensor([0]), lengths=torch.tensor([8]),
+    )  # fmt: skip
+    torch.testing.assert_close(again.score_all(ev), m.score_all(ev))
+    top = m.recommend(ev, 5, exclude=ev.history)
+    assert not set(top.ids[0].tolist()) & {0, 1, 2, 3, 4, 5, 6, 7, 8}
+
+
+def test_config_errors() -> None:
+    with pytest.raises(
+        ValueError, match=r"'dim' parameter of ElasticConfig \(10\) .* num_heads \(3\)"
+    ):
+        build_model("elastic", num_items=5, dim=10, num_heads=3)
+    with pytest.raises(ValueError, match=r"'memory_size' .* perfect square .* memory_size=20"):
+        build_model("elastic", num_items=5, memory_size=20)
+    with pytest.raises(
+        ValueError,
+        match=r"'memory_topk' parameter of ElasticConfig \(5\) must be <= memory_size \(4\)",
+    ):
+        build_model("elastic", num_items=5, memory_size=4, memory_topk=5)
+    with pytest.raises(
+        ValueError, match=r"'num_experts' parameter of ElasticConfig must be an int >= 1. Got 0"
+    ):
+        build_model("elastic", num_items=5, num_experts=0)
+    with pytest.raises(ValueError, match="exceed ELASTIC's max_len=12"):
+        _model().encode(torch.ones(1, 13, dtype=torch.long))
+    build_model("elastic", num_items=5, memory_size=20, product_keys=False)  # flat keys: any M

@@ -1,0 +1,164 @@
+"""KSA attention ops: the mask against hand-checked cases, fast paths against the reference
+(hypothesis over lengths, chunk sizes, windows, batch sizes, heads), the FlexAttention block mask
+against the dense mask, and the attention sublayer."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shortlist.ops.ksa import (
+    KSAAttentionLayer,
+    event_attention_blocked,
+    ksa_attention,
+    ksa_mask,
+    num_chunks,
+)
+from shortlist.ops.ksa_flex import ksa_block_mask, ksa_mask_mod
+
+SETTINGS = settings(max_examples=40, deadline=None)
+
+
+def _inputs(B: int, H: int, L: int, dh: int, chunk: int, seed: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    S = num_chunks(L, chunk)
+    return [
+        torch.randn(B, H, n, dh, generator=gen, dtype=torch.float64) for n in (L, L, L, S, S, S)
+    ]
+
+
+def test_mask_by_hand() -> None:
+    # L = 7, k = 2, W = 1: chunks {0,1} {2,3} {4,5} {6}; summaries 7..10
+    m = ksa_mask(7, 2, 1)
+    assert m.shape == (11, 11)
+    # event 6 (chunk 3): own chunk causally, chunk 2 in full, summaries of chunks 0 and 1
+    assert m[6].nonzero().flatten().tolist() == [4, 5, 6, 7, 8]
+    # event 3 (chunk 1): events 0..3 (chunk 0 is in the window), no summary
+    assert m[3].nonzero().flatten().tolist() == [0, 1, 2, 3]
+    # event 4 (chunk 2): itself, chunk 1, summary of chunk 0
+    assert m[4].nonzero().flatten().tolist() == [2, 3, 4, 7]
+    # summary of chunk 1 (row 8): events 2, 3 and itself; summary of the partial chunk 3: event 6
+    assert m[8].nonzero().flatten().tolist() == [2, 3, 8]
+    assert m[10].nonzero().flatten().tolist() == [6, 10]
+    # no event query sees a later event or a summary of a chunk that is not over before its own
+    ev = m[:7]
+    assert not torch.triu(ev[:, :7], 1).any()
+    # unbounded window: plain causal attention over events, no summaries
+    full = ksa_mask(7, 2, None)
+    assert torch.equal(full[:7, :7], torch.ones(7, 7, dtype=torch.bool).tril())
+    assert not full[:7, 7:].any()
+
+
+@SETTINGS
+@given(
+    B=st.integers(1, 3),
+    H=st.integers(1, 3),
+    L=st.integers(1, 70),
+    chunk=st.integers(1, 9),
+    window=st.one_of(st.none(), st.integers(0, 6)),
+    dh=st.sampled_from([2, 4, 8]),
+    block_queries=st.integers(1, 40),
+    seed=st.integers(0, 2**16),
+)
+def test_blocked_matches_reference(
+    B: int, H: int, L: int, chunk: int, window: int | None, dh: int, block_queries: int, seed: int
+) -> None:
+    t = _inputs(B, H, L, dh, chunk, seed)
+    ref = ksa_attention(*t, chunk, window, impl="reference")
+    fast = ksa_attention(*t, chunk, window, impl="blocked")
+    torch.testing.assert_close(fast.events, ref.events, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(fast.summaries, ref.summaries, rtol=1e-10, atol=1e-10)
+    if window is not None:  # the blocked kernel itself, with many and odd-sized blocks
+        q, k, v, _, sk, sv = t
+        ev = event_attention_blocked(q, k, v, sk, sv, chunk, window, dh**-0.5, block_queries)
+        torch.testing.assert_close(ev, ref.events, rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    L=st.integers(1, 60),
+    chunk=st.integers(1, 9),
+    window=st.integers(0, 5),
+    block=st.sampled_from([4, 8, 16]),
+)
+def test_flex_block_mask_matches_dense_mask(L: int, chunk: int, window: int, block: int) -> None:
+    dense = ksa_mask(L, chunk, window)[:L]  # event query rows, (L, L + S)
+    mod = ksa_mask_mod(L, chunk, window)
+    q_idx = torch.arange(L)[:, None]
+    kv_idx = torch.arange(dense.shape[1])[None, :]
+    assert torch.equal(mod(0, 0, q_idx, kv_idx), dense)
+    # block level: a block is kept iff it holds an allowed pair; a "full" block has no masked pair
+    bm = ksa_block_mask(L, chunk, window, "cpu", block)
+    kept = bm.to_dense()[0, 0].bool()  # (Q blocks, KV blocks)
+    nq, nk = kept.shape
+    padded = torch.zeros(nq * block, nk * block, dtype=torch.bool)
+    padded[: dense.shape[0], : dense.shape[1]] = dense
+    any_allowed = padded.view(nq, block, nk, block).any(3).any(1)
+    assert torch.equal(kept, any_allowed)
+    full = padded.view(nq, block, nk, block).all(3).all(1)
+    if bm.full_kv_num_blocks is not None:  # blocks run without evaluating the mask: all allowed
+        for i in range(nq):
+            for j in bm.full_kv_indices[0, 0, i, : bm.full_kv_num_blocks[0, 0, i]].tolist():
+                assert full[i, j]
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    B=st.integers(1, 2),
+    H=st.integers(1, 2),
+    L=st.integers(1, 40),
+    chunk=st.integers(1, 6),
+    window=st.integers(0, 4),
+    seed=st.integers(0, 2**16),
+)
+def test_flex_path_matches_reference_on_cpu(
+    B: int, H: int, L: int, chunk: int, window: int, seed: int
+) -> None:
+    t = [x.float() for x in _inputs(B, H, L, 8, chunk, seed)]
+    ref = ksa_attention(*t, chunk, window, impl="reference")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # eager FlexAttention on CPU warns
+        flex = ksa_attention(*t, chunk, window, impl="flex")
+    torch.testing.assert_close(flex.events, ref.events, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(flex.summaries, ref.summaries, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_path_gradients_match_reference() -> None:
+    t = [x.requires_grad_() for x in _inputs(2, 2, 29, 4, 3, 0)]
+    ref = ksa_attention(*t, 3, 2, impl="reference")
+    grads_ref = torch.autograd.grad((ref.events.sum() + ref.summaries.square().sum()), t)
+    fast = ksa_attention(*t, 3, 2, impl="fast")
+    grads_fast = torch.autograd.grad((fast.events.sum() + fast.summaries.square().sum()), t)
+    for a, b in zip(grads_fast, grads_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_layer_implementations_agree_and_shapes() -> None:
+    torch.manual_seed(0)
+    layer = KSAAttentionLayer(16, 2, chunk=4, window=2, impl="reference").double()
+    x = torch.randn(3, 23, 16, dtype=torch.float64)
+    ref = layer(x)
+    assert ref.shape == (3, 23, 16)
+    layer.impl = "fast"
+    torch.testing.assert_close(layer(x), ref)
+    s = torch.randn(3, num_chunks(23, 4), 16, dtype=torch.float64)
+    streams = layer.forward_streams(x, s)
+    assert streams.events.shape == (3, 23, 16) and streams.summaries.shape == (3, 6, 16)
+
+
+def test_errors_name_the_bad_value() -> None:
+    t = _inputs(1, 1, 10, 4, 3, 0)
+    with pytest.raises(ValueError, match=r"'chunk' parameter of KSA must be an int >= 1. Got 0"):
+        ksa_attention(*t, 0, 1)
+    with pytest.raises(ValueError, match=r"'window' parameter of KSA .* Got -1"):
+        ksa_attention(*t, 3, -1)
+    with pytest.raises(ValueError, match=r"summary q, k, v of shape \(B, H, S=4, dh\)"):
+        ksa_attention(*t[:3], *(x[:, :, :3] for x in t[3:]), 3, 1)
+    with pytest.raises(ValueError, match=r"'impl' parameter of ksa_attention must be one of"):
+        ksa_attention(*t, 3, 1, impl="triton")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"even head width. Got dim=12, heads=4"):
+        KSAAttentionLayer(12, 4, chunk=2, window=1)

@@ -1,0 +1,126 @@
+"""Long-history synthetic data: planted long-range interests are where the ground truth says,
+determinism by seed, streaming == in memory, evaluation examples."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from shortlist.data.synthetic import (
+    EVENT_BURST,
+    EVENT_ORDINARY,
+    EVENT_RETURN,
+    LONG_BLOCK_USERS,
+    LongHistoryConfig,
+    generate_long_histories,
+    iter_long_history_blocks,
+    long_range_examples,
+)
+
+TINY = LongHistoryConfig(
+    n_users=3, n_items=60, n_topics=6, min_length=60, max_length=60, planted_burst=3,
+    planted_gap=20, planted_return=2, planted_fraction=1.0, seed=1,
+)  # fmt: skip
+
+
+def test_tiny_planted_structure_is_hand_checkable() -> None:
+    data = generate_long_histories(TINY)
+    assert data.sequences.lengths.tolist() == [60, 60, 60]
+    for u in range(3):
+        items = data.sequences[u]
+        kind = data.kind[data.sequences.offsets[u] : data.sequences.offsets[u + 1]]
+        topics = data.item_topic[items]
+        p, at, back = data.planted_topic[u], data.planted_at[u], data.return_at[u]
+        assert 0 <= p < TINY.n_topics and back == at + 3 + 20
+        # kind: ordinary everywhere except 3 burst events at `at` and 2 return events at `back`
+        expected = np.zeros(60, dtype=np.int8)
+        expected[at : at + 3] = EVENT_BURST
+        expected[back : back + 2] = EVENT_RETURN
+        assert np.array_equal(kind, expected)
+        assert (topics[at : at + 3] == p).all() and (topics[back : back + 2] == p).all()
+        assert not (topics[at + 3 : back] == p).any()  # absent for the whole gap
+    assert (data.item_topic[1:] >= 0).all() and data.item_topic[0] == -1
+
+
+def test_planted_topic_is_rare_outside_its_bursts() -> None:
+    cfg = LongHistoryConfig(
+        n_users=40, n_items=500, n_topics=20, min_length=2_000, max_length=4_000,
+        planted_gap=1_000, planted_burst=10, planted_return=3, planted_fraction=0.5, seed=3,
+    )  # fmt: skip
+    data = generate_long_histories(cfg)
+    lengths = data.sequences.lengths
+    assert (lengths >= 2_000).all() and (lengths <= 4_000).all()
+    planted = np.flatnonzero(data.planted_topic >= 0)
+    assert 10 <= len(planted) <= 30
+    for u in planted:
+        topics = data.item_topic[data.sequences[u]]
+        kind = data.kind[data.sequences.offsets[u] : data.sequences.offsets[u + 1]]
+        on_p = topics == data.planted_topic[u]
+        # outside its bursts, the planted topic only appears by exploration (10% spread over 20 topics)
+        assert on_p[kind == EVENT_ORDINARY].mean() < 0.03
+        assert on_p[kind != EVENT_ORDINARY].all()
+    # users without a planted interest have no burst or return events
+    others = np.flatnonzero(data.planted_topic < 0)
+    for u in others:
+        assert (data.kind[data.sequences.offsets[u] : data.sequences.offsets[u + 1]] == 0).all()
+        assert data.planted_at[u] == data.return_at[u] == -1
+
+
+def test_deterministic_by_seed_and_streaming_equals_in_memory() -> None:
+    cfg = LongHistoryConfig(
+        n_users=LONG_BLOCK_USERS + 10, n_items=100, n_topics=8, min_length=50, max_length=400,
+        planted_gap=30, planted_burst=4, planted_return=2, seed=5,
+    )  # fmt: skip
+    a, b = generate_long_histories(cfg), generate_long_histories(cfg)
+    for name in ("kind", "planted_topic", "planted_at", "return_at"):
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+    assert np.array_equal(a.sequences.values, b.sequences.values)
+    assert np.array_equal(a.sequences.offsets, b.sequences.offsets)
+    other = generate_long_histories(LongHistoryConfig(**{**cfg.__dict__, "seed": 6}))
+    assert not np.array_equal(other.sequences.lengths, a.sequences.lengths)
+    blocks = list(iter_long_history_blocks(cfg))
+    assert [len(blk.sequences) for blk in blocks] == [LONG_BLOCK_USERS, 10]
+    assert np.array_equal(
+        np.concatenate([blk.sequences.values for blk in blocks]), a.sequences.values
+    )
+    assert np.array_equal(np.concatenate([blk.kind for blk in blocks]), a.kind)
+
+
+def test_planted_at_end_and_examples() -> None:
+    cfg = LongHistoryConfig(**{**TINY.__dict__, "n_users": 8, "planted_at_end": True})
+    data = generate_long_histories(cfg)
+    assert np.array_equal(data.return_at + cfg.planted_return, data.sequences.lengths)
+    ex = long_range_examples(data, controls=2, seed=0)
+    long = ex.long_range
+    assert long.sum() == 8 and np.array_equal(ex.users[long], np.arange(8))
+    assert np.array_equal(ex.cuts[long], data.return_at)
+    assert (data.item_topic[ex.targets[long]] == data.planted_topic[ex.users[long]]).all()
+    control_kind = data.kind[data.sequences.offsets[ex.users[~long]] + ex.cuts[~long]]
+    assert (control_kind == EVENT_ORDINARY).all() and (~long).sum() > 0
+    assert (ex.cuts[~long] >= data.planted_at[ex.users[~long]] + cfg.planted_burst).all()
+    hist = ex.histories(data)
+    for i in range(len(ex.users)):
+        full = data.sequences[ex.users[i]]
+        assert np.array_equal(hist[i], full[: ex.cuts[i]])
+        assert full[ex.cuts[i]] == ex.targets[i]
+    short = ex.histories(data, max_len=5)
+    assert np.array_equal(short[0], data.sequences[ex.users[0]][ex.cuts[0] - 5 : ex.cuts[0]])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "expected", "got"),
+    [
+        ({"n_users": 0}, ValueError, "an int >= 1", "0"),
+        ({"max_length": 10}, ValueError, "an int >= 10000", "10"),
+        ({"planted_gap": 1.5}, TypeError, "an int >= 1", "1.5"),
+        ({"explore_ratio": 2.0}, ValueError, "a float in [0, 1]", "2.0"),
+        ({"planted_at_end": 1}, TypeError, "a bool", "1"),
+    ],
+)
+def test_config_validation(kwargs, error, expected, got) -> None:
+    name = list(kwargs)[-1]
+    message = f"The {name!r} parameter of LongHistoryConfig must be {expected}. Got {got} instead."
+    with pytest.raises(error, match=re.escape(message)):
+        LongHistoryConfig(**kwargs)
