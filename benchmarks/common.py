@@ -80,7 +80,10 @@ def _cpu_model() -> str:
 
 
 def machine() -> str:
-    """'<GPU> / <n>-core <CPU model>, torch <version>' for the machine running the benchmark."""
+    """'<GPU> / <n>-core <CPU model>, torch <version>' for the machine running the benchmark, or
+    ``$SHORTLIST_MACHINE`` where results made elsewhere (the GPU) are summarised here."""
+    if os.environ.get("SHORTLIST_MACHINE"):
+        return os.environ["SHORTLIST_MACHINE"]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     parts = [f"{cores}-core {_cpu_model()}"]
     try:

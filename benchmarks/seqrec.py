@@ -85,11 +85,12 @@ def run(args: argparse.Namespace) -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     out_dir = Path(args.out_dir)
     jobs = [(m, s) for m in models for s in seeds]
-    pending = list(jobs)
+    pending = [] if args.collect else list(jobs)
     running: list[tuple[subprocess.Popen[bytes], str, int, Any]] = []
     logs = out_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    extra = subprocess.Popen(args.recbole_cmd, shell=True) if args.recbole_cmd else None
+    run_recbole = args.recbole_cmd and not args.collect
+    extra = subprocess.Popen(args.recbole_cmd, shell=True) if run_recbole else None
     start = time.perf_counter()
     failed: list[str] = []
     while pending or running:
@@ -138,12 +139,15 @@ def run(args: argparse.Namespace) -> None:
 
     protocol = load_config(config_dir / f"{models[0]}.yaml").protocol
     rows: list[Row] = []
+    missing: list[str] = []
     for model in models:
         per_seed = []
         for seed in seeds:
-            res = json.loads(
-                (out_dir / f"{args.dataset}-{model}-s{seed}" / "results.json").read_text()
-            )
+            path = out_dir / f"{args.dataset}-{model}-s{seed}" / "results.json"
+            if args.collect and not path.exists():  # a run that did not finish: say so, go on
+                missing.append(f"{model}-s{seed}")
+                continue
+            res = json.loads(path.read_text())
             per_seed.append(res)
             metrics = {
                 **res["test"],
@@ -163,7 +167,9 @@ def run(args: argparse.Namespace) -> None:
                         dict(res["test_unmasked"]),
                     )
                 )
-        mean_label = f"mean of {len(seeds)} seeds"
+        if not per_seed:
+            continue
+        mean_label = f"mean of {len(per_seed)} seeds"
         summary = {"valid_ndcg@10": _mean_std([r["valid"]["ndcg@10"] for r in per_seed])[0]}
         summary |= _seed_summary([r["test"] for r in per_seed])
         rows.append(Row(args.dataset, protocol, f"shortlist {model}", mean_label, summary))
@@ -192,9 +198,10 @@ def run(args: argparse.Namespace) -> None:
                 metrics=dict(anchor.metrics),
             )
         )
-    write_result(
-        args.name, rows, command=command_line(), notes=args.notes or "", rebuild=not args.no_rebuild
-    )
+    notes = args.notes or ""
+    if missing:
+        notes = f"{notes} Runs without results (not finished): {', '.join(missing)}.".strip()
+    write_result(args.name, rows, command=command_line(), notes=notes, rebuild=not args.no_rebuild)
 
 
 def recbole_rows(rb: dict[str, Any], dataset: str, protocol: str) -> list[Row]:
@@ -278,6 +285,11 @@ def main() -> None:
     )
     r.add_argument("--notes", default="")
     r.add_argument("--no-rebuild", action="store_true", help="do not rebuild BENCHMARKS.md")
+    r.add_argument(
+        "--collect",
+        action="store_true",
+        help="start nothing: summarise the results.json already in --out-dir (missing runs noted)",
+    )
     args = parser.parse_args()
     {"prepare": prepare, "job": job, "run": run}[args.cmd](args)
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_ctr_data import fixture_ratings, write_ml1m
-
 from shortlist.data.ctr import CTRData, load_ctr_dataset
 from shortlist.train.config import load_config
 from shortlist.train.experiment import run_experiment
+from test_ctr_data import fixture_ratings, write_ml1m
 
 ROOT = Path(__file__).resolve().parents[1]
 

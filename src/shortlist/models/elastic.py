@@ -34,12 +34,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from shortlist.data.batches import EvalBatch, SequenceBatch
-from shortlist.models.base import LossOutput, Retriever, register
-from shortlist.models.losses import full_softmax_loss, sampled_softmax_loss
+from shortlist.models.base import register
+from shortlist.models.next_item import NextItemRetriever
 from shortlist.ops.dispatcher import IMPLS, MAX_LOGIT_BOUND, DispatcherState
 from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
 from shortlist.ops.interest_memory import InterestMemory
@@ -194,7 +192,7 @@ class ElasticBlock(nn.Module):
 
 
 @register("elastic")
-class Elastic(Retriever):
+class Elastic(NextItemRetriever):
     config_class = ElasticConfig
 
     def __init__(self, config: ElasticConfig) -> None:
@@ -273,40 +271,3 @@ class Elastic(Retriever):
             hidden=hidden,
             state=ElasticState(layers=tuple(layers), positions=state.positions + valid.long()),
         )
-
-    # -- retriever interface ----------------------------------------------------------------------
-    def item_table(self) -> torch.Tensor:
-        return self.item_emb.weight
-
-    def compute_loss(self, batch: SequenceBatch) -> LossOutput:
-        h = self.encode(batch.input_ids)  # (B, L, D)
-        keep = batch.target_ids > 0
-        hidden, targets = h[keep], batch.target_ids[keep]  # (P, D), (P,)
-        c = self.config
-        if c.loss == "softmax":
-            loss = full_softmax_loss(hidden, targets, self.item_table(), c.temperature)
-        else:
-            loss = sampled_softmax_loss(
-                hidden,
-                targets,
-                self.item_table(),
-                num_negatives=c.num_negatives,
-                in_batch=c.in_batch_negatives,
-                temperature=c.temperature,
-                normalize=c.normalize,
-            )
-        return LossOutput(loss=loss, metrics={"positions": float(targets.numel())})
-
-    def user_states(self, batch: EvalBatch) -> torch.Tensor:
-        h = self.encode(batch.history)[:, -1]  # (B, D): left padding puts the latest event last
-        if self.config.loss == "sampled_softmax" and self.config.normalize:
-            h = F.normalize(h, dim=-1)
-        return h
-
-    def score_all(self, batch: EvalBatch) -> torch.Tensor:
-        table = self.item_table()
-        if self.config.loss == "sampled_softmax" and self.config.normalize:
-            table = F.normalize(table, dim=-1)
-        scores = self.user_states(batch) @ table.T
-        scores[:, 0] = float("-inf")
-        return scores

@@ -20,9 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shortlist.data.batches import EvalBatch, SequenceBatch
-from shortlist.models.base import LossOutput, Retriever, register
-from shortlist.models.losses import full_softmax_loss, sampled_softmax_loss
+from shortlist.models.base import register
+from shortlist.models.next_item import NextItemRetriever
 
 
 @dataclass
@@ -101,7 +100,7 @@ class Block(nn.Module):
 
 
 @register("sasrec")
-class SASRec(Retriever):
+class SASRec(NextItemRetriever):
     config_class = SASRecConfig
 
     def __init__(self, config: SASRecConfig) -> None:
@@ -156,39 +155,3 @@ class SASRec(Retriever):
         x = self.ln(x) * valid[..., None]
         to_left = (ar[None, :] - (L - lengths)[:, None]) % L  # inverse rotation
         return x.gather(1, to_left[..., None].expand(-1, -1, x.shape[-1]))
-
-    def item_table(self) -> torch.Tensor:
-        return self.item_emb.weight
-
-    def compute_loss(self, batch: SequenceBatch) -> LossOutput:
-        h = self.encode(batch.input_ids)  # (B, L, D)
-        keep = batch.target_ids > 0
-        hidden, targets = h[keep], batch.target_ids[keep]  # (M, D), (M,)
-        c = self.config
-        if c.loss == "softmax":
-            loss = full_softmax_loss(hidden, targets, self.item_table(), c.temperature)
-        else:
-            loss = sampled_softmax_loss(
-                hidden,
-                targets,
-                self.item_table(),
-                num_negatives=c.num_negatives,
-                in_batch=c.in_batch_negatives,
-                temperature=c.temperature,
-                normalize=c.normalize,
-            )
-        return LossOutput(loss=loss, metrics={"positions": float(targets.numel())})
-
-    def user_states(self, batch: EvalBatch) -> torch.Tensor:
-        h = self.encode(batch.history)[:, -1]  # (B, D): left padding puts the latest event last
-        if self.config.loss == "sampled_softmax" and self.config.normalize:
-            h = F.normalize(h, dim=-1)
-        return h
-
-    def score_all(self, batch: EvalBatch) -> torch.Tensor:
-        table = self.item_table()
-        if self.config.loss == "sampled_softmax" and self.config.normalize:
-            table = F.normalize(table, dim=-1)
-        scores = self.user_states(batch) @ table.T
-        scores[:, 0] = float("-inf")
-        return scores

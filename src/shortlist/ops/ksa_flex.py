@@ -67,6 +67,14 @@ def _kernel(device: torch.device) -> Callable[..., torch.Tensor]:
     if device.type != "cuda":
         return flex_attention
     if _compiled is None:
+        # one kernel per (B, padded L): training with dynamic padding meets up to max_len / 128
+        # lengths (x a last, smaller batch). Past dynamo's default of 8 compiled shapes it would fall
+        # back to eager FlexAttention, which materialises the (L, L + S) scores (tens of GiB at
+        # L = 2,048, B = 1,024): raise the limits instead.
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
+        torch._dynamo.config.accumulated_cache_size_limit = max(
+            torch._dynamo.config.accumulated_cache_size_limit, 4096
+        )
         _compiled = torch.compile(flex_attention, dynamic=False)
     return _compiled
 

@@ -102,9 +102,7 @@ def run_ctr(
         "model": model_section["name"],
         "parameters": model.num_parameters(),
         "split": data.summary(),
-        "features": data.spec.names()
-        if not hasattr(best.config, "spec")
-        else best.config.spec.names(),
+        "features": model.config.spec.names(),
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,

@@ -1,0 +1,70 @@
+"""The next-item head shared by retrievers that score items against one embedding table.
+
+SASRec, KSA and ELASTIC differ only in how ``encode`` turns a left-padded batch of item ids (B, L)
+into per-position states (B, L, D); the loss over every real position and the scoring of the whole
+catalogue are the same. A subclass provides ``encode`` and an ``item_emb`` table (N+1, D), and its
+config the loss settings: ``loss`` ("softmax" or "sampled_softmax"), ``temperature``,
+``num_negatives``, ``in_batch_negatives`` and ``normalize`` (cosine scores, sampled softmax only).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import torch
+import torch.nn.functional as F
+
+from shortlist.data.batches import EvalBatch, SequenceBatch
+from shortlist.models.base import LossOutput, Retriever
+from shortlist.models.losses import full_softmax_loss, sampled_softmax_loss
+
+
+class NextItemRetriever(Retriever):
+    """``compute_loss`` / ``user_states`` / ``score_all`` from ``encode`` and ``item_emb``."""
+
+    item_emb: torch.nn.Embedding
+
+    @abstractmethod
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) left-padded item ids -> (B, L) x D states; position t sees events <= t only."""
+
+    def item_table(self) -> torch.Tensor:
+        return self.item_emb.weight
+
+    @property
+    def _cosine(self) -> bool:
+        return self.config.loss == "sampled_softmax" and self.config.normalize
+
+    def compute_loss(self, batch: SequenceBatch) -> LossOutput:
+        """Next-item loss over every real position (full or sampled softmax)."""
+        h = self.encode(batch.input_ids)  # (B, L, D)
+        keep = batch.target_ids > 0
+        hidden, targets = h[keep], batch.target_ids[keep]  # (M, D), (M,)
+        c = self.config
+        if c.loss == "softmax":
+            loss = full_softmax_loss(hidden, targets, self.item_table(), c.temperature)
+        else:
+            loss = sampled_softmax_loss(
+                hidden,
+                targets,
+                self.item_table(),
+                num_negatives=c.num_negatives,
+                in_batch=c.in_batch_negatives,
+                temperature=c.temperature,
+                normalize=c.normalize,
+            )
+        return LossOutput(loss=loss, metrics={"positions": float(targets.numel())})
+
+    def normalize_state(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, D) final states -> user states (L2-normalized with cosine sampled softmax)."""
+        return F.normalize(h, dim=-1) if self._cosine else h
+
+    def user_states(self, batch: EvalBatch) -> torch.Tensor:
+        # left padding puts the latest event last
+        return self.normalize_state(self.encode(batch.history)[:, -1])
+
+    def score_all(self, batch: EvalBatch) -> torch.Tensor:
+        table = F.normalize(self.item_table(), dim=-1) if self._cosine else self.item_table()
+        scores = self.user_states(batch) @ table.T
+        scores[:, 0] = float("-inf")
+        return scores
