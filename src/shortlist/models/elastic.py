@@ -210,16 +210,6 @@ class Elastic(NextItemRetriever):
         self.ln = nn.LayerNorm(c.dim)
         self.apply(self._init)
 
-    @staticmethod
-    def _init(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear | nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
-
     def _embed(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """ids, pos (...) -> (...) x D input states."""
         return self.item_emb(ids) * math.sqrt(self.config.dim) + self.pos_emb(pos)

@@ -152,16 +152,6 @@ class KSA(NextItemRetriever):
         self.apply(self._init)
         nn.init.normal_(self.summary_emb, std=0.02)
 
-    @staticmethod
-    def _init(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear | nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
-
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, T) item ids -> (B, T, D) input states ``E[id] * sqrt(D)`` (dropout in training)."""
         return self.drop(self.item_emb(ids) * math.sqrt(self.config.dim))

@@ -13,6 +13,7 @@ from abc import abstractmethod
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from shortlist.data.batches import EvalBatch, SequenceBatch
 from shortlist.models.base import LossOutput, Retriever
@@ -22,7 +23,19 @@ from shortlist.models.losses import full_softmax_loss, sampled_softmax_loss
 class NextItemRetriever(Retriever):
     """``compute_loss`` / ``user_states`` / ``score_all`` from ``encode`` and ``item_emb``."""
 
-    item_emb: torch.nn.Embedding
+    item_emb: nn.Embedding
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        """The weight init of these models (``self.apply(self._init)``): N(0, 0.02), zero biases
+        and a zero padding row."""
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
 
     @abstractmethod
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
