@@ -63,6 +63,8 @@ def time_case(method: str, L: int, args: argparse.Namespace) -> dict[str, Any]:
     B = max(1, args.tokens // L)
     torch.manual_seed(0)
     layer = build_layer(method, args).to(device=device, dtype=dtype)
+    if args.compile:  # fuse the many small ops around the attention call (one graph per shape)
+        layer = torch.compile(layer)
     x = torch.randn(B, L, args.dim, device=device, dtype=dtype, requires_grad=True)
 
     def step() -> None:
@@ -138,7 +140,7 @@ def _write(args: argparse.Namespace, results: dict[tuple[str, int], dict[str, An
             Row(
                 dataset="synthetic",
                 protocol="fwd+bwd, one sublayer",
-                model=method,
+                model=method + ("+compile" if args.compile else ""),
                 variant=f"L={L}",
                 metrics=metrics,
             )
@@ -169,6 +171,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--experts", type=int, default=16, help="ELASTIC k: interest experts")
     p.add_argument("--elastic-chunk", type=int, default=64)
     p.add_argument("--naive-max-len", type=int, default=16384, help="longest L for naive attention")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile each layer (rows named <method>+compile)",
+    )
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
