@@ -17,12 +17,15 @@ Run ``python benchmarks/common.py`` to rebuild BENCHMARKS.md from ``benchmarks/r
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -199,3 +202,44 @@ def rebuild_benchmarks_md(results_dir: Path | None = None, out: Path | None = No
 
 if __name__ == "__main__":
     print(rebuild_benchmarks_md())
+
+
+def run_parallel(jobs: dict[str, list[str]], *, parallel: int, logs: Path) -> list[str]:
+    """Run each command of ``jobs`` (name -> argv) as a process, ``parallel`` at a time, stdout and
+    stderr to ``logs/<name>.log``; returns the names of the jobs that exited non-zero."""
+    log = logging.getLogger("benchmarks")
+    logs.mkdir(parents=True, exist_ok=True)
+    pending = list(jobs.items())
+    running: list[tuple[subprocess.Popen[bytes], str, Any]] = []
+    failed: list[str] = []
+    start = time.perf_counter()
+    while pending or running:
+        while pending and len(running) < parallel:
+            name, cmd = pending.pop(0)
+            fh = (logs / f"{name}.log").open("wb")
+            running.append((subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT), name, fh))
+            log.info("started %s", name)
+        time.sleep(1)
+        for entry in list(running):
+            proc, name, fh = entry
+            if proc.poll() is not None:
+                fh.close()
+                running.remove(entry)
+                took = time.perf_counter() - start
+                log.info("%s finished (exit %d) after %.0fs", name, proc.returncode, took)
+                if proc.returncode != 0:
+                    failed.append(name)
+    return failed
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def seed_summary(per_seed: list[dict[str, float]]) -> dict[str, float]:
+    """Mean and standard deviation (``<key>_std``) over seeds of every metric."""
+    out: dict[str, float] = {}
+    for key in per_seed[0]:
+        out[key], out[f"{key}_std"] = mean_std([m[key] for m in per_seed])
+    return out

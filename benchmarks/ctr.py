@@ -22,17 +22,14 @@ import argparse
 import json
 import logging
 import os
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Row, command_line, write_result
+from common import ROOT, Row, command_line, mean_std, run_parallel, write_result
 
 log = logging.getLogger("benchmarks.ctr")
 
@@ -109,47 +106,32 @@ def job(args: argparse.Namespace) -> None:
     )
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def run(args: argparse.Namespace) -> None:
     models = args.models.split(",")
     config_dir = Path(args.config_dir) if args.config_dir else ROOT / "configs" / args.dataset
     seeds = [int(s) for s in args.seeds.split(",")]
     out_dir = Path(args.out_dir)
+    jobs = {
+        f"{args.dataset}-{model}-s{seed}": [
+            sys.executable,
+            __file__,
+            "job",
+            "--config",
+            str(config_dir / f"{model}.yaml"),
+            "--data",
+            args.data,
+            "--seed",
+            str(seed),
+            "--run-dir",
+            str(out_dir / f"{args.dataset}-{model}-s{seed}"),
+            *(["--device", args.device] if args.device else []),
+            *[arg for item in args.set or [] for arg in ("--set", item)],
+        ]
+        for model in models
+        for seed in seeds
+    }
     logs = out_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    pending = [(m, s) for m in models for s in seeds]
-    running: list[tuple[subprocess.Popen[bytes], str, int, Any]] = []
-    failed: list[str] = []
-    start = time.perf_counter()
-    while pending or running:
-        while pending and len(running) < args.parallel:
-            model, seed = pending.pop(0)
-            cmd = [
-                sys.executable, __file__, "job", "--config", str(config_dir / f"{model}.yaml"),
-                "--data", args.data, "--seed", str(seed),
-                "--run-dir", str(out_dir / f"{args.dataset}-{model}-s{seed}"),
-            ]  # fmt: skip
-            if args.device:
-                cmd += ["--device", args.device]
-            for item in args.set or []:
-                cmd += ["--set", item]
-            fh = (logs / f"{args.dataset}-{model}-s{seed}.log").open("wb")
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
-            running.append((proc, model, seed, fh))
-            log.info("started %s seed %d", model, seed)
-        time.sleep(1)
-        for entry in list(running):
-            proc, model, seed, fh = entry
-            if proc.poll() is not None:
-                fh.close()
-                running.remove(entry)
-                log.info("%s seed %d: exit %d after %.0fs", model, seed, proc.returncode,
-                         time.perf_counter() - start)  # fmt: skip
-                if proc.returncode != 0:
-                    failed.append(f"{model}-s{seed}")
+    failed = run_parallel(jobs, parallel=args.parallel, logs=logs)
     if failed:
         raise SystemExit(f"runs failed: {failed}; see {logs}")
 
@@ -171,8 +153,8 @@ def run(args: argparse.Namespace) -> None:
             rows.append(Row(args.dataset, "ctr", f"shortlist {model}", f"seed={seed}", metrics))
         summary: dict[str, float] = {}
         for key in ("auc", "gauc", "logloss"):
-            summary[key], summary[f"{key}_std"] = _mean_std([r["test"][key] for r in per_seed])
-        summary["valid_auc"] = _mean_std([r["valid"]["auc"] for r in per_seed])[0]
+            summary[key], summary[f"{key}_std"] = mean_std([r["test"][key] for r in per_seed])
+        summary["valid_auc"] = mean_std([r["valid"]["auc"] for r in per_seed])[0]
         rows.append(
             Row(args.dataset, "ctr", f"shortlist {model}", f"mean of {len(seeds)} seeds", summary)
         )

@@ -19,17 +19,15 @@ import argparse
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Row, command_line, write_result
+from common import ROOT, Row, command_line, mean_std, run_parallel, seed_summary, write_result
 
 log = logging.getLogger("benchmarks.seqrec")
 
@@ -64,18 +62,6 @@ def job(args: argparse.Namespace) -> None:
     run_on_split(cfg, SequenceSplit.load(args.split), resume=False)
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def _seed_summary(per_seed: list[dict[str, float]]) -> dict[str, float]:
-    """Mean and standard deviation (``<key>_std``) over seeds of every metric."""
-    out: dict[str, float] = {}
-    for key in per_seed[0]:
-        out[key], out[f"{key}_std"] = _mean_std([m[key] for m in per_seed])
-    return out
-
-
 def run(args: argparse.Namespace) -> None:
     from shortlist.eval.anchors import anchors_for
     from shortlist.train.config import load_config
@@ -84,54 +70,28 @@ def run(args: argparse.Namespace) -> None:
     config_dir = Path(args.config_dir) if args.config_dir else ROOT / "configs" / args.dataset
     seeds = [int(s) for s in args.seeds.split(",")]
     out_dir = Path(args.out_dir)
-    jobs = [(m, s) for m in models for s in seeds]
-    pending = [] if args.collect else list(jobs)
-    running: list[tuple[subprocess.Popen[bytes], str, int, Any]] = []
+    jobs = {
+        f"{model}-s{seed}": [
+            sys.executable,
+            __file__,
+            "job",
+            "--config",
+            str(config_dir / f"{model}.yaml"),
+            "--split",
+            args.split,
+            "--seed",
+            str(seed),
+            "--run-dir",
+            str(out_dir / f"{args.dataset}-{model}-s{seed}"),
+            *[arg for item in args.set or [] for arg in ("--set", item)],
+        ]
+        for model in models
+        for seed in seeds
+    }
     logs = out_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
     run_recbole = args.recbole_cmd and not args.collect
     extra = subprocess.Popen(args.recbole_cmd, shell=True) if run_recbole else None
-    start = time.perf_counter()
-    failed: list[str] = []
-    while pending or running:
-        while pending and len(running) < args.parallel:
-            model, seed = pending.pop(0)
-            run_dir = out_dir / f"{args.dataset}-{model}-s{seed}"
-            cmd = [
-                sys.executable,
-                __file__,
-                "job",
-                "--config",
-                str(config_dir / f"{model}.yaml"),
-                "--split",
-                args.split,
-                "--seed",
-                str(seed),
-                "--run-dir",
-                str(run_dir),
-            ]
-            for item in args.set or []:
-                cmd += ["--set", item]
-            fh = (logs / f"{model}-s{seed}.log").open("wb")
-            running.append(
-                (subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT), model, seed, fh)
-            )
-            log.info("started %s seed %d", model, seed)
-        time.sleep(2)
-        for entry in list(running):
-            proc, model, seed, fh = entry
-            if proc.poll() is not None:
-                fh.close()
-                running.remove(entry)
-                log.info(
-                    "%s seed %d finished (exit %d) after %.0fs",
-                    model,
-                    seed,
-                    proc.returncode,
-                    time.perf_counter() - start,
-                )
-                if proc.returncode != 0:
-                    failed.append(f"{model}-s{seed}")
+    failed = [] if args.collect else run_parallel(jobs, parallel=args.parallel, logs=logs)
     if extra is not None:
         extra.wait()
     if failed:
@@ -170,11 +130,11 @@ def run(args: argparse.Namespace) -> None:
         if not per_seed:
             continue
         mean_label = f"mean of {len(per_seed)} seeds"
-        summary = {"valid_ndcg@10": _mean_std([r["valid"]["ndcg@10"] for r in per_seed])[0]}
-        summary |= _seed_summary([r["test"] for r in per_seed])
+        summary = {"valid_ndcg@10": mean_std([r["valid"]["ndcg@10"] for r in per_seed])[0]}
+        summary |= seed_summary([r["test"] for r in per_seed])
         rows.append(Row(args.dataset, protocol, f"shortlist {model}", mean_label, summary))
         if all("test_unmasked" in r for r in per_seed):
-            unmasked = _seed_summary([r["test_unmasked"] for r in per_seed])
+            unmasked = seed_summary([r["test_unmasked"] for r in per_seed])
             rows.append(
                 Row(
                     args.dataset,
