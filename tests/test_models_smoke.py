@@ -42,3 +42,24 @@ def test_every_model_trains_and_round_trips(name: str, tmp_path: Path) -> None:
     )
     torch.testing.assert_close(again.score_all(batch), model.score_all(batch))
     assert again.score_all(batch).shape == (1, 16)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "ksa", "elastic"])
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("loss", "bpr", "must be 'softmax' or 'sampled_softmax'. Got 'bpr'"),
+        ("dropout", 1.0, r"must be in \[0, 1\). Got 1.0"),
+        ("temperature", 0.0, "must be > 0. Got 0.0"),
+        ("num_negatives", -1, "must be an int >= 0. Got -1"),
+        ("max_len", True, "must be an int >= 1. Got True"),
+    ],
+)
+def test_next_item_configs_share_their_checks(
+    name: str, key: str, value: object, message: str
+) -> None:
+    config_class = MODELS.get(name).config_class
+    with pytest.raises(
+        ValueError, match=rf"The '{key}' parameter of {config_class.__name__} {message}"
+    ):
+        config_class(num_items=10, **{key: value})

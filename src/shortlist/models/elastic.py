@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from shortlist.models.base import register
-from shortlist.models.next_item import NextItemRetriever
+from shortlist.models.next_item import NextItemRetriever, check_next_item_config
 from shortlist.ops.dispatcher import IMPLS, MAX_LOGIT_BOUND, DispatcherState
 from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
 from shortlist.ops.interest_memory import InterestMemory
@@ -66,22 +66,9 @@ class ElasticConfig:
     normalize: bool = False  # sampled softmax on cosine similarities
 
     def __post_init__(self) -> None:
-        for name, low in (
-            ("num_items", 1), ("max_len", 1), ("dim", 1), ("num_layers", 0), ("num_heads", 1),
-            ("num_experts", 1), ("memory_size", 0), ("memory_topk", 0), ("chunk_size", 1),
-            ("ffn_dim", 0), ("num_negatives", 0), ("in_batch_negatives", 0),
-        ):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(
-                    f"The {name!r} parameter of ElasticConfig must be an int >= {low}. "
-                    f"Got {value!r} instead."
-                )
-        if self.dim % self.num_heads:
-            raise ValueError(
-                f"The 'dim' parameter of ElasticConfig ({self.dim}) must be divisible by "
-                f"num_heads ({self.num_heads})."
-            )
+        check_next_item_config(
+            self, num_experts=1, memory_size=0, memory_topk=0, chunk_size=1, ffn_dim=0
+        )
         if self.memory_size:
             if self.memory_k > self.memory_size:
                 raise ValueError(
@@ -104,19 +91,6 @@ class ElasticConfig:
             raise ValueError(
                 f"The 'impl' parameter of ElasticConfig must be one of {IMPLS}. "
                 f"Got {self.impl!r} instead."
-            )
-        if self.loss not in ("softmax", "sampled_softmax"):
-            raise ValueError(
-                "The 'loss' parameter of ElasticConfig must be 'softmax' or 'sampled_softmax'. "
-                f"Got {self.loss!r} instead."
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(
-                f"The 'dropout' parameter of ElasticConfig must be in [0, 1). Got {self.dropout!r} instead."
-            )
-        if self.temperature <= 0:
-            raise ValueError(
-                f"The 'temperature' parameter of ElasticConfig must be > 0. Got {self.temperature!r} instead."
             )
 
     @property

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from shortlist.models.base import register
-from shortlist.models.next_item import NextItemRetriever
+from shortlist.models.next_item import NextItemRetriever, check_next_item_config
 from shortlist.ops.ksa import IMPLS, KSAAttentionLayer, num_chunks
 
 
@@ -59,45 +59,19 @@ class KSAConfig:
     normalize: bool = False  # sampled softmax on cosine similarities
 
     def __post_init__(self) -> None:
-        for name, low in (
-            ("num_items", 1),
-            ("max_len", 1),
-            ("dim", 1),
-            ("num_layers", 0),
-            ("num_heads", 1),
-            ("ffn_dim", 0),
-            ("chunk_size", 1),
-            ("window", 0),
-            ("full_every", 0),
-            ("num_negatives", 0),
-            ("in_batch_negatives", 0),
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(
-                    f"The {name!r} parameter of KSAConfig must be an int >= {low}. Got {value!r} instead."
-                )
-        if self.dim % self.num_heads or (self.dim // self.num_heads) % 2:
+        check_next_item_config(self, ffn_dim=0, chunk_size=1, window=0, full_every=0)
+        if (self.dim // self.num_heads) % 2:
             raise ValueError(
                 f"The 'dim' parameter of KSAConfig ({self.dim}) must be divisible by num_heads "
                 f"({self.num_heads}) into an even head width (RoPE)."
-            )
-        if self.loss not in ("softmax", "sampled_softmax"):
-            raise ValueError(
-                f"The 'loss' parameter of KSAConfig must be 'softmax' or 'sampled_softmax'. Got {self.loss!r} instead."
             )
         if self.attention_impl not in IMPLS:
             raise ValueError(
                 f"The 'attention_impl' parameter of KSAConfig must be one of {list(IMPLS)}. Got {self.attention_impl!r} instead."
             )
-        if not 0.0 <= self.dropout < 1.0:
+        if not self.rope_base > 0:
             raise ValueError(
-                f"The 'dropout' parameter of KSAConfig must be in [0, 1). Got {self.dropout!r} instead."
-            )
-        if not self.temperature > 0 or not self.rope_base > 0:
-            raise ValueError(
-                "The 'temperature' and 'rope_base' parameters of KSAConfig must be > 0. "
-                f"Got {self.temperature!r} and {self.rope_base!r} instead."
+                f"The 'rope_base' parameter of KSAConfig must be > 0. Got {self.rope_base!r} instead."
             )
 
     def is_full_layer(self, layer: int) -> bool:

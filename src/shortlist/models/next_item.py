@@ -10,6 +10,7 @@ config the loss settings: ``loss`` ("softmax" or "sampled_softmax"), ``temperatu
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,42 @@ from torch import nn
 from shortlist.data.batches import EvalBatch, SequenceBatch
 from shortlist.models.base import LossOutput, Retriever
 from shortlist.models.losses import full_softmax_loss, sampled_softmax_loss
+
+# int settings every next-item config has, with their lower bounds
+COMMON_INTS = {
+    "num_items": 1, "max_len": 1, "dim": 1, "num_layers": 0, "num_heads": 1,
+    "num_negatives": 0, "in_batch_negatives": 0,
+}  # fmt: skip
+
+
+def check_next_item_config(config: object, **ints: int) -> None:
+    """Validate the settings shared by next-item configs (the ``COMMON_INTS``, ``dim`` divisible by
+    ``num_heads``, ``loss``, ``dropout``, ``temperature``) plus the extra int settings ``ints``
+    (name=lower bound); errors name the config class, the setting and the value."""
+    owner = type(config).__name__
+    for name, low in (COMMON_INTS | ints).items():
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(
+                f"The {name!r} parameter of {owner} must be an int >= {low}. Got {value!r} instead."
+            )
+    c: Any = config
+    if c.dim % c.num_heads:
+        raise ValueError(
+            f"The 'dim' parameter of {owner} ({c.dim}) must be divisible by num_heads ({c.num_heads})."
+        )
+    if c.loss not in ("softmax", "sampled_softmax"):
+        raise ValueError(
+            f"The 'loss' parameter of {owner} must be 'softmax' or 'sampled_softmax'. Got {c.loss!r} instead."
+        )
+    if not 0.0 <= c.dropout < 1.0:
+        raise ValueError(
+            f"The 'dropout' parameter of {owner} must be in [0, 1). Got {c.dropout!r} instead."
+        )
+    if not c.temperature > 0:
+        raise ValueError(
+            f"The 'temperature' parameter of {owner} must be > 0. Got {c.temperature!r} instead."
+        )
 
 
 class NextItemRetriever(Retriever):

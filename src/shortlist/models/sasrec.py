@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shortlist.models.base import register
-from shortlist.models.next_item import NextItemRetriever
+from shortlist.models.next_item import NextItemRetriever, check_next_item_config
 
 
 @dataclass
@@ -40,34 +40,7 @@ class SASRecConfig:
     normalize: bool = False  # sampled softmax on cosine similarities
 
     def __post_init__(self) -> None:
-        for name, low in (
-            ("num_items", 1),
-            ("max_len", 1),
-            ("dim", 1),
-            ("num_layers", 0),
-            ("num_heads", 1),
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < low:
-                raise ValueError(
-                    f"The {name!r} parameter of SASRecConfig must be an int >= {low}. Got {value!r} instead."
-                )
-        if self.dim % self.num_heads:
-            raise ValueError(
-                f"The 'dim' parameter of SASRecConfig ({self.dim}) must be divisible by num_heads ({self.num_heads})."
-            )
-        if self.loss not in ("softmax", "sampled_softmax"):
-            raise ValueError(
-                f"The 'loss' parameter of SASRecConfig must be 'softmax' or 'sampled_softmax'. Got {self.loss!r} instead."
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(
-                f"The 'dropout' parameter of SASRecConfig must be in [0, 1). Got {self.dropout!r} instead."
-            )
-        if self.temperature <= 0:
-            raise ValueError(
-                f"The 'temperature' parameter of SASRecConfig must be > 0. Got {self.temperature!r} instead."
-            )
+        check_next_item_config(self)
 
 
 class Block(nn.Module):
