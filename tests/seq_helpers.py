@@ -44,3 +44,31 @@ def random_jagged(rng: np.random.Generator, n_rows: int, n_items: int, mean_len:
 
 item_rows = st.lists(st.lists(st.integers(1, 50), max_size=12), max_size=8)
 sides = st.sampled_from(["left", "right"])
+
+
+def learn_successor(model: torch.nn.Module, length: int, steps: int) -> tuple[float, float, float]:
+    """Train ``model`` (a retriever over items 1..12) on rows where item i is always followed by
+    i + 1 (mod 12), ``length`` inputs per row, ``steps`` Adam steps; returns (top-1 accuracy on the
+    next item after each row, first loss, last loss)."""
+    from shortlist.data.batches import EvalBatch
+
+    starts = torch.arange(12)
+    seqs = (starts[:, None] + torch.arange(length + 1)[None]) % 12 + 1  # (12, length + 1)
+    lengths = torch.full((12,), length)
+    batch = SequenceBatch(
+        input_ids=seqs[:, :-1], target_ids=seqs[:, 1:], lengths=lengths, user_ids=starts
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    losses = []
+    for _ in range(steps):
+        loss = model.compute_loss(batch).loss
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    ev = EvalBatch(
+        history=seqs[:, 1:], target=(seqs[:, -1] % 12) + 1, user_ids=starts, lengths=lengths
+    )
+    hit = (model.recommend(ev, 1).ids[:, 0] == ev.target).float().mean().item()
+    return hit, losses[0], losses[-1]

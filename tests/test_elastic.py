@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from shortlist.data.batches import EvalBatch, SequenceBatch
+from seq_helpers import learn_successor
+from shortlist.data.batches import EvalBatch
 from shortlist.models import build_model, load_model
 
 SMALL = {
@@ -92,29 +93,8 @@ def test_training_learns_a_pattern(loss: str) -> None:
         "elastic", num_items=12, max_len=6, dim=32, num_heads=2, num_experts=4, chunk_size=4,
         memory_size=16, dropout=0.0, loss=loss, num_negatives=6,
     )  # fmt: skip
-    starts = torch.arange(12)
-    seqs = (starts[:, None] + torch.arange(7)[None]) % 12 + 1  # (12, 7): i is followed by i + 1
-    batch = SequenceBatch(
-        input_ids=seqs[:, :-1],
-        target_ids=seqs[:, 1:],
-        lengths=torch.full((12,), 6),
-        user_ids=starts,
-    )
-    opt = torch.optim.Adam(m.parameters(), lr=0.01)
-    first = None
-    for _ in range(150):
-        out = m.compute_loss(batch)
-        first = first if first is not None else out.loss.item()
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-    m.eval()
-    ev = EvalBatch(
-        history=seqs[:, 1:], target=(seqs[:, -1] % 12) + 1, user_ids=starts,
-        lengths=torch.full((12,), 6),
-    )  # fmt: skip
-    assert (m.recommend(ev, 1).ids[:, 0] == ev.target).float().mean() > 0.9
-    assert out.loss.item() < first / 3
+    hit, first, last = learn_successor(m, length=6, steps=150)
+    assert hit > 0.9 and last < first / 3
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
