@@ -355,9 +355,11 @@ class Trainer:
                     if i >= steps_per_epoch:
                         break
                     if hasattr(batch, "num_rows"):  # a BatchSource's batch: rows, no padding
-                        positions += batch.num_rows
+                        rows = batch.num_rows
+                        positions += rows
                     else:
                         batch = trim_padding(batch)
+                        rows = batch.input_ids.shape[0]
                         positions += int(batch.lengths.sum())  # on the CPU copy: no device sync
                     batch = batch.to(self.device, non_blocking=True)
                     with autocast():
@@ -369,9 +371,7 @@ class Trainer:
                     optimizer.step()
                     scheduler.step()
                     state["step"] += 1
-                    seqs += (
-                        batch.num_rows if hasattr(batch, "num_rows") else batch.input_ids.shape[0]
-                    )
+                    seqs += rows
                     if state["step"] % c.log_every == 0 or i == steps_per_epoch - 1:
                         value = float(loss.detach())
                         progress.update(task, loss=value)
