@@ -14,7 +14,12 @@ Per row: ``fwd_bwd_s`` (median over ``--repeats`` timed steps after warm-up; com
 growth of a fresh process running that one case), ``tokens_per_s``, and ``speedup_vs_sdpa_ratio``
 and ``memory_vs_naive_ratio`` from the same run. A case that runs out of memory is recorded as such.
 
+``--compile MODES`` adds rows ``<method>+compile(<mode>)`` timed in the same run: ``torch.compile``
+fuses the small ops around the attention kernel, and ``reduce-overhead`` also replays the step as a
+CUDA graph, removing the per-op launch cost that dominates KSA and ELASTIC at these sizes.
+
     python benchmarks/longseq_speed.py --device cuda                      # H200 -> longseq_speed.json
+    python benchmarks/longseq_speed.py --device cuda --compile reduce-overhead --compile-lengths 4096,16384
     nice python benchmarks/longseq_speed.py --device cpu --name longseq_speed_cpu --max-len 8192
 """
 
@@ -56,15 +61,19 @@ def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
     return FullAttentionLayer(args.dim, args.heads, impl=method)  # type: ignore[arg-type]
 
 
-def time_case(method: str, L: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Forward + backward of one sublayer on (B, L, D) input; median seconds and peak memory."""
+def time_case(method: str, L: int, args: argparse.Namespace, mode: str = "eager") -> dict[str, Any]:
+    """Forward + backward of one sublayer on (B, L, D) input; median seconds and peak memory.
+
+    ``mode``: ``eager``, or a ``torch.compile`` mode (``default``, ``reduce-overhead`` = with CUDA
+    graphs) that fuses the many small ops around the attention kernel (one graph per shape).
+    """
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     B = max(1, args.tokens // L)
     torch.manual_seed(0)
     layer = build_layer(method, args).to(device=device, dtype=dtype)
-    if args.compile:  # fuse the many small ops around the attention call (one graph per shape)
-        layer = torch.compile(layer)
+    if mode != "eager":
+        layer = torch.compile(layer, mode=mode, dynamic=False)
     x = torch.randn(B, L, args.dim, device=device, dtype=dtype, requires_grad=True)
 
     def step() -> None:
@@ -110,9 +119,9 @@ def time_case(method: str, L: int, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _case_in_subprocess(method: str, L: int, args: argparse.Namespace) -> dict[str, Any]:
+def _case_in_subprocess(method: str, L: int, args: argparse.Namespace, mode: str) -> dict[str, Any]:
     """CPU: one case per fresh process, so the peak RSS belongs to that case alone."""
-    cmd = [sys.executable, __file__, "--case", f"{method}:{L}", *args.passthrough]
+    cmd = [sys.executable, __file__, "--case", f"{method}:{L}:{mode}", *args.passthrough]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.case_timeout)
     if out.returncode != 0:
         log.warning("%s L=%d failed: %s", method, L, out.stderr.strip().splitlines()[-1:])
@@ -120,10 +129,22 @@ def _case_in_subprocess(method: str, L: int, args: argparse.Namespace) -> dict[s
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _write(args: argparse.Namespace, results: dict[tuple[str, int], dict[str, Any]]) -> None:
-    """Rows so far, with the ratios measured in this run (rewritten after every length)."""
+def _label(method: str, mode: str) -> str:
+    return (
+        method
+        if mode == "eager"
+        else f"{method}+compile" + ("" if mode == "default" else f"({mode})")
+    )
+
+
+def _write(args: argparse.Namespace, results: dict[tuple[str, str, int], dict[str, Any]]) -> None:
+    """Rows so far, with the ratios measured in this run (rewritten after every length).
+
+    ``speedup_vs_sdpa_ratio`` is against the fastest SDPA row of that length (eager or compiled),
+    ``memory_vs_naive_ratio`` against eager naive attention.
+    """
     rows = []
-    for (method, L), res in results.items():
+    for (method, mode, L), res in results.items():
         metrics = {
             k: float(v)
             for k, v in res.items()
@@ -131,22 +152,29 @@ def _write(args: argparse.Namespace, results: dict[tuple[str, int], dict[str, An
         }
         if res.get("oom"):
             metrics["oom"] = 1.0
-        sdpa, naive = results.get(("sdpa", L), {}), results.get(("naive", L), {})
-        if "fwd_bwd_s" in res and "fwd_bwd_s" in sdpa:
-            metrics["speedup_vs_sdpa_ratio"] = sdpa["fwd_bwd_s"] / res["fwd_bwd_s"]
+        if res.get("failed"):
+            metrics["failed"] = 1.0
+        sdpa = [
+            r["fwd_bwd_s"]
+            for (m, _, n), r in results.items()
+            if m == "sdpa" and n == L and "fwd_bwd_s" in r
+        ]
+        naive = results.get(("naive", "eager", L), {})
+        if "fwd_bwd_s" in res and sdpa:
+            metrics["speedup_vs_sdpa_ratio"] = min(sdpa) / res["fwd_bwd_s"]
         if "peak_mib" in res and naive.get("peak_mib"):
             metrics["memory_vs_naive_ratio"] = res["peak_mib"] / naive["peak_mib"]
         rows.append(
             Row(
                 dataset="synthetic",
                 protocol="fwd+bwd, one sublayer",
-                model=method + ("+compile" if args.compile else ""),
+                model=_label(method, mode),
                 variant=f"L={L}",
                 metrics=metrics,
             )
         )
     keys = ("device", "tokens", "dim", "heads", "chunk", "window", "experts", "elastic_chunk")
-    config = {k: getattr(args, k) for k in (*keys, "warmup", "repeats", "threads")}
+    config = {k: getattr(args, k) for k in (*keys, "warmup", "repeats", "threads", "compile")}
     write_result(
         args.name,
         rows,
@@ -173,8 +201,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--naive-max-len", type=int, default=16384, help="longest L for naive attention")
     p.add_argument(
         "--compile",
-        action="store_true",
-        help="torch.compile each layer (rows named <method>+compile)",
+        default="",
+        help="comma-separated torch.compile modes timed besides eager, e.g. "
+        "'default,reduce-overhead' (rows named <method>+compile[(mode)])",
+    )
+    p.add_argument(
+        "--compile-lengths",
+        default="",
+        help="comma-separated lengths at which the compiled modes run (default: every length)",
     )
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=5)
@@ -187,23 +221,37 @@ def main(argv: list[str] | None = None) -> None:
     if not args.tokens:
         args.tokens = 65536 if args.device.startswith("cuda") else 8192
     if args.case:  # a CPU child: one case, JSON on stdout
-        method, L = args.case.split(":")
-        print(json.dumps(time_case(method, int(L), args)))
+        method, L, mode = args.case.split(":")
+        print(json.dumps(time_case(method, int(L), args, mode)))
         return
+    modes = ["eager", *[m for m in args.compile.split(",") if m]]
+    compile_lengths = {int(n) for n in args.compile_lengths.split(",") if n}
     args.passthrough = list(argv if argv is not None else sys.argv[1:])
     lengths = [n for n in LENGTHS if n <= args.max_len]
-    results: dict[tuple[str, int], dict[str, Any]] = {}
+    results: dict[tuple[str, str, int], dict[str, Any]] = {}
     for L in lengths:
-        for method in METHODS:
-            if method == "naive" and args.naive_max_len < L:
-                continue
-            if args.device == "cpu":
-                res = _case_in_subprocess(method, L, args)
-            else:
-                res = time_case(method, L, args)
-                torch.cuda.empty_cache()
-            results[(method, L)] = res
-            log.info("%-8s L=%6d %s", method, L, {k: round(v, 4) for k, v in res.items()})
+        for mode in modes:
+            for method in METHODS:
+                if method == "naive" and (args.naive_max_len < L or mode != "eager"):
+                    continue
+                if mode != "eager" and compile_lengths and L not in compile_lengths:
+                    continue
+                if args.device == "cpu":
+                    res = _case_in_subprocess(method, L, args, mode)
+                else:
+                    try:
+                        res = time_case(method, L, args, mode)
+                    except Exception as err:  # a compile failure is a row, not a lost run
+                        log.warning("%s %s L=%d failed: %s", method, mode, L, err)
+                        res = {"failed": True}
+                    torch.cuda.empty_cache()
+                results[(method, mode, L)] = res
+                log.info(
+                    "%-22s L=%6d %s",
+                    _label(method, mode),
+                    L,
+                    {k: round(v, 4) for k, v in res.items()},
+                )
         _write(args, results)
 
 

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> None:
             per_seed.append(res)
             metrics = {
                 **res["test"],
-                "valid_ndcg@10": res["valid"]["ndcg@10"],
+                **valid_at10(res),
                 "best_epoch": res["best_epoch"],
                 "train_s": res["train_seconds"],
                 "sequences_per_s": res["sequences_per_s"],
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> None:
         if not per_seed:
             continue
         mean_label = f"mean of {len(per_seed)} seeds"
-        summary = {"valid_ndcg@10": mean_std([r["valid"]["ndcg@10"] for r in per_seed])[0]}
+        summary = {k: mean_std([valid_at10(r)[k] for r in per_seed])[0] for k in valid_at10(res)}
         summary |= seed_summary([r["test"] for r in per_seed])
         rows.append(Row(args.dataset, protocol, f"shortlist {model}", mean_label, summary))
         if all("test_unmasked" in r for r in per_seed):
@@ -162,6 +162,11 @@ def run(args: argparse.Namespace) -> None:
     if missing:
         notes = f"{notes} Runs without results (not finished): {', '.join(missing)}.".strip()
     write_result(args.name, rows, command=command_line(), notes=notes, rebuild=not args.no_rebuild)
+
+
+def valid_at10(res: dict[str, Any]) -> dict[str, float]:
+    """A run's validation metrics at cut-off 10, named ``valid_<metric>`` (what sweeps select by)."""
+    return {f"valid_{k}": float(v) for k, v in res["valid"].items() if k.endswith("@10")}
 
 
 def recbole_rows(rb: dict[str, Any], dataset: str, protocol: str) -> list[Row]:
