@@ -35,7 +35,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, write_result
@@ -48,8 +47,8 @@ from shortlist.data.pairs import (
     swing,
     user_to_item_pairs,
 )
-from shortlist.data.schema import ITEM, USER, InteractionData
-from shortlist.data.splits import tiger_split
+from shortlist.data.schema import InteractionData
+from shortlist.data.splits import tiger_split, training_interactions
 from shortlist.items.align import AlignConfig, QARMAligner, recall_at_k
 from shortlist.items.encoders import TfidfSvdEncoder, item_texts
 
@@ -58,20 +57,7 @@ log = logging.getLogger("benchmarks.qarm_alignment")
 
 def training_data(data: InteractionData) -> tuple[InteractionData, object]:
     """The TIGER split and an InteractionData holding only its training sequences."""
-    split = tiger_split(data)
-    users = np.repeat(split.train_users, split.train.lengths).astype(np.int32)
-    interactions = pl.DataFrame(
-        {USER: users, ITEM: split.train.values.astype(np.int32)},
-        schema={USER: pl.Int32, ITEM: pl.Int32},
-    )
-    train = InteractionData(
-        name=f"{data.name}/tiger-train",
-        interactions=interactions,
-        items=data.items,
-        users=data.users,
-        order="sequence",  # split.train keeps each user's events oldest first
-    )
-    return train, split
+    return training_interactions(data), tiger_split(data)
 
 
 def unordered_unique(parts: dict[str, Pairs]) -> dict[str, Pairs]:

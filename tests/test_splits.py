@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shortlist.data.build import build_dataset
-from shortlist.data.schema import InteractionData
+from shortlist.data.schema import ITEM, InteractionData
 from shortlist.data.splits import (
     leave_one_out,
     random_split,
@@ -17,6 +17,7 @@ from shortlist.data.splits import (
     split,
     temporal_split,
     tiger_split,
+    training_interactions,
 )
 
 
@@ -117,3 +118,14 @@ def test_unknown_protocol() -> None:
         match=r"Unknown protocol 'loo'\. Valid names: hstu, leave_one_out, random, temporal, tiger",
     ):
         split(_data({"u": ["a"]}), "loo")
+
+
+def test_training_interactions_drops_each_users_last_two_events() -> None:
+    # a=1, b=2, c=3, d=4, e=5, f=6; u2 has 2 events: never evaluated, keeps both
+    data = _data({"u1": ["a", "b", "c", "d", "e"], "u2": ["c", "f"], "u3": ["f", "a", "b"]})
+    train = training_interactions(data)
+    assert train.order == "sequence" and train.num_items == data.num_items
+    offsets = train.offsets()
+    items = train.interactions[ITEM].to_numpy()
+    per_user = [items[offsets[u] : offsets[u + 1]].tolist() for u in range(len(offsets) - 1)]
+    assert [s for s in per_user if s] == [[1, 2, 3], [3, 6], [6]]

@@ -450,9 +450,20 @@ def tokenize(
         bool, typer.Option(help="rq-kmeans: balanced assignment (higher utilisation).")
     ] = False,
     dim: Annotated[int, typer.Option(help="tfidf-svd: embedding dimensions.")] = 256,
+    behaviour: Annotated[
+        bool,
+        typer.Option(
+            help="Fuse content with co-occurrence (PPMI-SVD) embeddings of the training events."
+        ),
+    ] = False,
+    behaviour_weight: Annotated[
+        float,
+        typer.Option("--behaviour-weight", help="--behaviour: weight of the behaviour block."),
+    ] = 2.5,
     data_dir: DataDir = None,
 ) -> None:
-    """Item content -> embeddings -> (aligned) -> semantic IDs, with a report and a code-usage plot."""
+    """Item content -> embeddings -> (+ behaviour) -> (aligned) -> semantic IDs, report and plot."""
+    from shortlist.items.behaviour import BehaviourConfig
     from shortlist.items.pipeline import TokenizeConfig, write_outputs
     from shortlist.items.pipeline import tokenize as run_tokenize
 
@@ -466,6 +477,7 @@ def tokenize(
             codebook_size=codebook_size,
             quantizer_params=params,
             encoder_params={"dim": dim} if encoder == "tfidf-svd" else {},
+            behaviour=BehaviourConfig(weight=behaviour_weight) if behaviour else None,
         )
         data = _load(dataset, data_dir, None, {})
         with console.status(f"Tokenizing {data.num_items:,} items ..."):

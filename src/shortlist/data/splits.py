@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from shortlist.data.schema import ITEM, TIME, InteractionData
+from shortlist.data.schema import ITEM, TIME, USER, InteractionData
 from shortlist.data.sequences import EvalExamples, Jagged, SequenceSplit, segment_indices
 from shortlist.registry import Registry
 
@@ -129,6 +129,30 @@ def leave_one_out(
 def tiger_split(data: InteractionData, *, max_history: int = 20) -> SequenceSplit:
     """TIGER protocol: leave-one-out with evaluation histories capped at 20 items (Rajput et al. 2023)."""
     return leave_one_out(data, max_history=max_history, protocol="tiger")
+
+
+def training_interactions(data: InteractionData) -> InteractionData:
+    """``data`` without each user's last two events: the training part of the leave-one-out split
+    (users with fewer than 3 events are never evaluated and keep all of theirs).
+
+    Whatever is learned from behaviour before training a model (Swing neighbours, QARM pairs,
+    co-occurrence embeddings, semantic IDs) is learned from this, so that no validation or test
+    event shapes it. Events stay oldest first per user (``order="sequence"``), without timestamps.
+    """
+    split = leave_one_out(data)
+    train = split.train
+    users = np.repeat(split.train_users, train.lengths).astype(np.int32)
+    interactions = pl.DataFrame(
+        {USER: users, ITEM: train.values.astype(np.int32)},
+        schema={USER: pl.Int32, ITEM: pl.Int32},
+    )
+    return InteractionData(
+        name=f"{data.name}/train",
+        interactions=interactions,
+        items=data.items,
+        users=data.users,
+        order="sequence",
+    )
 
 
 def _check_ratios(ratios: tuple[float, float, float]) -> None:

@@ -1,9 +1,16 @@
-"""Item tokenization end to end: item text -> content embeddings -> (optional) behaviour alignment
--> quantizer -> semantic IDs, with a report (``shortlist tokenize``).
+"""Item tokenization end to end: item text -> content embeddings -> (optional) fusion with behaviour
+embeddings -> (optional) behaviour alignment -> quantizer -> semantic IDs, with a report
+(``shortlist tokenize``).
+
+``TokenizeConfig(behaviour=BehaviourConfig())`` fuses each item's content embedding with a
+co-occurrence embedding learned from the *training* part of the interaction log only (the
+leave-one-out split: every user's last two events are left out), see
+:mod:`shortlist.items.behaviour`; it separates near-duplicate texts bought by different users.
 
 Example:
     >>> result = tokenize(load_dataset("amazon-beauty"), TokenizeConfig(align="swing"))
     >>> result.semantic_ids.metrics().collision_rate
+    >>> tokenize(data, TokenizeConfig(behaviour=BehaviourConfig(), quantizer_params={"balanced": True}))
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import numpy as np
 
 from shortlist.atomic import atomic_path, write_json
 from shortlist.data.schema import InteractionData
+from shortlist.items.behaviour import BehaviourConfig
 from shortlist.items.encoders import ENCODERS, build_encoder, item_texts
 from shortlist.items.quantizers import QUANTIZERS
 from shortlist.items.semantic_ids import SemanticIds
@@ -32,6 +40,7 @@ ALIGNS = ("none", "swing", "u2i", "both")
 class TokenizeConfig:
     encoder: str = "tfidf-svd"  # a registered text encoder (ENCODERS)
     encoder_params: dict[str, Any] = field(default_factory=dict)
+    behaviour: BehaviourConfig | None = None  # fuse content with train co-occurrence embeddings
     align: Align = "none"  # QARM alignment on behaviour pairs: Swing item-item, user-to-item, both
     align_epochs: int = 10
     quantizer: str = "rq-kmeans"  # a registered quantizer (QUANTIZERS)
@@ -48,6 +57,11 @@ class TokenizeConfig:
             )
         QUANTIZERS.get(self.quantizer)  # an unknown name fails here, listing the valid ones
         ENCODERS.get(self.encoder)
+        if self.behaviour is not None and not isinstance(self.behaviour, BehaviourConfig):
+            raise TypeError(
+                "The 'behaviour' parameter of TokenizeConfig must be None or a BehaviourConfig. "
+                f"Got {type(self.behaviour).__name__} instead."
+            )
         if self.align not in ALIGNS:
             raise ValueError(
                 f"The 'align' parameter of TokenizeConfig must be one of {ALIGNS}. Got {self.align!r} instead."
@@ -89,11 +103,25 @@ def tokenize(data: InteractionData, config: TokenizeConfig | None = None) -> Tok
     content = encoder.fit(texts).encode(texts)  # (N, D)
     timings["encode_s"] = time.perf_counter() - t0
     vectors = np.vstack([np.zeros((1, content.shape[1]), dtype=content.dtype), content])  # (N+1, D)
+    if config.behaviour is not None:
+        from shortlist.data.splits import leave_one_out
+        from shortlist.items.behaviour import CooccurrenceSVD, fuse_with_behaviour
+
+        t1 = time.perf_counter()
+        train = leave_one_out(data).train  # no validation or test event shapes the codes
+        behaviour = CooccurrenceSVD(config.behaviour).fit(train, data.num_items)
+        vectors = fuse_with_behaviour(
+            vectors, behaviour.embeddings_, config.behaviour.weight
+        )  # (N+1, D + D_behaviour), row 0 stays zero
+        timings["behaviour_s"] = time.perf_counter() - t1
     if config.align != "none":
         from shortlist.items.align import AlignConfig, QARMAligner
 
         t1 = time.perf_counter()
-        pairs = _behaviour_pairs(data, config.align, config.seed)
+        from shortlist.data.splits import training_interactions
+
+        # pairs from the training events only: no validation or test event shapes the codes
+        pairs = _behaviour_pairs(training_interactions(data), config.align, config.seed)
         aligner = QARMAligner(AlignConfig(epochs=config.align_epochs, seed=config.seed))
         vectors = aligner.fit(vectors, pairs).transform(vectors)
         vectors[0] = 0.0
