@@ -143,11 +143,24 @@ def main() -> None:
                                 {"train_rows_per_s": train, "parameters": model.num_parameters()}))  # fmt: skip
                 rows.append(Row(data.name, f"inference, request of {args.candidates} candidates",
                                 name, variant, {"candidates_per_s": cps, "request_s": latency}))  # fmt: skip
+    notes = ""
     if args.merge and (RESULTS / f"{args.name}.json").exists():
-        old = json.loads((RESULTS / f"{args.name}.json").read_text())["rows"]
+        previous = json.loads((RESULTS / f"{args.name}.json").read_text())
         ours = {r.variant for r in rows}
-        rows = [Row(**r) for r in old if r["variant"] not in ours] + rows
-    write_result(args.name, rows, command=command_line())
+        kept = [Row(**r) for r in previous["rows"] if r["variant"] not in ours]
+        rows = kept + rows
+        if kept:  # say where the kept rows were measured: this file's machine is this run's
+            notes = merged_note(previous, {r.variant for r in kept})
+    write_result(args.name, rows, command=command_line(), notes=notes)
+
+
+def merged_note(previous: dict[str, Any], variants: set[str]) -> str:
+    """Where rows kept by ``--merge`` come from (their machine, date, commit and command)."""
+    source = previous.get("notes", "") if "Rows with variant" in previous.get("notes", "") else ""
+    return source or (
+        f"Rows with variant {', '.join(sorted(variants))}: measured on {previous['machine']}, "
+        f"{previous['date']}, commit {previous['commit']}: {previous['command']}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Long-history quality (issue 4): KSA and ELASTIC against SASRec / full attention, one file.
 
 The runs themselves are ``benchmarks/seqrec.py run`` calls made on the GPU by
-``benchmarks/gpu/longseq.sh`` (all in one call, so every comparison is within one run):
+``benchmarks/gpu/sweeps.sh`` (one job, so every comparison is within one run); on ML-100k and
+Beauty each family's config is chosen by validation NDCG@10 among the sweep's
+(``benchmarks/select_configs.py``):
 
 - ``longseq_ml100k``: ML-100k, HSTU protocol, SASRec / KSA / ELASTIC at max length 200;
 - ``longseq_beauty``: Amazon Beauty, TIGER protocol (histories capped at 20), same settings as SASRec;
@@ -70,12 +72,19 @@ def merge(parts: dict[str, dict[str, Any]]) -> tuple[list[Row], list[str]]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--from", dest="src", required=True, help="folder holding the longseq_*.json")
+    p.add_argument(
+        "--command",
+        default="bash benchmarks/gpu/sweeps.sh (then --wait calls); "
+        "python benchmarks/longseq_quality.py --from <the folder of its results>",
+        help="how the parts were made, for the result file",
+    )
     args = p.parse_args()
     src = Path(args.src)
     missing = [n for n in PARTS if not (src / f"{n}.json").exists()]
     if missing:
         raise SystemExit(
-            f"{src}: missing result files {missing} (benchmarks/gpu/longseq.sh writes them)"
+            f"{src}: missing result files {missing} (benchmarks/gpu/sweeps.sh and "
+            "benchmarks/select_configs.py write them)"
         )
     parts = {n: json.loads((src / f"{n}.json").read_text()) for n in PARTS}
     rows, commands = merge(parts)
@@ -83,8 +92,11 @@ def main() -> None:
     write_result(
         "longseq_quality",
         rows,
-        command="bash benchmarks/gpu/longseq.sh; python benchmarks/longseq_quality.py --from <its $OUT>",
-        notes="runs: " + " | ".join(commands),
+        command=args.command,
+        notes="runs: "
+        + " | ".join(commands)
+        + " | notes: "
+        + " | ".join(f"{n}: {p['notes']}" for n, p in parts.items() if p.get("notes")),
         extra={"commit": first["commit"], "date": first["date"], "machine": first["machine"]},
     )
 

@@ -18,9 +18,9 @@ set -u
 cd "$(dirname "$0")/../.."
 export PYTHONUNBUFFERED=1 SHORTLIST_COMMIT="${SHORTLIST_COMMIT:-unknown}" OMP_NUM_THREADS=1
 export PYTHONPATH=/tmp/site:$PWD/src
-copy_out() {
-  cp benchmarks/results/*.json "$OUT/" 2>/dev/null
-  tar czf "$OUT/runs.tgz" runs/*.log runs/rb_*.json runs/*/logs runs/*/*/results.json 2>/dev/null
+copy_out() {  # one tarball: at most 8 files come back from $OUT
+  tar czf "$OUT/all.tgz" benchmarks/results runs/results runs/*.log runs/rb_*.json runs/*/logs \
+    runs/*/*/results.json runs/*/*/metrics.jsonl 2>/dev/null
   tail -n 3 runs/*.log 2>/dev/null | tail -n 60
 }
 if [ "${1:-}" = "--wait" ]; then  # calls 2 and 3
