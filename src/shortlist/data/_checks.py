@@ -11,6 +11,27 @@ from typing import Any
 import numpy as np
 
 
+def _bad(param: str, owner: str, expected: str, got: object) -> ValueError:
+    """The error for a bad parameter, in the one message form above."""
+    return ValueError(
+        f"The {param!r} parameter of {owner} must be {expected}. Got {got!r} instead."
+    )
+
+
+def _is_int(x: object) -> bool:
+    """An int or NumPy integer, not a bool."""
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+
+def _is_real(x: object) -> bool:
+    """A finite int or float (NumPy scalars too), not a bool."""
+    return (
+        isinstance(x, int | float | np.integer | np.floating)
+        and not isinstance(x, bool)
+        and bool(np.isfinite(x))
+    )
+
+
 def _check_int(value: Any, name: str, owner: str, *, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
         kind = "a positive int" if low == 1 else f"an int >= {low}"

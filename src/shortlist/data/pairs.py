@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from shortlist.atomic import atomic_path
+from shortlist.data._checks import _bad, _is_int, _is_real
 from shortlist.data.errors import DataValidationError
 from shortlist.data.schema import ITEM, USER, InteractionData
 
@@ -61,24 +62,6 @@ _H_SEED, _H_USER, _H_ITEM = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB13
 # ---------------------------------------------------------------------------------------------
 # Configuration and outputs
 # ---------------------------------------------------------------------------------------------
-def _bad(param: str, owner: str, expected: str, got: object) -> ValueError:
-    return ValueError(
-        f"The {param!r} parameter of {owner} must be {expected}. Got {got!r} instead."
-    )
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool)
-
-
-def _is_real(x: object) -> bool:
-    return (
-        isinstance(x, int | float | np.integer | np.floating)
-        and not isinstance(x, bool)
-        and np.isfinite(x)
-    )
-
-
 @dataclass(frozen=True)
 class SwingConfig:
     """Parameters of :func:`swing` (see the module docstring for the formula).

@@ -42,21 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shortlist.data._checks import _bad, _is_int
 from shortlist.data.pairs import Pairs
 
 log = logging.getLogger(__name__)
 
 _RERANK_MARGIN = 16  # extra faiss candidates re-scored exactly by recall_at_k
-
-
-def _bad(param: str, owner: str, expected: str, got: object) -> ValueError:
-    return ValueError(
-        f"The {param!r} parameter of {owner} must be {expected}. Got {got!r} instead."
-    )
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool)
 
 
 def _is_pos_real(x: object) -> bool:

@@ -36,35 +36,17 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
+from shortlist.data._checks import _bad, _is_int, _is_real
 from shortlist.data.sequences import Jagged
 from shortlist.items.fusion import fuse
 
 log = logging.getLogger(__name__)
-
-
-def _bad(param: str, owner: str, expected: str, got: object) -> ValueError:
-    return ValueError(
-        f"The {param!r} parameter of {owner} must be {expected}. Got {got!r} instead."
-    )
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool)
-
-
-def _is_real(x: object) -> bool:
-    return (
-        isinstance(x, int | float | np.integer | np.floating)
-        and not isinstance(x, bool)
-        and math.isfinite(x)
-    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,69 @@
+"""benchmarks/select_configs.py: one config per family, chosen by validation only."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import select_configs
+
+
+def _row(model: str, variant: str, valid: float, test: float, protocol: str = "hstu") -> dict:
+    return {
+        "dataset": "ml-100k",
+        "protocol": protocol,
+        "model": f"shortlist {model}",
+        "variant": variant,
+        "metrics": {"valid_ndcg@10": valid, "ndcg@10": test},
+    }
+
+
+SWEEP = {
+    "command": "python benchmarks/seqrec.py run ...",
+    "rows": [
+        _row("sasrec-d64", "seed=0", 0.20, 0.10),
+        _row("sasrec-d64", "mean of 1 seeds", 0.20, 0.10),
+        _row("sasrec-d128", "seed=0", 0.30, 0.01),  # best valid, worst test: still chosen
+        _row("sasrec-d128", "mean of 1 seeds", 0.30, 0.01),
+        # the unmasked variant must not take part in the choice
+        _row("sasrec-d64", "mean of 1 seeds", 0.99, 0.99, "hstu, history not masked"),
+        _row("ksa-c8", "mean of 1 seeds", 0.25, 0.20),
+        {
+            "dataset": "ml-100k",
+            "protocol": "hstu",
+            "model": "anchor: x",
+            "variant": "paper",
+            "metrics": {"ndcg@10": 0.5},
+        },
+    ],
+}
+
+
+def test_family_is_the_name_up_to_the_first_dash() -> None:
+    assert select_configs.family("sasrec-d128-l3") == "sasrec"
+    assert select_configs.family("ksa") == "ksa"
+
+
+def test_choice_is_by_the_validation_metric_of_the_masked_mean_rows() -> None:
+    chosen = select_configs.choose(SWEEP["rows"], ["sasrec", "ksa"], "valid_ndcg@10")
+    assert chosen == {"sasrec": ("sasrec-d128", 0.30), "ksa": ("ksa-c8", 0.25)}
+
+
+def test_select_renames_the_chosen_rows_to_their_family_and_notes_every_score() -> None:
+    rows, _, note = select_configs.select(SWEEP, ["sasrec"], "valid_ndcg@10")
+    assert [(r.model, r.variant) for r in rows] == [
+        ("shortlist sasrec", "seed=0; config sasrec-d128"),
+        (
+            "shortlist sasrec",
+            "mean of 1 seeds; config sasrec-d128, chosen by valid_ndcg@10 among 2",
+        ),
+    ]
+    assert "sasrec-d64 0.2000" in note and "sasrec-d128 0.3000" in note
+
+
+def test_a_family_without_configs_is_an_error_naming_it() -> None:
+    with pytest.raises(SystemExit, match="'elastic'"):
+        select_configs.choose(SWEEP["rows"], ["elastic"], "valid_ndcg@10")
