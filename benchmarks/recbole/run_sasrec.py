@@ -425,6 +425,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dropout", type=float, default=0.5, help="hidden and attention dropout")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="RecBole's `worker`: DataLoader processes collating batches (0 = in this process)",
+    )
     p.add_argument("--eval-batch-size", type=int, default=2048)
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -537,7 +543,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "stopping_step": args.stopping_step,
         "eval_step": 1,
         "shuffle": True,
-        "worker": 0,
+        "worker": args.workers,
         "seed": args.seed,
         "reproducibility": True,
         # evaluation: full sort over all items, the protocol's metrics
