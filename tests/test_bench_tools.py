@@ -1,4 +1,4 @@
-"""benchmarks/select_configs.py: one config per family, chosen by validation only."""
+"""Benchmark tools: select_configs.py (one config per family, chosen by validation) and longseq_profile.py."""
 
 from __future__ import annotations
 
@@ -67,3 +67,15 @@ def test_select_renames_the_chosen_rows_to_their_family_and_notes_every_score() 
 def test_a_family_without_configs_is_an_error_naming_it() -> None:
     with pytest.raises(SystemExit, match="'elastic'"):
         select_configs.choose(SWEEP["rows"], ["elastic"], "valid_ndcg@10")
+
+
+def test_longseq_profile_writes_a_table_and_a_trace(tmp_path: Path) -> None:
+    import longseq_profile
+
+    argv = ["--method", "ksa", "--length", "128", "--tokens", "256", "--device", "cpu"]
+    longseq_profile.main(
+        [*argv, "--chunk", "16", "--steps", "1", "--warmup", "1", "--out", str(tmp_path)]
+    )
+    table = (tmp_path / "ksa-L128-eager.txt").read_text()
+    assert table.startswith("ksa L=128 B=2") and "aten::" in table
+    assert (tmp_path / "ksa-L128-eager.trace.json").stat().st_size > 0
