@@ -149,8 +149,9 @@ def _fmt(key: str, value: Any) -> str:
         if key.endswith(suffix):
             if unit == "/s":
                 return f"{value:,.0f}/s" if value >= 100 else f"{value:,.2f}/s"
-            if unit == "x":
-                return f"{value:.2f}x"
+            if unit == "x":  # a comparison reads as a multiple; a share of a whole as a fraction
+                comparison = any(w in key for w in ("speedup", "_vs_", "gain", "cache_ratio"))
+                return f"{value:.3g}x" if comparison else f"{value:.4f}"
             if unit == "s" and 0 < value < 0.01:
                 return f"{value * 1000:.2f} ms"
             return f"{value:,.2f} {unit}" if value < 1000 else f"{value:,.0f} {unit}"

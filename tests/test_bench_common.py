@@ -49,3 +49,10 @@ def test_write_and_render(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert "| ml-1m | loader | parse | 2.50 s | 812.25 MiB |  |  |" in text
     assert "| synthetic | batches |  |  |  | 1,234,567/s | 3.14x |" in text
     assert not list((tmp_path / "results").glob(".*")), "no temporary files left"
+
+
+def test_ratios_render_as_multiples_only_when_they_compare() -> None:
+    assert common._fmt("speedup_vs_sdpa_ratio", 2.345) == "2.35x"
+    assert common._fmt("memory_vs_naive_ratio", 0.0618) == "0.0618x"
+    assert common._fmt("collision_ratio", 0.041071) == "0.0411"  # a share of the items
+    assert common._fmt("utilisation_l1_ratio", 1.0) == "1.0000"
