@@ -11,21 +11,14 @@
 # Carry: .whl, .whl-recbole, .gpu and runs/recbole/carry.
 set -u
 cd "$(dirname "$0")/../.."
-export PYTHONUNBUFFERED=1 SHORTLIST_COMMIT="${SHORTLIST_COMMIT:-unknown}" OMP_NUM_THREADS=1
-export PYTHONPATH=/tmp/site:$PWD/src
+. benchmarks/gpu/lib.sh
 copy_out() {  # one tarball: at most 8 files come back from $OUT
-  tar czf "$OUT/all.tgz" runs/rb_*.json runs/rb_*.log runs/ml_final.log runs/ml_final/*/results.json \
-    runs/ml_final/logs 2>/dev/null
+  tar czf "$OUT/all.tgz" runs/results runs/rb_*.json runs/rb_*.log runs/ml_final.log \
+    runs/ml_final/*/results.json runs/ml_final/logs 2>/dev/null
   tail -n 2 runs/rb_*.log runs/ml_final.log 2>/dev/null
 }
-if [ "${1:-}" = "--wait" ]; then
-  end=$((SECONDS + ${2:-540}))
-  while [ ! -f runs/rb.done ] && [ $SECONDS -lt $end ]; do sleep 10; done
-  ls runs/rb.done 2>/dev/null; copy_out; exit 0
-fi
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-bash benchmarks/recbole/setup.sh --target /tmp/recbole-site --wheels .whl-recbole > /dev/null
-mkdir -p runs/recbole && tar xzf runs/recbole/carry/data.tgz -C runs/recbole
+if [ "${1:-}" = "--wait" ]; then wait_then_copy runs/rb.done "${2:-540}"; exit 0; fi
+gpu_setup
 setsid bash -c '
   for s in 0 1 2; do
     PYTHONPATH=/tmp/recbole-site python3 benchmarks/recbole/run_sasrec.py --data runs/recbole/data/ml-100k-hstu-L200 \
@@ -35,5 +28,6 @@ setsid bash -c '
   python3 benchmarks/seqrec.py run --name seqrec_ml100k_final --dataset ml-100k --split .gpu/ml-100k.npz \
     --models sasrec,hstu --seeds 0,1,2,3,4 --parallel 4 --out-dir runs/ml_final \
     --set train.num_workers=0 --no-rebuild > runs/ml_final.log 2>&1
+  mkdir -p runs/results && cp benchmarks/results/seqrec_ml100k_final.json runs/results/
   wait; echo done > runs/rb.done' > /dev/null 2>&1 < /dev/null &
 sleep "${FIRST_WAIT_S:-120}"; copy_out

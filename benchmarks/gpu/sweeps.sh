@@ -16,21 +16,14 @@
 # ml-latest-small,synthetic-long,ml-1m-ctr,amazon-beauty-ctr}.npz.
 set -u
 cd "$(dirname "$0")/../.."
-export PYTHONUNBUFFERED=1 SHORTLIST_COMMIT="${SHORTLIST_COMMIT:-unknown}" OMP_NUM_THREADS=1
-export PYTHONPATH=/tmp/site:$PWD/src
+. benchmarks/gpu/lib.sh
 copy_out() {  # one tarball: at most 8 files come back from $OUT
   tar czf "$OUT/all.tgz" benchmarks/results runs/results runs/*.log runs/rb_*.json runs/*/logs \
     runs/*/*/results.json runs/*/*/metrics.jsonl 2>/dev/null
   tail -n 3 runs/*.log 2>/dev/null | tail -n 60
 }
-if [ "${1:-}" = "--wait" ]; then  # calls 2 and 3
-  end=$((SECONDS + ${2:-540}))
-  while [ ! -f runs/sweeps.done ] && [ $SECONDS -lt $end ]; do sleep 10; done
-  ls runs/sweeps.done 2>/dev/null; copy_out; exit 0
-fi
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-bash benchmarks/recbole/setup.sh --target /tmp/recbole-site --wheels .whl-recbole > /dev/null
-mkdir -p runs/recbole && tar xzf runs/recbole/carry/data.tgz -C runs/recbole
+if [ "${1:-}" = "--wait" ]; then wait_then_copy runs/sweeps.done "${2:-540}"; exit 0; fi
+gpu_setup
 nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv
 timeout "${SPEED_S:-330}" python3 benchmarks/longseq_speed.py --device cuda --repeats 5 --warmup 3 \
   --compile reduce-overhead --compile-lengths 2048,16384,32768,65536 > runs/speed.log 2>&1

@@ -1,0 +1,16 @@
+# Shared by the detached GPU jobs (sweeps.sh, recbole_ml100k.sh): source it from the repository root.
+export PYTHONUNBUFFERED=1 SHORTLIST_COMMIT="${SHORTLIST_COMMIT:-unknown}" OMP_NUM_THREADS=1
+export PYTHONPATH=/tmp/site:$PWD/src
+
+gpu_setup() {  # the wheels the GPU machine lacks, RecBole's virtual site, RecBole's exported splits
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  bash benchmarks/recbole/setup.sh --target /tmp/recbole-site --wheels .whl-recbole > /dev/null
+  mkdir -p runs/recbole && tar xzf runs/recbole/carry/data.tgz -C runs/recbole
+}
+
+wait_then_copy() {  # DONE_FILE SECONDS: wait for the detached job (at most SECONDS), then copy_out
+  local end=$((SECONDS + ${2:-540}))
+  while [ ! -f "$1" ] && [ $SECONDS -lt $end ]; do sleep 10; done
+  ls "$1" 2>/dev/null
+  copy_out
+}
