@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Issue 3's ML-100k comparison with RecBole converged: RecBole's SASRec x 3 seeds and ours (the
-# frozen configs/ml-100k/{sasrec,hstu}.yaml x 5 seeds) in one job, with nothing else on the machine
+# frozen configs/ml-100k/{sasrec,hstu}.yaml x 5 seeds, with a patience of 50 epochs: validation on
+# 943 users is noisy and a patience of 20 stopped some seeds early, docs/protocols.md) in one job,
+# with nothing else on the machine
 # (beside ~25 other processes RecBole's Python data pipeline starved: 2 epochs in 16 minutes).
 # RecBole needs about 20 s an epoch here and tens of epochs to stop, longer than one call: call 1
 #   bash benchmarks/gpu/recbole_ml100k.sh
@@ -27,7 +29,7 @@ setsid bash -c '
   done
   python3 benchmarks/seqrec.py run --name seqrec_ml100k_final --dataset ml-100k --split .gpu/ml-100k.npz \
     --models sasrec,hstu --seeds 0,1,2,3,4 --parallel 4 --out-dir runs/ml_final \
-    --set train.num_workers=0 --no-rebuild > runs/ml_final.log 2>&1
+    --set train.num_workers=0 --set train.patience="${PATIENCE:-50}" --no-rebuild > runs/ml_final.log 2>&1
   mkdir -p runs/results && cp benchmarks/results/seqrec_ml100k_final.json runs/results/
   wait; echo done > runs/rb.done' > /dev/null 2>&1 < /dev/null &
 sleep "${FIRST_WAIT_S:-120}"; copy_out
