@@ -233,6 +233,57 @@ def run_parallel(jobs: dict[str, list[str]], *, parallel: int, logs: Path) -> li
     return failed
 
 
+def seed_jobs(
+    script: str,
+    models: list[str],
+    seeds: list[int],
+    *,
+    dataset: str,
+    config_dir: Path,
+    out_dir: Path,
+    data_args: list[str],
+    extra: list[str],
+) -> dict[str, list[str]]:
+    """One ``<script> job`` command per model x seed (name ``<model>-s<seed>`` -> argv), each with
+    its config ``<config_dir>/<model>.yaml`` and run folder ``<out_dir>/<dataset>-<model>-s<seed>``;
+    ``data_args`` name the data, ``extra`` is appended to every command."""
+    return {
+        f"{model}-s{seed}": [
+            sys.executable,
+            script,
+            "job",
+            "--config",
+            str(config_dir / f"{model}.yaml"),
+            *data_args,
+            "--seed",
+            str(seed),
+            "--run-dir",
+            str(out_dir / f"{dataset}-{model}-s{seed}"),
+            *extra,
+        ]
+        for model in models
+        for seed in seeds
+    }
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["train.lr=0.01", ...]`` -> ``{"train.lr": 0.01}``, each value read as YAML."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=0.001")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def overrides_args(items: list[str] | None) -> list[str]:
+    """``--set`` overrides passed on to each job: ["--set", KEY=VALUE, ...]."""
+    return [arg for item in items or [] for arg in ("--set", item)]
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)

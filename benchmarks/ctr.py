@@ -29,7 +29,17 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Row, command_line, mean_std, run_parallel, write_result
+from common import (
+    ROOT,
+    Row,
+    command_line,
+    mean_std,
+    overrides_args,
+    parse_overrides,
+    run_parallel,
+    seed_jobs,
+    write_result,
+)
 
 log = logging.getLogger("benchmarks.ctr")
 
@@ -70,29 +80,18 @@ def _tokenize(args: argparse.Namespace) -> str:
     return folder
 
 
-def _overrides(raw: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
-    out = json.loads(json.dumps(raw))
-    for item in pairs:
-        key, _, value = item.partition("=")
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return out
-
-
 def job(args: argparse.Namespace) -> None:
     """One (model, seed) run on a prepared dataset; writes <run_dir>/results.json."""
     from shortlist.data.ctr import CTRData
+    from shortlist.train.config import apply_overrides
     from shortlist.train.ctr_experiment import run_ctr
     from shortlist.train.trainer import TrainConfig
 
     raw = yaml.safe_load(Path(args.config).read_text())
-    sets = [f"train.seed={args.seed}", "train.progress=false", *(args.set or [])]
+    overrides = {"train.seed": args.seed, "train.progress": False, **parse_overrides(args.set)}
     if args.device:
-        sets.append(f"train.device={args.device}")
-    cfg = _overrides(raw, sets)
+        overrides["train.device"] = args.device
+    cfg = apply_overrides(raw, overrides)
     data = CTRData.load(args.data)
     run_ctr(
         cfg["name"],
@@ -111,25 +110,16 @@ def run(args: argparse.Namespace) -> None:
     config_dir = Path(args.config_dir) if args.config_dir else ROOT / "configs" / args.dataset
     seeds = [int(s) for s in args.seeds.split(",")]
     out_dir = Path(args.out_dir)
-    jobs = {
-        f"{args.dataset}-{model}-s{seed}": [
-            sys.executable,
-            __file__,
-            "job",
-            "--config",
-            str(config_dir / f"{model}.yaml"),
-            "--data",
-            args.data,
-            "--seed",
-            str(seed),
-            "--run-dir",
-            str(out_dir / f"{args.dataset}-{model}-s{seed}"),
-            *(["--device", args.device] if args.device else []),
-            *[arg for item in args.set or [] for arg in ("--set", item)],
-        ]
-        for model in models
-        for seed in seeds
-    }
+    jobs = seed_jobs(
+        __file__,
+        models,
+        seeds,
+        dataset=args.dataset,
+        config_dir=config_dir,
+        out_dir=out_dir,
+        data_args=["--data", args.data],
+        extra=[*(["--device", args.device] if args.device else []), *overrides_args(args.set)],
+    )
     logs = out_dir / "logs"
     failed = run_parallel(jobs, parallel=args.parallel, logs=logs)
     if failed:

@@ -24,10 +24,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Row, command_line, mean_std, run_parallel, seed_summary, write_result
+from common import (
+    ROOT,
+    Row,
+    command_line,
+    mean_std,
+    overrides_args,
+    parse_overrides,
+    run_parallel,
+    seed_jobs,
+    seed_summary,
+    write_result,
+)
 
 log = logging.getLogger("benchmarks.seqrec")
 
@@ -55,9 +64,7 @@ def job(args: argparse.Namespace) -> None:
         "output_dir": args.run_dir,
         "train.progress": False,
     }
-    for item in args.set or []:
-        key, _, value = item.partition("=")
-        overrides[key] = yaml.safe_load(value)
+    overrides |= parse_overrides(args.set)
     cfg = load_config(args.config, overrides)
     run_on_split(cfg, SequenceSplit.load(args.split), resume=False)
 
@@ -70,24 +77,16 @@ def run(args: argparse.Namespace) -> None:
     config_dir = Path(args.config_dir) if args.config_dir else ROOT / "configs" / args.dataset
     seeds = [int(s) for s in args.seeds.split(",")]
     out_dir = Path(args.out_dir)
-    jobs = {
-        f"{model}-s{seed}": [
-            sys.executable,
-            __file__,
-            "job",
-            "--config",
-            str(config_dir / f"{model}.yaml"),
-            "--split",
-            args.split,
-            "--seed",
-            str(seed),
-            "--run-dir",
-            str(out_dir / f"{args.dataset}-{model}-s{seed}"),
-            *[arg for item in args.set or [] for arg in ("--set", item)],
-        ]
-        for model in models
-        for seed in seeds
-    }
+    jobs = seed_jobs(
+        __file__,
+        models,
+        seeds,
+        dataset=args.dataset,
+        config_dir=config_dir,
+        out_dir=out_dir,
+        data_args=["--split", args.split],
+        extra=overrides_args(args.set),
+    )
     logs = out_dir / "logs"
     run_recbole = args.recbole_cmd and not args.collect
     extra = subprocess.Popen(args.recbole_cmd, shell=True) if run_recbole else None

@@ -56,3 +56,27 @@ def test_ratios_render_as_multiples_only_when_they_compare() -> None:
     assert common._fmt("memory_vs_naive_ratio", 0.0618) == "0.0618x"
     assert common._fmt("collision_ratio", 0.041071) == "0.0411"  # a share of the items
     assert common._fmt("utilisation_l1_ratio", 1.0) == "1.0000"
+
+
+def test_seed_jobs_and_overrides() -> None:
+    jobs = common.seed_jobs(
+        "bench.py",
+        ["sasrec", "hstu"],
+        [0, 1],
+        dataset="ml-100k",
+        config_dir=Path("configs/ml-100k"),
+        out_dir=Path("runs/x"),
+        data_args=["--split", "s.npz"],
+        extra=common.overrides_args(["train.lr=0.01"]),
+    )
+    assert list(jobs) == ["sasrec-s0", "sasrec-s1", "hstu-s0", "hstu-s1"]
+    assert jobs["hstu-s1"][1:] == [
+        "bench.py", "job", "--config", "configs/ml-100k/hstu.yaml", "--split", "s.npz",
+        "--seed", "1", "--run-dir", "runs/x/ml-100k-hstu-s1", "--set", "train.lr=0.01",
+    ]  # fmt: skip
+    assert common.parse_overrides(["train.lr=0.01", "model.exclude_fields=[zip]"]) == {
+        "train.lr": 0.01,
+        "model.exclude_fields": ["zip"],
+    }
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        common.parse_overrides(["train.lr"])

@@ -29,7 +29,7 @@ class CTREvalResult:
 
 
 @torch.no_grad()
-def predict_part(
+def evaluate_ctr(
     model: Ranker,
     data: CTRData,
     part: str,
@@ -37,7 +37,8 @@ def predict_part(
     batch_size: int = 8192,
     device: torch.device | str = "cpu",
 ) -> CTREvalResult:
-    """Probabilities for every row of ``data.parts[part]`` (in row order) and their metrics."""
+    """AUC, GAUC and log loss of ``model`` on ``part`` (``"valid"`` or ``"test"``), with the
+    probabilities of every row of ``data.parts[part]`` in row order."""
     if not isinstance(model, Ranker):
         raise TypeError(
             f"evaluate_ctr needs a Ranker (CAN, DIN, DeepFM, DCNv2); got {type(model).__name__}."
@@ -53,15 +54,3 @@ def predict_part(
     model.train(was_training)
     p, y, u = np.concatenate(probs), np.concatenate(labels), np.concatenate(users)
     return CTREvalResult(ctr_metrics(y, p, u), p, y, u)
-
-
-def evaluate_ctr(
-    model: Ranker,
-    data: CTRData,
-    part: str,
-    *,
-    batch_size: int = 8192,
-    device: torch.device | str = "cpu",
-) -> CTREvalResult:
-    """AUC, GAUC and log loss of ``model`` on ``part`` (``"valid"`` or ``"test"``)."""
-    return predict_part(model, data, part, batch_size=batch_size, device=device)

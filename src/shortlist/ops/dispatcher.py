@@ -224,7 +224,7 @@ def dispatcher_attention_chunked(
     den = den.clamp_min(torch.finfo(torch.float32).tiny)  # only padding rows can be 0
     extra_logits = None
     if extra_k is not None:
-        extra_logits = (chunks(q.float())[..., None, :] * chunks(extra_k.float())).sum(-1)
+        extra_logits = (qc[..., None, :] * chunks(extra_k.float())).sum(-1)
     p, pe = _dispatch(num / den, extra_logits)  # (B, H, n, C, k), (B, H, n, C, m)
     r = p / den  # (B, H, n, C, k)
     y = r @ sv + ((r @ ut).masked_fill(~mask, 0.0) @ zvc)  # (B, H, n, C, d)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +26,13 @@ from shortlist.data.ctr.dataset import CTRData
 from shortlist.eval.ctr_protocol import evaluate_ctr
 from shortlist.models.base import Model, build_model, load_model
 from shortlist.models.rankers.base import Ranker
-from shortlist.train.trainer import TrainConfig, Trainer, TrainResult, resolve_device
+from shortlist.train.experiment import RunResult
+from shortlist.train.trainer import TrainConfig, Trainer, resolve_device
 
 log = logging.getLogger(__name__)
 
 RESULTS = "results.json"
 CTR_PROTOCOL = "ctr"
-
-
-@dataclass
-class CTRRunResult:
-    run_dir: Path
-    valid: dict[str, float]
-    test: dict[str, float]
-    train: TrainResult
 
 
 def build_ranker(model_section: dict[str, Any], data: CTRData) -> Ranker:
@@ -64,7 +57,7 @@ def run_ctr(
     run_dir: str | Path,
     eval_batch_size: int = 8192,
     resume: bool = True,
-) -> CTRRunResult:
+) -> RunResult:
     """Train ``model_section`` (``{"name": ..., **config}``) on ``data`` and evaluate the best epoch."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -90,7 +83,7 @@ def run_ctr(
     start = time.perf_counter()
     result = trainer.fit(resume=resume)
     if not trainer.dist.is_main:
-        return CTRRunResult(run_dir=run_dir, valid={}, test={}, train=result)
+        return RunResult(run_dir=run_dir, valid={}, test={}, train=result)
     best = load_model(run_dir / "best").to(device)
     assert isinstance(best, Ranker)
     valid = evaluate_ctr(best, data, "valid", batch_size=eval_batch_size, device=device).metrics
@@ -116,7 +109,7 @@ def run_ctr(
         "train_config": asdict(train_cfg),
     }
     write_json(run_dir / RESULTS, payload)
-    return CTRRunResult(run_dir=run_dir, valid=valid, test=test, train=result)
+    return RunResult(run_dir=run_dir, valid=valid, test=test, train=result)
 
 
 def reevaluate_ctr(

@@ -107,6 +107,19 @@ class Ranker(Model):
 
     config: RankerConfig
 
+    def head_mlp(self, in_dim: int, out_dim: int | None = 1) -> nn.Sequential:
+        """The config's DNN (``hidden``, ``dropout``, ``batch_norm``, ``activation``) from ``in_dim``
+        to ``out_dim`` (None: the last hidden layer's output)."""
+        c = self.config
+        return mlp(
+            in_dim,
+            c.hidden,
+            dropout=c.dropout,
+            batch_norm=c.batch_norm,
+            activation=c.activation,
+            out_dim=out_dim,
+        )
+
     @abstractmethod
     def logits(self, features: Features) -> torch.Tensor:
         """(B,) click logits."""

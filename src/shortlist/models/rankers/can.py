@@ -47,7 +47,7 @@ from torch import nn
 from shortlist.data.ctr.batches import CTRBatch
 from shortlist.data.ctr.features import FeatureSpec
 from shortlist.models.base import LossOutput, register
-from shortlist.models.rankers.base import Features, Ranker, mlp
+from shortlist.models.rankers.base import Features, Ranker
 from shortlist.models.rankers.din import DINConfig, DINTower, behaviour_group
 from shortlist.models.rankers.features import FeatureEmbedding
 
@@ -180,13 +180,7 @@ class CAN(Ranker):
         self.coaction_dim = len(c.coaction_pairs) * c.orders * sum(b for _, b in c.layers)
         in_dim = len(spec.fields) * c.embed_dim + self.coaction_dim
         in_dim += self.tower.out_dim if self.tower is not None else 0
-        self.head = mlp(
-            in_dim,
-            c.hidden,
-            dropout=c.dropout,
-            batch_norm=c.batch_norm,
-            activation=c.activation,
-        )
+        self.head = self.head_mlp(in_dim)
 
     def coaction_outputs(self, features: Features) -> torch.Tensor:
         """(B, pairs * C * sum d_out): every pair's co-action unit output, concatenated.

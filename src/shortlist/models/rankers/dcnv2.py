@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from shortlist.models.base import register
-from shortlist.models.rankers.base import Features, Ranker, RankerConfig, mlp
+from shortlist.models.rankers.base import Features, Ranker, RankerConfig
 from shortlist.models.rankers.features import FeatureEmbedding
 
 
@@ -66,8 +66,7 @@ class DCNv2(Ranker):
         self.embedding = FeatureEmbedding(c.spec, c.embed_dim)
         width = len(c.spec.fields) * c.embed_dim
         self.cross = CrossNetwork(width, c.cross_layers)
-        kw = {"dropout": c.dropout, "batch_norm": c.batch_norm, "activation": c.activation}
-        self.dnn = mlp(width, c.hidden, out_dim=None, **kw)  # type: ignore[arg-type]
+        self.dnn = self.head_mlp(width, out_dim=None)
         deep_out = c.hidden[-1] if c.hidden else width
         out_in = deep_out if c.structure == "stacked" else width + deep_out
         self.out = nn.Linear(out_in, 1)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from shortlist.models.base import register
-from shortlist.models.rankers.base import Features, Ranker, RankerConfig, mlp
+from shortlist.models.rankers.base import Features, Ranker, RankerConfig
 from shortlist.models.rankers.features import FeatureEmbedding
 
 
@@ -42,13 +42,7 @@ class DeepFM(Ranker):
         self.embedding = FeatureEmbedding(c.spec, c.embed_dim)
         self.first_order = FeatureEmbedding(c.spec, 1, std=1e-4)
         self.bias = nn.Parameter(torch.zeros(1))
-        self.dnn = mlp(
-            len(c.spec.fields) * c.embed_dim,
-            c.hidden,
-            dropout=c.dropout,
-            batch_norm=c.batch_norm,
-            activation=c.activation,
-        )
+        self.dnn = self.head_mlp(len(c.spec.fields) * c.embed_dim)
 
     def logits(self, features: Features) -> torch.Tensor:
         e = self.embedding.stack(features)  # (B, F, D)

@@ -24,7 +24,7 @@ from torch import nn
 
 from shortlist.data.ctr.features import FeatureSpec, Field
 from shortlist.models.base import register
-from shortlist.models.rankers.base import Features, Ranker, RankerConfig, mlp
+from shortlist.models.rankers.base import Features, Ranker, RankerConfig
 from shortlist.models.rankers.features import FeatureEmbedding
 
 
@@ -101,13 +101,7 @@ class DIN(Ranker):
         self.embedding = FeatureEmbedding(c.spec, c.embed_dim)
         self.tower = DINTower(self.embedding, c.spec, c.attention_hidden, c.softmax)
         in_dim = len(c.spec.fields) * c.embed_dim + self.tower.out_dim
-        self.head = mlp(
-            in_dim,
-            c.hidden,
-            dropout=c.dropout,
-            batch_norm=c.batch_norm,
-            activation=c.activation,
-        )
+        self.head = self.head_mlp(in_dim)
 
     def logits(self, features: Features) -> torch.Tensor:
         emb = self.embedding(features)
