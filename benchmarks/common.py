@@ -266,19 +266,6 @@ def seed_jobs(
     }
 
 
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``["train.lr=0.01", ...]`` -> ``{"train.lr": 0.01}``, each value read as YAML."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=0.001")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def overrides_args(items: list[str] | None) -> list[str]:
     """``--set`` overrides passed on to each job: ["--set", KEY=VALUE, ...]."""
     return [arg for item in items or [] for arg in ("--set", item)]

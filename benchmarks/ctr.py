@@ -35,7 +35,6 @@ from common import (
     command_line,
     mean_std,
     overrides_args,
-    parse_overrides,
     run_parallel,
     seed_jobs,
     write_result,
@@ -83,7 +82,7 @@ def _tokenize(args: argparse.Namespace) -> str:
 def job(args: argparse.Namespace) -> None:
     """One (model, seed) run on a prepared dataset; writes <run_dir>/results.json."""
     from shortlist.data.ctr import CTRData
-    from shortlist.train.config import apply_overrides
+    from shortlist.train.config import apply_overrides, parse_overrides
     from shortlist.train.ctr_experiment import run_ctr
     from shortlist.train.trainer import TrainConfig
 

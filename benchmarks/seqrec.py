@@ -31,7 +31,6 @@ from common import (
     command_line,
     mean_std,
     overrides_args,
-    parse_overrides,
     run_parallel,
     seed_jobs,
     seed_summary,
@@ -56,7 +55,7 @@ def prepare(args: argparse.Namespace) -> None:
 def job(args: argparse.Namespace) -> None:
     """One (model, seed) training run on a saved split; writes <run_dir>/results.json."""
     from shortlist.data.sequences import SequenceSplit
-    from shortlist.train.config import load_config
+    from shortlist.train.config import load_config, parse_overrides
     from shortlist.train.experiment import run_on_split
 
     overrides: dict[str, Any] = {

@@ -74,9 +74,3 @@ def test_seed_jobs_and_overrides() -> None:
         "bench.py", "job", "--config", "configs/ml-100k/hstu.yaml", "--split", "s.npz",
         "--seed", "1", "--run-dir", "runs/x/ml-100k-hstu-s1", "--set", "train.lr=0.01",
     ]  # fmt: skip
-    assert common.parse_overrides(["train.lr=0.01", "model.exclude_fields=[zip]"]) == {
-        "train.lr": 0.01,
-        "model.exclude_fields": ["zip"],
-    }
-    with pytest.raises(SystemExit, match="KEY=VALUE"):
-        common.parse_overrides(["train.lr"])

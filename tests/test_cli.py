@@ -145,3 +145,10 @@ def test_pairs_command(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     pairs = Pairs.load(out)
     assert len(pairs.trigger) > 0 and (pairs.trigger != pairs.target).all()
+
+
+def test_parse_overrides_rejects_a_pair_without_value() -> None:
+    import typer
+
+    with pytest.raises(typer.BadParameter, match="KEY=VALUE"):
+        parse_overrides(["train.lr"])

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
@@ -69,14 +68,14 @@ def _main(
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
-    """``["n_users=100", "seed=3"]`` -> ``{"n_users": 100, "seed": 3}`` (values parsed as YAML)."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+    """``--set`` pairs as a dict (:func:`shortlist.train.config.parse_overrides`), a bad pair
+    reported as a bad ``--set`` parameter."""
+    from shortlist.train.config import parse_overrides as parse
+
+    try:
+        return parse(pairs)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--set") from None
 
 
 def _fail(exc: Exception) -> None:

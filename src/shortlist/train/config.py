@@ -88,6 +88,20 @@ class ExperimentConfig(BaseModel):
         return Path(self.output_dir or Path("runs") / self.name)
 
 
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """``["train.lr=0.01", "seed=3"]`` -> ``{"train.lr": 0.01, "seed": 3}`` (values read as YAML).
+
+    Raises ``ValueError`` naming the pair that is not ``KEY=VALUE``.
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected KEY=VALUE (e.g. train.lr=0.001), got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """``{"train.lr": 0.01}`` sets ``raw["train"]["lr"]``, creating sections as needed."""
     out = dict(raw)
