@@ -14,6 +14,7 @@ from shortlist.ops.dispatcher import (
     dispatcher_attention_chunked,
     dispatcher_attention_reference,
     dispatcher_step,
+    matmul_dtype,
 )
 from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
 
@@ -183,3 +184,21 @@ def test_layer_without_valid_and_errors() -> None:
         dispatcher_attention(x, torch.randn(1, 2, 2), x, x, x, chunk=0)
     with pytest.raises(ValueError, match=r"impl must be one of"):
         dispatcher_attention(x, torch.randn(1, 2, 2), x, x, x, impl="triton")  # type: ignore[arg-type]
+
+
+def test_bfloat16_chunked_stays_close_to_float32_reference() -> None:
+    """bf16 inputs take bf16 matmul operands (``matmul_dtype``) with float32 prefix sums: the
+    result stays within bf16 rounding of the float32 reference on the same (rounded) inputs."""
+    assert matmul_dtype(torch.bfloat16) == torch.bfloat16
+    assert matmul_dtype(torch.float16) == torch.float32 == matmul_dtype(torch.float32)
+    B, H, L, d, k = 2, 2, 150, 16, 4
+    q, eq, kc, zk, zv = _inputs(3, B, H, L, d, k, 0)[:5]
+    q, kc, zk, zv = (t.to(torch.bfloat16) for t in (q, kc, zk, zv))
+    valid = torch.ones(B, L, dtype=torch.bool)
+    valid[1, :7] = False
+    fast = dispatcher_attention_chunked(q, eq, kc, zk, zv, valid, chunk=32)
+    assert fast.dtype == torch.bfloat16
+    ref = dispatcher_attention_reference(*(t.float() for t in (q, eq, kc, zk, zv)), valid)
+    scale = ref.abs().max()
+    assert (fast.float() - ref).abs().max() / scale < 3e-2
+    assert fast[1, :, :7].abs().max() == 0

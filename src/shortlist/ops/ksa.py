@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shortlist.ops.rope import rotary
+from shortlist.ops.rope import apply_rope, rope_tables
 
 Impl = Literal["reference", "blocked", "flex", "fast"]
 IMPLS: tuple[str, ...] = ("reference", "blocked", "flex", "fast")
@@ -352,9 +352,13 @@ class KSAAttentionLayer(nn.Module):
         self, linear: nn.Linear, x: torch.Tensor, positions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, T, D = x.shape
-        q, k, v = linear(x).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        # 3 x (B, H, T, dh); RoPE before caching, as in KSA
-        return rotary(q, positions, self.rope_base), rotary(k, positions, self.rope_base), v
+        dh = D // self.heads
+        qkv = linear(x).view(B, T, 3, self.heads, dh)
+        # RoPE before caching, as in KSA: queries and keys in one pass, one angle table
+        cos, sin = rope_tables(positions, dh // 2, self.rope_base, qkv.dtype)  # (T, dh/2)
+        qk = apply_rope(qkv[:, :, :2], cos[:, None, None], sin[:, None, None])  # (B, T, 2, H, dh)
+        q, k = qk.permute(2, 0, 3, 1, 4)  # 2 x (B, H, T, dh)
+        return q, k, qkv[:, :, 2].transpose(1, 2)
 
     def project_events(
         self, x: torch.Tensor, positions: torch.Tensor

@@ -99,10 +99,14 @@ def event_attention_flex(
     L = q.shape[2]
     Lp = -(-L // BLOCK_SIZE) * BLOCK_SIZE
     Sp = num_chunks(Lp, chunk)
-    pad_l, pad_s = (0, 0, 0, Lp - L), (0, 0, 0, Sp - sk.shape[2])
-    q, k, v = F.pad(q, pad_l), F.pad(k, pad_l), F.pad(v, pad_l)
+    if Lp > L:  # (F.pad copies even when there is nothing to pad: skip it then)
+        pad_l = (0, 0, 0, Lp - L)
+        q, k, v = F.pad(q, pad_l), F.pad(k, pad_l), F.pad(v, pad_l)
+    if Sp > sk.shape[2]:
+        pad_s = (0, 0, 0, Sp - sk.shape[2])
+        sk, sv = F.pad(sk, pad_s), F.pad(sv, pad_s)
     block_mask = ksa_block_mask(Lp, chunk, window, str(q.device))
-    keys = torch.cat((k, F.pad(sk, pad_s)), 2)  # (B, H, Lp + Sp, dh): summaries after the events
-    values = torch.cat((v, F.pad(sv, pad_s)), 2)
+    keys = torch.cat((k, sk), 2)  # (B, H, Lp + Sp, dh): summaries after the events
+    values = torch.cat((v, sv), 2)
     out = _kernel(q.device)(q, keys, values, block_mask=block_mask, scale=scale)
     return out[:, :, :L]
