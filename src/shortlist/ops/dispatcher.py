@@ -120,7 +120,8 @@ def _compress_logits(expert_q: torch.Tensor, kc: torch.Tensor, bound: float) -> 
     """(B or 1, H, k, d) x (B, H, L, d) -> (B, H, L, k) clamped compress logits, float32."""
     if expert_q.ndim == 3:
         expert_q = expert_q.unsqueeze(0)
-    s = kc.float() @ expert_q.float().transpose(-1, -2)  # (B, H, L, k)
+    cd = matmul_dtype(kc.dtype)  # bf16 operands for bf16 inputs, as autocast would run them
+    s = (kc.to(cd) @ expert_q.to(cd).transpose(-1, -2)).float()  # (B, H, L, k)
     return s.clamp(-bound, bound)
 
 

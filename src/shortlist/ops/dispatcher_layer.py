@@ -102,9 +102,16 @@ class DispatcherAttentionLayer(nn.Module):
         g = self.logit_bound * torch.sigmoid(self.scale_logit)  # (H,)
         return F.normalize(self.expert_q, dim=-1) * g[:, None, None]
 
-    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(..., D) -> q, kc, zk, zv, each (..., H, d); kc unit-norm, q scaled by 1/sqrt(d)."""
+    def _project(self, x: torch.Tensor, heads_first: bool = False) -> tuple[torch.Tensor, ...]:
+        """(..., D) -> q, kc, zk, zv, each (..., H, d); kc unit-norm, q scaled by 1/sqrt(d).
+
+        ``heads_first``: x is (B, L, D) and the four come back as contiguous (B, H, L, d), so the
+        chunked path's reshapes are views and backward keeps four (B, H, L, d) tensors instead of
+        the whole projection output plus chunk copies (-96 MiB at 65,536 tokens, D = 256).
+        """
         parts = self.qkv(x).unflatten(-1, (4, self.heads, self.head_dim)).unbind(-3)
+        if heads_first:
+            parts = tuple(t.transpose(1, 2).contiguous() for t in parts)
         q, kc, zk, zv = parts
         return q / math.sqrt(self.head_dim), F.normalize(kc, dim=-1), zk, zv
 
@@ -130,7 +137,7 @@ class DispatcherAttentionLayer(nn.Module):
         B, L, D = x.shape
         if self.dim != D:
             raise ValueError(f"x must have width {self.dim}. Got shape {tuple(x.shape)} instead.")
-        q, kc, zk, zv = (t.transpose(1, 2) for t in self._project(x))  # (B, H, L, d) each
+        q, kc, zk, zv = self._project(x, heads_first=True)  # (B, H, L, d) each
         mk, mv = self._memory(memory)  # (B, L, m, H, d) each, or None
         if mk is not None and mv is not None:
             mk, mv = mk.permute(0, 3, 1, 2, 4), mv.permute(0, 3, 1, 2, 4)  # (B, H, L, m, d)

@@ -9,7 +9,7 @@ only on the position difference.
 Two steps, so that the angle table is computed once per forward and shared by queries and keys:
 :func:`rope_tables` builds cos/sin of ``position * base**(-i/half)`` in float64 (positions up to
 10^6 and more keep full precision), :func:`apply_rope` rotates channel pairs ``(i, i + half)`` with
-them. The table is built outside any ``torch.compile`` graph: inlined into the elementwise kernel,
+them. The table is a custom op, opaque to ``torch.compile``: inlined into the elementwise kernel,
 the float64 cos/sin would be recomputed for every one of the B*H*T*dh elements (measured on the
 H200: 1.7 ms of a 4 ms KSA step at L = 16k, benchmarks/gpu/profile.sh).
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 import torch
 
 
-@torch.compiler.disable
 def rope_tables(
     positions: torch.Tensor, half: int, base: float = 10_000.0, dtype: torch.dtype = torch.float32
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,9 +30,26 @@ def rope_tables(
         base: the frequency base (10,000 in RoFormer, Qwen3 and the KSA release).
         dtype: dtype of the returned tables (the dtype of the tensors they will rotate).
     """
+    return _rope_tables_op(positions, half, float(base), dtype)
+
+
+@torch.library.custom_op("shortlist::rope_tables", mutates_args=())
+def _rope_tables_op(
+    positions: torch.Tensor, half: int, base: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # A custom op is opaque to torch.compile: its float64 table is computed once, as its own
+    # kernels, inside the graph (no graph break, CUDA-graph safe), and never inlined per element.
     inv_freq = base ** (-torch.arange(half, device=positions.device, dtype=torch.float64) / half)
     angles = positions.to(torch.float64)[..., None] * inv_freq  # (..., T, half)
     return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+@_rope_tables_op.register_fake
+def _(
+    positions: torch.Tensor, half: int, base: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    shape = (*positions.shape, half)
+    return positions.new_empty(shape, dtype=dtype), positions.new_empty(shape, dtype=dtype)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
