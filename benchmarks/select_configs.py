@@ -19,12 +19,12 @@ import argparse
 import glob
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Row, command_line, mean_std, seed_summary, write_result
+from common import Row, command_line, write_result
+from seqrec import recbole_summary
 
 
 def family(config: str) -> str:
@@ -59,30 +59,6 @@ def choose(
             raise SystemExit(f"no config of family {fam!r} has {by!r} in the sweep's mean rows")
         best = max(scores, key=scores.__getitem__)
         out[fam] = (best, scores[best])
-    return out
-
-
-def recbole_summary(paths: list[Path], dataset: str, protocol: str) -> list[Row]:
-    """Per-seed RecBole rows (both masking rules where computed) and their mean over the seeds."""
-    from seqrec import recbole_rows
-
-    per_seed: dict[str, list[Row]] = defaultdict(list)
-    out: list[Row] = []
-    for path in paths:
-        rb = json.loads(path.read_text())
-        seed = rb.get("config", {}).get("seed", path.stem)
-        for row in recbole_rows(rb, dataset, protocol):
-            row = Row(
-                row.dataset, row.protocol, row.model, f"seed={seed}; {row.variant}", row.metrics
-            )
-            per_seed[row.protocol].append(row)
-            out.append(row)
-    for proto, rows in per_seed.items():
-        if len(rows) > 1:
-            keys = [k for k in rows[0].metrics if "@" in k or k == "mrr"]
-            summary = seed_summary([{k: r.metrics[k] for k in keys} for r in rows])
-            summary["best_epoch"] = mean_std([float(r.metrics["best_epoch"]) for r in rows])[0]
-            out.append(Row(dataset, proto, rows[0].model, f"mean of {len(rows)} seeds", summary))
     return out
 
 

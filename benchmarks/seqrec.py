@@ -16,11 +16,13 @@ Each model uses its frozen config ``configs/<dataset>/<model>.yaml`` with ``trai
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
 import os
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -142,10 +144,11 @@ def run(args: argparse.Namespace) -> None:
                     unmasked,
                 )
             )
-    if args.recbole_json and Path(args.recbole_json).exists():
-        rows += recbole_rows(
-            json.loads(Path(args.recbole_json).read_text()), args.dataset, protocol
-        )
+    rb_paths = sorted({Path(f) for pattern in args.recbole_json for f in glob.glob(pattern)})
+    if len(rb_paths) == 1:
+        rows += recbole_rows(json.loads(rb_paths[0].read_text()), args.dataset, protocol)
+    elif rb_paths:  # several RecBole seeds: per-seed rows and their mean
+        rows += recbole_summary(rb_paths, args.dataset, protocol)
     for anchor in anchors_for(args.dataset, protocol):
         rows.append(
             Row(
@@ -212,6 +215,28 @@ def recbole_rows(rb: dict[str, Any], dataset: str, protocol: str) -> list[Row]:
     ]
 
 
+def recbole_summary(paths: list[Path], dataset: str, protocol: str) -> list[Row]:
+    """Per-seed RecBole rows (both masking rules where computed) and their mean over the seeds."""
+    per_seed: dict[str, list[Row]] = defaultdict(list)
+    out: list[Row] = []
+    for path in paths:
+        rb = json.loads(path.read_text())
+        seed = rb.get("config", {}).get("seed", path.stem)
+        for row in recbole_rows(rb, dataset, protocol):
+            row = Row(
+                row.dataset, row.protocol, row.model, f"seed={seed}; {row.variant}", row.metrics
+            )
+            per_seed[row.protocol].append(row)
+            out.append(row)
+    for proto, rows in per_seed.items():
+        if len(rows) > 1:
+            keys = [k for k in rows[0].metrics if "@" in k or k == "mrr"]
+            summary = seed_summary([{k: r.metrics[k] for k in keys} for r in rows])
+            summary["best_epoch"] = mean_std([float(r.metrics["best_epoch"]) for r in rows])[0]
+            out.append(Row(dataset, proto, rows[0].model, f"mean of {len(rows)} seeds", summary))
+    return out
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = argparse.ArgumentParser(
@@ -244,7 +269,10 @@ def main() -> None:
         "--recbole-cmd", help="a shell command run beside our jobs (the RecBole baseline)"
     )
     r.add_argument(
-        "--recbole-json", help="the JSON file that command writes: {metrics: {...}, variant: ...}"
+        "--recbole-json",
+        nargs="*",
+        default=[],
+        help="the JSON file(s) or globs benchmarks/recbole/run_sasrec.py wrote (several: one per seed)",
     )
     r.add_argument("--notes", default="")
     r.add_argument("--no-rebuild", action="store_true", help="do not rebuild BENCHMARKS.md")

@@ -8,8 +8,12 @@
 #   bash benchmarks/gpu/recbole_ml100k.sh
 # starts everything detached and returns; later calls (back to back: the machine is given back 30 s
 # after a call) run `bash benchmarks/gpu/recbole_ml100k.sh --wait SECONDS` until runs/rb.done
-# exists, and hand back $OUT/all.tgz. Then here: seqrec.py run --collect on the run folders with
-# --recbole-json for each seed, or select_configs.py --recbole 'runs/rb_ml100k_s*.json'.
+# exists, and hand back $OUT/all.tgz. Then here, on the unpacked runs/:
+#   python benchmarks/seqrec.py run --name seqrec_ml100k --dataset ml-100k --split .gpu/ml-100k.npz \
+#     --models sasrec,hstu --seeds 0,1,2,3,4 --out-dir runs/ml_final --collect \
+#     --recbole-json 'runs/rb_ml100k_s*.json'
+# Three RecBole processes on the H200 ran at about 41 s an epoch (2026-11-29): give RB_S at least
+# 40 epochs' worth, i.e. more than one 30-minute lease, or run fewer seeds.
 # Carry: .whl, .whl-recbole, .gpu and runs/recbole/carry.
 set -u
 cd "$(dirname "$0")/../.."
