@@ -19,9 +19,11 @@ one row per seed and a mean/std row per model, then the anchors.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -120,7 +122,10 @@ def run(args: argparse.Namespace) -> None:
         extra=[*(["--device", args.device] if args.device else []), *overrides_args(args.set)],
     )
     logs = out_dir / "logs"
+    baseline = subprocess.Popen(args.recbole_cmd, shell=True) if args.recbole_cmd else None
     failed = run_parallel(jobs, parallel=args.parallel, logs=logs)
+    if baseline is not None and baseline.wait():
+        failed.append(f"--recbole-cmd (exit {baseline.returncode})")
     if failed:
         raise SystemExit(f"runs failed: {failed}; see {logs}")
 
@@ -147,11 +152,35 @@ def run(args: argparse.Namespace) -> None:
         rows.append(
             Row(args.dataset, "ctr", f"shortlist {model}", f"mean of {len(seeds)} seeds", summary)
         )
+    rows += recbole_ctr_rows(args.dataset, args.recbole_json)
     for method, metrics, source in ANCHORS.get(args.dataset, []):
         rows.append(Row(args.dataset, "ctr", f"anchor: {method}", source, dict(metrics)))
     write_result(
         args.name, rows, command=command_line(), notes=args.notes, rebuild=not args.no_rebuild
     )
+
+
+def recbole_ctr_rows(dataset: str, patterns: list[str]) -> list[Row]:
+    """RecBole's models on our split (``benchmarks/recbole/run_ctr.py`` result files, globs): one row
+    per seed and, per model with several seeds, their mean and std."""
+    per_model: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted({Path(f) for pattern in patterns for f in glob.glob(pattern)}):
+        rb = json.loads(path.read_text())
+        per_model.setdefault(rb["model"], []).append(rb)
+    rows: list[Row] = []
+    for model, runs in per_model.items():
+        name = f"RecBole 1.2.1 {model}"
+        for rb in runs:
+            variant = f"seed={rb['config']['seed']}; same split; stopped by {rb['stopped_by']}"
+            metrics = {**rb["test"], "valid_auc": rb["valid_auc"], "best_epoch": rb["best_epoch"]}
+            rows.append(Row(dataset, "ctr", name, variant, metrics))
+        if len(runs) > 1:
+            summary: dict[str, float] = {}
+            for key in ("auc", "logloss"):
+                summary[key], summary[f"{key}_std"] = mean_std([r["test"][key] for r in runs])
+            summary["valid_auc"] = mean_std([r["valid_auc"] for r in runs])[0]
+            rows.append(Row(dataset, "ctr", name, f"mean of {len(runs)} seeds", summary))
+    return rows
 
 
 def main() -> None:
@@ -186,6 +215,15 @@ def main() -> None:
     r.add_argument("--device", help="cpu or cuda (default: the configs' train.device)")
     r.add_argument("--out-dir", default="runs/ctr")
     r.add_argument("--set", action="append", help="override passed to every run (KEY=VALUE)")
+    r.add_argument(
+        "--recbole-cmd", help="a shell command run beside our jobs (RecBole's models on our split)"
+    )
+    r.add_argument(
+        "--recbole-json",
+        nargs="*",
+        default=[],
+        help="result files (globs) of benchmarks/recbole/run_ctr.py, added as rows",
+    )
     r.add_argument("--notes", default="")
     r.add_argument("--no-rebuild", action="store_true", help="do not rebuild BENCHMARKS.md")
     args = parser.parse_args()

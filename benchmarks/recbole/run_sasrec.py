@@ -56,7 +56,6 @@ import os
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 import argparse
-import contextlib
 import copy
 import hashlib
 import importlib.metadata
@@ -67,7 +66,6 @@ import platform
 import shlex
 import sys
 import time
-import types
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +73,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import install_no_op_tensorboard, install_numpy_1_aliases, machine
 
 ROOT = Path(__file__).resolve().parents[2]
 log = logging.getLogger("recbole.run_sasrec")
@@ -92,45 +93,6 @@ OUR_METRIC_KEYS: dict[str, tuple[str, ...]] = {
 # Our protocols' rule for seen items (shortlist.eval.protocols: hstu masks, tiger does not).
 PROTOCOL_MASKS_HISTORY = {"hstu": True, "tiger": False}
 EARLY_STOP_CHOICES = ("masked", "unmasked", "recbole")
-
-
-def install_no_op_tensorboard() -> None:
-    """Make ``torch.utils.tensorboard`` a no-op writer before RecBole imports it.
-
-    recbole/utils/utils.py imports ``SummaryWriter`` at import time and every Trainer opens one under
-    ./log_tensorboard; the harness records its results in JSON, so it neither needs the tensorboard
-    package (a dozen wheels) nor the event files. Always installed, whether tensorboard exists or not.
-    """
-
-    class SummaryWriter:
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-        def __getattr__(self, name: str) -> Any:
-            return lambda *args, **kwargs: None
-
-    module = types.ModuleType("torch.utils.tensorboard")
-    module.SummaryWriter = SummaryWriter  # type: ignore[attr-defined]
-    sys.modules["torch.utils.tensorboard"] = module
-
-
-# numpy 1.x names that RecBole 1.2.1 reads (Config.compatibility_settings: np.float = np.float_,
-# np.complex = np.complex_, np.unicode = np.unicode_) and numpy 2 removed.
-NUMPY_1_ALIASES = {"float_": np.float64, "complex_": np.complex128, "unicode_": np.str_}
-
-
-def install_numpy_1_aliases() -> list[str]:
-    """On numpy >= 2, define the numpy 1.x aliases RecBole 1.2.1 reads; return the names added.
-
-    RecBole's only numpy-2 break on the code paths used here is that alias block (checked by grep for
-    every alias numpy 2 removed, and by identical metrics under numpy 1.26.4 and 2.x: README.md).
-    The CPU environment pins numpy 1.26.4 and adds nothing; the GPU image keeps its numpy 2, which
-    its scipy and scikit-learn need.
-    """
-    added = [name for name in NUMPY_1_ALIASES if not hasattr(np, name)]
-    for name in added:
-        setattr(np, name, NUMPY_1_ALIASES[name])
-    return added
 
 
 class CountedBatches:
@@ -351,19 +313,6 @@ def evaluate_ours(
 def our_keys(result: dict[str, float]) -> dict[str, float]:
     """RecBole's metric keys ('hit@10', 'ndcg@10', 'recall@10') in ours ('hr@10', ...)."""
     return {k.replace("hit@", "hr@"): float(v) for k, v in result.items()}
-
-
-def machine(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpu = f"{torch.cuda.get_device_name(0)} / " if device.type == "cuda" else ""
-    return f"{gpu}{cores}-core {cpu}, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def check_install() -> str:

@@ -1,0 +1,71 @@
+"""What the RecBole harnesses (``run_sasrec.py``, ``run_ctr.py``) share: running RecBole 1.2.1 from its
+own environment without tensorboard and on numpy 2, and naming the machine.
+
+Imported by the scripts of this folder (their folder is on ``sys.path`` when they run), never by
+the project.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def install_no_op_tensorboard() -> None:
+    """Make ``torch.utils.tensorboard`` a no-op writer before RecBole imports it.
+
+    recbole/utils/utils.py imports ``SummaryWriter`` at import time and every Trainer opens one under
+    ./log_tensorboard; the harness records its results in JSON, so it neither needs the tensorboard
+    package (a dozen wheels) nor the event files. Always installed, whether tensorboard exists or not.
+    """
+
+    class SummaryWriter:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kwargs: None
+
+    module = types.ModuleType("torch.utils.tensorboard")
+    module.SummaryWriter = SummaryWriter  # type: ignore[attr-defined]
+    sys.modules["torch.utils.tensorboard"] = module
+
+
+# numpy 1.x names that RecBole 1.2.1 reads (Config.compatibility_settings: np.float = np.float_,
+# np.complex = np.complex_, np.unicode = np.unicode_) and numpy 2 removed.
+NUMPY_1_ALIASES = {"float_": np.float64, "complex_": np.complex128, "unicode_": np.str_}
+
+
+def install_numpy_1_aliases() -> list[str]:
+    """On numpy >= 2, define the numpy 1.x aliases RecBole 1.2.1 reads; return the names added.
+
+    RecBole's only numpy-2 break on the code paths used here is that alias block (checked by grep for
+    every alias numpy 2 removed, and by identical metrics under numpy 1.26.4 and 2.x: README.md).
+    The CPU environment pins numpy 1.26.4 and adds nothing; the GPU image keeps its numpy 2, which
+    its scipy and scikit-learn need.
+    """
+    added = [name for name in NUMPY_1_ALIASES if not hasattr(np, name)]
+    for name in added:
+        setattr(np, name, NUMPY_1_ALIASES[name])
+    return added
+
+
+def machine(device: torch.device) -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = f"{torch.cuda.get_device_name(0)} / " if device.type == "cuda" else ""
+    return f"{gpu}{cores}-core {cpu}, torch {torch.__version__}, Python {platform.python_version()}"
