@@ -53,7 +53,10 @@ def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
     from shortlist.ops.ksa import KSAAttentionLayer
 
     if method == "ksa":
-        return KSAAttentionLayer(args.dim, args.heads, chunk=args.chunk, window=args.window)
+        return KSAAttentionLayer(
+            args.dim, args.heads, chunk=args.chunk, window=args.window,
+            flex_block=getattr(args, "ksa_block", 128),
+        )  # fmt: skip
     if method == "elastic":
         return DispatcherAttentionLayer(
             args.dim, args.heads, num_experts=args.experts, chunk=args.elastic_chunk
@@ -176,7 +179,7 @@ def _write(args: argparse.Namespace, results: dict[tuple[str, str, int], dict[st
                 metrics=metrics,
             )
         )
-    keys = ("device", "tokens", "dim", "heads", "chunk", "window", "experts", "elastic_chunk")
+    keys = ("device", "tokens", "dim", "heads", "chunk", "window", "ksa_block", "experts", "elastic_chunk")
     config = {k: getattr(args, k) for k in (*keys, "warmup", "repeats", "threads", "compile")}
     write_result(
         args.name,
@@ -205,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--chunk", type=int, default=64, help="KSA k: events per chunk")
     p.add_argument("--window", type=int, default=4, help="KSA W: previous chunks seen in full")
+    p.add_argument("--ksa-block", type=int, default=128, help="KSA FlexAttention block size")
     p.add_argument("--experts", type=int, default=16, help="ELASTIC k: interest experts")
     p.add_argument("--elastic-chunk", type=int, default=64)
     p.add_argument("--naive-max-len", type=int, default=16384, help="longest L for naive attention")

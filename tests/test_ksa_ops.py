@@ -114,15 +114,16 @@ def test_flex_block_mask_matches_dense_mask(L: int, chunk: int, window: int, blo
     chunk=st.integers(1, 6),
     window=st.integers(0, 4),
     seed=st.integers(0, 2**16),
+    block=st.sampled_from([16, 32, 128]),
 )
 def test_flex_path_matches_reference_on_cpu(
-    B: int, H: int, L: int, chunk: int, window: int, seed: int
+    B: int, H: int, L: int, chunk: int, window: int, seed: int, block: int
 ) -> None:
     t = [x.float() for x in _inputs(B, H, L, 8, chunk, seed)]
     ref = ksa_attention(*t, chunk, window, impl="reference")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # eager FlexAttention on CPU warns
-        flex = ksa_attention(*t, chunk, window, impl="flex")
+        flex = ksa_attention(*t, chunk, window, impl="flex", flex_block=block)
     torch.testing.assert_close(flex.events, ref.events, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(flex.summaries, ref.summaries, rtol=1e-5, atol=1e-5)
 
@@ -162,3 +163,5 @@ def test_errors_name_the_bad_value() -> None:
         ksa_attention(*t, 3, 1, impl="triton")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"even head width. Got dim=12, heads=4"):
         KSAAttentionLayer(12, 4, chunk=2, window=1)
+    with pytest.raises(ValueError, match=r"'flex_block' parameter .* power of 2 >= 16. Got 48"):
+        KSAAttentionLayer(16, 2, chunk=2, window=1, flex_block=48)

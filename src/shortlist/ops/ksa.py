@@ -254,6 +254,7 @@ def ksa_attention(
     window: int | None,
     impl: Impl = "fast",
     scale: float | None = None,
+    flex_block: int = 128,
 ) -> KSAOutput:
     """KSA attention over events and their summaries: the one dispatch point of the implementations.
 
@@ -263,6 +264,7 @@ def ksa_attention(
         chunk: k, events per chunk. window: W previous chunks seen in full, None = unbounded.
         impl: ``"reference" | "blocked" | "flex" | "fast"`` (see the module docstring).
         scale: score scale, default 1/sqrt(dh).
+        flex_block: block size of the ``"flex"`` path's block mask (see ``ops/ksa_flex.py``).
 
     Returns:
         :class:`KSAOutput` with events (B, H, L, dh) and summaries (B, H, S, dh).
@@ -285,7 +287,7 @@ def ksa_attention(
         if impl == "flex":
             from shortlist.ops.ksa_flex import event_attention_flex
 
-            events = event_attention_flex(q, k, v, sk, sv, chunk, window, scale)
+            events = event_attention_flex(q, k, v, sk, sv, chunk, window, scale, flex_block)
         else:
             events = event_attention_blocked(q, k, v, sk, sv, chunk, window, scale)
     return KSAOutput(events=events, summaries=summaries)
@@ -314,6 +316,7 @@ class KSAAttentionLayer(nn.Module):
         impl: attention implementation, see :func:`ksa_attention`.
         independent_summary_qkv: separate Q/K/V projections for summary tokens (else shared).
         rope_base: RoPE frequency base.
+        flex_block: block size of the ``"flex"`` path (GPU), see :func:`ksa_attention`.
 
     Example:
         >>> layer = KSAAttentionLayer(64, 2, chunk=8, window=4, impl="blocked")
@@ -330,9 +333,16 @@ class KSAAttentionLayer(nn.Module):
         impl: Impl = "fast",
         independent_summary_qkv: bool = True,
         rope_base: float = 10_000.0,
+        flex_block: int = 128,
     ) -> None:
         super().__init__()
         _check_params(chunk, window)
+        if flex_block < 16 or flex_block & (flex_block - 1):
+            raise ValueError(
+                f"The 'flex_block' parameter of KSAAttentionLayer must be a power of 2 >= 16. "
+                f"Got {flex_block!r} instead."
+            )
+        self.flex_block = flex_block
         if dim % heads or (dim // heads) % 2:
             raise ValueError(
                 f"KSAAttentionLayer needs dim divisible by heads with an even head width. "
@@ -391,7 +401,9 @@ class KSAAttentionLayer(nn.Module):
             )
         q, k, v = self.project_events(x, torch.arange(L, device=x.device))
         sq, sk, sv = self.project_summaries(s, self.summary_positions(S, x.device))
-        out = ksa_attention(q, k, v, sq, sk, sv, self.chunk, self.window, impl=self.impl)
+        out = ksa_attention(
+            q, k, v, sq, sk, sv, self.chunk, self.window, impl=self.impl, flex_block=self.flex_block
+        )
         return KSAStreams(events=self.output(out.events), summaries=self.output(out.summaries))
 
     def forward(self, x: torch.Tensor, summaries: torch.Tensor | None = None) -> torch.Tensor:
