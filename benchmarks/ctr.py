@@ -122,20 +122,24 @@ def run(args: argparse.Namespace) -> None:
         extra=[*(["--device", args.device] if args.device else []), *overrides_args(args.set)],
     )
     logs = out_dir / "logs"
-    baseline = subprocess.Popen(args.recbole_cmd, shell=True) if args.recbole_cmd else None
-    failed = run_parallel(jobs, parallel=args.parallel, logs=logs)
+    run_baseline = args.recbole_cmd and not args.collect
+    baseline = subprocess.Popen(args.recbole_cmd, shell=True) if run_baseline else None
+    failed = [] if args.collect else run_parallel(jobs, parallel=args.parallel, logs=logs)
     if baseline is not None and baseline.wait():
         failed.append(f"--recbole-cmd (exit {baseline.returncode})")
     if failed:
         raise SystemExit(f"runs failed: {failed}; see {logs}")
 
     rows: list[Row] = []
+    missing: list[str] = []
     for model in models:
         per_seed = []
         for seed in seeds:
-            res = json.loads(
-                (out_dir / f"{args.dataset}-{model}-s{seed}" / "results.json").read_text()
-            )
+            path = out_dir / f"{args.dataset}-{model}-s{seed}" / "results.json"
+            if args.collect and not path.exists():  # a run that did not finish: say so, go on
+                missing.append(f"{model}-s{seed}")
+                continue
+            res = json.loads(path.read_text())
             per_seed.append(res)
             metrics = {
                 **res["test"],
@@ -145,19 +149,22 @@ def run(args: argparse.Namespace) -> None:
                 "rows_per_s": res["rows_per_s"],
             }
             rows.append(Row(args.dataset, "ctr", f"shortlist {model}", f"seed={seed}", metrics))
+        if not per_seed:
+            continue
         summary: dict[str, float] = {}
         for key in ("auc", "gauc", "logloss"):
             summary[key], summary[f"{key}_std"] = mean_std([r["test"][key] for r in per_seed])
         summary["valid_auc"] = mean_std([r["valid"]["auc"] for r in per_seed])[0]
         rows.append(
-            Row(args.dataset, "ctr", f"shortlist {model}", f"mean of {len(seeds)} seeds", summary)
+            Row(args.dataset, "ctr", f"shortlist {model}", f"mean of {len(per_seed)} seeds", summary)
         )
     rows += recbole_ctr_rows(args.dataset, args.recbole_json)
     for method, metrics, source in ANCHORS.get(args.dataset, []):
         rows.append(Row(args.dataset, "ctr", f"anchor: {method}", source, dict(metrics)))
-    write_result(
-        args.name, rows, command=command_line(), notes=args.notes, rebuild=not args.no_rebuild
-    )
+    notes = args.notes
+    if missing:
+        notes = f"{notes} Runs without results (not finished): {', '.join(missing)}.".strip()
+    write_result(args.name, rows, command=command_line(), notes=notes, rebuild=not args.no_rebuild)
 
 
 def recbole_ctr_rows(dataset: str, patterns: list[str]) -> list[Row]:
@@ -226,6 +233,11 @@ def main() -> None:
     )
     r.add_argument("--notes", default="")
     r.add_argument("--no-rebuild", action="store_true", help="do not rebuild BENCHMARKS.md")
+    r.add_argument(
+        "--collect",
+        action="store_true",
+        help="start nothing: summarise the results.json already in --out-dir (missing runs noted)",
+    )
     args = parser.parse_args()
     {"prepare": prepare, "job": job, "run": run}[args.cmd](args)
 
