@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import shlex
 import sys
 import types
 from pathlib import Path
@@ -69,3 +70,11 @@ def machine(device: torch.device) -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = f"{torch.cuda.get_device_name(0)} / " if device.type == "cuda" else ""
     return f"{gpu}{cores}-core {cpu}, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def command_line() -> str:
+    """This process's command line, the script path relative to the repository root."""
+    root = Path(__file__).resolve().parents[2]
+    return " ".join(
+        ["python", *map(shlex.quote, [os.path.relpath(sys.argv[0], root), *sys.argv[1:]])]
+    )

@@ -63,7 +63,6 @@ import json
 import logging
 import math
 import platform
-import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -75,7 +74,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import install_no_op_tensorboard, install_numpy_1_aliases, machine
+from harness import command_line, install_no_op_tensorboard, install_numpy_1_aliases, machine
 
 ROOT = Path(__file__).resolve().parents[2]
 log = logging.getLogger("recbole.run_sasrec")
@@ -420,9 +419,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    command = " ".join(
-        ["python", *map(shlex.quote, [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])]
-    )
+    command = command_line()
     data = args.data.resolve()
     manifest = json.loads((data / "manifest.json").read_text())
     token, protocol, max_len = manifest["token"], manifest["protocol"], manifest["max_len"]
