@@ -49,7 +49,10 @@ def test_export_writes_our_rows_and_recbole_fields(prepared: Path, tmp_path: Pat
     assert head == ["item_id:token", "release_year:token", "genre:token_seq"]
     genres = arrays["lookup/genres"][1:]
     assert [r[2] for r in items] == [" ".join(str(g) for g in row if g) for row in genres]
-    assert json.loads((folder / "manifest.json").read_text())["item_fields"] == ["release_year", "genre"]
+    assert json.loads((folder / "manifest.json").read_text())["item_fields"] == [
+        "release_year",
+        "genre",
+    ]
 
 
 def test_fingerprint_changes_with_any_row() -> None:

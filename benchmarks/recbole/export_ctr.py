@@ -44,7 +44,9 @@ def load_npz(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         arrays = {k: z[k] for k in z.files}
     header = json.loads(bytes(arrays.pop("header")).decode())
     if header.get("format") != "shortlist.ctr":
-        raise ValueError(f"{path} is not a shortlist CTR dataset (header format {header.get('format')!r}).")
+        raise ValueError(
+            f"{path} is not a shortlist CTR dataset (header format {header.get('format')!r})."
+        )
     return header, arrays
 
 

@@ -78,3 +78,32 @@ def command_line() -> str:
     return " ".join(
         ["python", *map(shlex.quote, [os.path.relpath(sys.argv[0], root), *sys.argv[1:]])]
     )
+
+
+def recbole_config(
+    model: str, token: str, config_dict: dict[str, Any], work_dir: Path, use_gpu: bool
+) -> Any:
+    """RecBole's ``Config`` for ``model`` on the exported dataset ``token``, quiet and file-free.
+
+    Adds the harness's environment keys (no progress bars, no wandb, checkpoints under
+    ``work_dir/saved``; ``config_dict`` may override them), changes into ``work_dir`` (RecBole writes
+    ``./log/`` relative to it) and hides this script's arguments from RecBole, whose ``Config`` would
+    read ``--key=value`` pairs from ``sys.argv``.
+    """
+    from recbole.config import Config
+
+    env = {
+        "use_gpu": use_gpu,
+        "gpu_id": "0",
+        "show_progress": False,
+        "log_wandb": False,
+        "checkpoint_dir": str((work_dir / "saved").resolve()),
+        "state": "INFO",
+    }
+    work_dir.mkdir(parents=True, exist_ok=True)
+    os.chdir(work_dir)
+    argv_saved, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        return Config(model=model, dataset=token, config_dict={**env, **config_dict})
+    finally:
+        sys.argv = argv_saved

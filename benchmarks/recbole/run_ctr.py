@@ -39,7 +39,13 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import command_line, install_no_op_tensorboard, install_numpy_1_aliases, machine
+from harness import (
+    command_line,
+    install_no_op_tensorboard,
+    install_numpy_1_aliases,
+    machine,
+    recbole_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 log = logging.getLogger("recbole.run_ctr")
@@ -95,7 +101,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     install_no_op_tensorboard()
     numpy_aliases = install_numpy_1_aliases()
-    from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.trainer import Trainer
     from recbole.utils import early_stopping, get_model, init_logger, init_seed
@@ -123,27 +128,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "stopping_step": args.stopping_step,
         "seed": args.seed,
         "reproducibility": True,
-        "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": None, "mode": "labeled"},
+        "eval_args": {
+            "split": {"RS": [0.8, 0.1, 0.1]},
+            "order": "RO",
+            "group_by": None,
+            "mode": "labeled",
+        },
         "metrics": ["AUC", "LogLoss"],
         "valid_metric": "AUC",
         "valid_metric_bigger": True,
         "eval_batch_size": 65536,
         "metric_decimal_place": 10,
-        "use_gpu": args.device == "cuda",
-        "gpu_id": "0",
-        "show_progress": False,
-        "log_wandb": False,
-        "checkpoint_dir": str((args.work_dir / "saved").resolve()),
-        "state": "INFO",
         **overrides,
     }
-    args.work_dir.mkdir(parents=True, exist_ok=True)
-    os.chdir(args.work_dir)  # RecBole writes ./log/ relative to the working directory
-    argv_saved, sys.argv = sys.argv, sys.argv[:1]  # RecBole's Config reads --key=value from argv
-    try:
-        config = Config(model=args.model, dataset=token, config_dict=config_dict)
-    finally:
-        sys.argv = argv_saved
+    config = recbole_config(args.model, token, config_dict, args.work_dir, args.device == "cuda")
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     dataset = create_dataset(config)
@@ -151,9 +149,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parts = {"train": train_data.dataset, "valid": valid_data.dataset, "test": test_data.dataset}
     for part, ds in parts.items():
         if len(ds.inter_feat) != manifest["rows"][part]:
-            raise RuntimeError(f"RecBole loaded {len(ds.inter_feat)} {part} rows, the export has {manifest['rows'][part]}.")
+            raise RuntimeError(
+                f"RecBole loaded {len(ds.inter_feat)} {part} rows, the export has {manifest['rows'][part]}."
+            )
         if decoded_fingerprint(ds) != manifest["fingerprints"][part]:
-            raise RuntimeError(f"RecBole's {part} rows differ from the export's (fingerprint mismatch).")
+            raise RuntimeError(
+                f"RecBole's {part} rows differ from the export's (fingerprint mismatch)."
+            )
     log.info("RecBole loaded the exported rows exactly: %s", manifest["rows"])
 
     init_seed(config["seed"], config["reproducibility"])
@@ -176,7 +178,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         if improved:
             best_state, best_epoch = copy.deepcopy(model.state_dict()), epoch
-        record = {"epoch": epoch, "train_s": round(train_s, 2), "loss": float(loss), "valid": dict(result)}
+        record = {
+            "epoch": epoch,
+            "train_s": round(train_s, 2),
+            "loss": float(loss),
+            "valid": dict(result),
+        }
         epochs.append(record)
         log.info("epoch %d: %s", epoch, record)
         if stop:
@@ -192,20 +199,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": command,
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": machine(config["device"]),
-        "versions": {"recbole": recbole.__version__, "torch": torch.__version__,
-                     "numpy": np.__version__, "python": platform.python_version()},
+        "versions": {
+            "recbole": recbole.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
         "numpy_1_aliases_added": numpy_aliases,
         "model": args.model,
         "dataset": manifest["dataset"],
         "token": token,
         "rows": manifest["rows"],
         "fields": {"user": manifest["user_fields"], "item": manifest["item_fields"]},
-        "config": {"seed": args.seed, "lr": args.lr, "batch_size": args.batch_size,
-                   "embedding_size": args.embedding_size, "stopping_step": args.stopping_step,
-                   "time_limit_s": args.time_limit_s, "overrides": overrides,
-                   "model": {k: config[k] for k in ("mlp_hidden_size", "dropout_prob", "cross_layer_num",
-                                                   "reg_weight", "mixed", "structure")
-                             if k in config.final_config_dict}},
+        "config": {
+            "seed": args.seed,
+            "lr": args.lr,
+            "batch_size": args.batch_size,
+            "embedding_size": args.embedding_size,
+            "stopping_step": args.stopping_step,
+            "time_limit_s": args.time_limit_s,
+            "overrides": overrides,
+            "model": {
+                k: config[k]
+                for k in (
+                    "mlp_hidden_size",
+                    "dropout_prob",
+                    "cross_layer_num",
+                    "reg_weight",
+                    "mixed",
+                    "structure",
+                )
+                if k in config.final_config_dict
+            },
+        },
         "epochs_run": len(epochs),
         "best_epoch": best_epoch,
         "stopped_by": stopped_by,

@@ -74,7 +74,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import command_line, install_no_op_tensorboard, install_numpy_1_aliases, machine
+from harness import (
+    command_line,
+    install_no_op_tensorboard,
+    install_numpy_1_aliases,
+    machine,
+    recbole_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 log = logging.getLogger("recbole.run_sasrec")
@@ -447,7 +453,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     install_no_op_tensorboard()
     numpy_aliases = install_numpy_1_aliases()
-    from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.model.sequential_recommender.sasrec import SASRec
     from recbole.trainer import Trainer
@@ -505,24 +510,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "valid_metric_bigger": True,
         "eval_batch_size": args.eval_batch_size,
         "metric_decimal_place": 10,
-        # environment
-        "use_gpu": device_name == "cuda",
-        "gpu_id": "0",
-        "show_progress": False,
-        "log_wandb": False,
-        "checkpoint_dir": str((args.work_dir / "saved").resolve()),
-        "state": "INFO",
     }
-    args.work_dir.mkdir(parents=True, exist_ok=True)
-    os.chdir(args.work_dir)  # RecBole writes ./log/ relative to the working directory
-    argv_saved, sys.argv = (
-        sys.argv,
-        sys.argv[:1],
-    )  # RecBole's Config would read --key=value from sys.argv
-    try:
-        config = Config(model="SASRec", dataset=token, config_dict=config_dict)
-    finally:
-        sys.argv = argv_saved
+    config = recbole_config("SASRec", token, config_dict, args.work_dir, device_name == "cuda")
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     t_load = time.perf_counter()
