@@ -76,12 +76,13 @@ def test_padding_invariance_and_independent_rows() -> None:
     assert torch.all(both[0, :6] == 0)
 
 
-@pytest.mark.parametrize("impl", ["blocked", "flex"])
-def test_implementations_agree(impl: str) -> None:
+@pytest.mark.parametrize(("impl", "flex_block"), [("blocked", 128), ("flex", 128), ("flex", 16)])
+def test_implementations_agree(impl: str, flex_block: int) -> None:
     ids = torch.randint(1, 41, (2, 31), generator=torch.Generator().manual_seed(2))
     ids[0, :4] = 0
     ref = _model(attention_impl="reference", dtype=torch.float32)
-    fast = _model(attention_impl=impl, dtype=torch.float32)
+    fast = _model(attention_impl=impl, flex_block=flex_block, dtype=torch.float32)
+    assert all(b.attn.flex_block == flex_block for b in fast.blocks)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # eager FlexAttention on CPU warns
         out = fast.encode(ids)  # (eager FlexAttention has no backward on CPU)
@@ -173,6 +174,8 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
 
 
 def test_config_errors() -> None:
+    with pytest.raises(ValueError, match=r"'flex_block' parameter of KSAConfig .* Got 100"):
+        build_model("ksa", num_items=5, flex_block=100)
     with pytest.raises(ValueError, match=r"'dim' parameter of KSAConfig \(12\) .* even head width"):
         build_model("ksa", num_items=5, dim=12, num_heads=4)
     with pytest.raises(

@@ -52,6 +52,7 @@ class KSAConfig:
     independent_summary_qkv: bool = True  # summary tokens get their own Q/K/V projections
     rope_base: float = 10_000.0
     attention_impl: Literal["fast", "reference", "blocked", "flex"] = "fast"
+    flex_block: int = 128  # block size of the GPU FlexAttention path (64 aligns with chunk_size 64)
     loss: Literal["softmax", "sampled_softmax"] = "softmax"
     num_negatives: int = 128  # sampled softmax: uniform negatives shared by the batch
     in_batch_negatives: int = 0  # sampled softmax: targets of other positions used as negatives
@@ -68,6 +69,11 @@ class KSAConfig:
         if self.attention_impl not in IMPLS:
             raise ValueError(
                 f"The 'attention_impl' parameter of KSAConfig must be one of {list(IMPLS)}. Got {self.attention_impl!r} instead."
+            )
+        if self.flex_block < 16 or self.flex_block & (self.flex_block - 1):
+            raise ValueError(
+                f"The 'flex_block' parameter of KSAConfig must be a power of 2 >= 16. "
+                f"Got {self.flex_block!r} instead."
             )
         if not self.rope_base > 0:
             raise ValueError(
@@ -95,6 +101,7 @@ class KSABlock(nn.Module):
             impl=c.attention_impl,
             independent_summary_qkv=c.independent_summary_qkv,
             rope_base=c.rope_base,
+            flex_block=c.flex_block,
         )
         self.ln2 = nn.LayerNorm(c.dim)
         ffn_dim = c.ffn_dim or 4 * c.dim
