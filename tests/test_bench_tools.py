@@ -79,3 +79,30 @@ def test_longseq_profile_writes_a_table_and_a_trace(tmp_path: Path) -> None:
     table = (tmp_path / "ksa-L128-eager.txt").read_text()
     assert table.startswith("ksa L=128 B=2") and "aten::" in table
     assert (tmp_path / "ksa-L128-eager.trace.json").stat().st_size > 0
+
+
+def test_recbole_ctr_rows_per_seed_and_mean(tmp_path: Path) -> None:
+    import json
+
+    import ctr
+
+    for seed, auc in ((0, 0.80), (1, 0.90)):
+        rb = {
+            "model": "DCNV2",
+            "config": {"seed": seed},
+            "stopped_by": "early_stopping",
+            "test": {"auc": auc, "logloss": 0.3},
+            "valid_auc": auc + 0.01,
+            "best_epoch": 3,
+        }
+        (tmp_path / f"rb-s{seed}.json").write_text(json.dumps(rb))
+    rows = ctr.recbole_ctr_rows("ml-1m-ctr", [str(tmp_path / "rb-*.json"), str(tmp_path / "none*")])
+    assert [r.variant for r in rows] == [
+        "seed=0; same split; stopped by early_stopping",
+        "seed=1; same split; stopped by early_stopping",
+        "mean of 2 seeds",
+    ]
+    assert rows[-1].model == "RecBole 1.2.1 DCNV2"
+    assert rows[-1].metrics["auc"] == pytest.approx(0.85)
+    assert rows[-1].metrics["valid_auc"] == pytest.approx(0.86)
+    assert ctr.recbole_ctr_rows("ml-1m-ctr", []) == []
