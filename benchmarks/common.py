@@ -16,6 +16,8 @@ Run ``python benchmarks/common.py`` to rebuild BENCHMARKS.md from ``benchmarks/r
 
 from __future__ import annotations
 
+import argparse
+import glob
 import json
 import logging
 import os
@@ -201,33 +203,29 @@ def rebuild_benchmarks_md(results_dir: Path | None = None, out: Path | None = No
     return write_text(out, text)
 
 
-if __name__ == "__main__":
-    print(rebuild_benchmarks_md())
-
-
 def run_parallel(jobs: dict[str, list[str]], *, parallel: int, logs: Path) -> list[str]:
     """Run each command of ``jobs`` (name -> argv) as a process, ``parallel`` at a time, stdout and
     stderr to ``logs/<name>.log``; returns the names of the jobs that exited non-zero."""
     log = logging.getLogger("benchmarks")
     logs.mkdir(parents=True, exist_ok=True)
     pending = list(jobs.items())
-    running: list[tuple[subprocess.Popen[bytes], str, Any]] = []
+    running: list[tuple[subprocess.Popen[bytes], str, Any, float]] = []
     failed: list[str] = []
-    start = time.perf_counter()
     while pending or running:
         while pending and len(running) < parallel:
             name, cmd = pending.pop(0)
             fh = (logs / f"{name}.log").open("wb")
-            running.append((subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT), name, fh))
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+            running.append((proc, name, fh, time.perf_counter()))
             log.info("started %s", name)
         time.sleep(1)
         for entry in list(running):
-            proc, name, fh = entry
+            proc, name, fh, started = entry
             if proc.poll() is not None:
                 fh.close()
                 running.remove(entry)
-                took = time.perf_counter() - start
-                log.info("%s finished (exit %d) after %.0fs", name, proc.returncode, took)
+                took = time.perf_counter() - started
+                log.info("%s finished (exit %d) in %.0fs", name, proc.returncode, took)
                 if proc.returncode != 0:
                     failed.append(name)
     return failed
@@ -271,6 +269,97 @@ def overrides_args(items: list[str] | None) -> list[str]:
     return [arg for item in items or [] for arg in ("--set", item)]
 
 
+def add_seed_run_args(
+    parser: argparse.ArgumentParser, *, models: str, seeds: str, out_dir: str, baseline: str
+) -> None:
+    """The options of a ``run`` that trains every model x seed as parallel jobs (seqrec.py, ctr.py);
+    ``baseline`` names the script whose result files ``--recbole-json`` takes."""
+    parser.add_argument("--name", required=True, help="result file benchmarks/results/<name>.json")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument(
+        "--models", default=models, help="config names (files <config-dir>/<name>.yaml)"
+    )
+    parser.add_argument(
+        "--config-dir", help="folder of the model configs (default configs/<dataset>)"
+    )
+    parser.add_argument("--seeds", default=seeds)
+    parser.add_argument("--parallel", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    parser.add_argument("--out-dir", default=out_dir)
+    parser.add_argument("--set", action="append", help="override passed to every run (KEY=VALUE)")
+    parser.add_argument(
+        "--recbole-cmd", help="a shell command run beside our jobs (the RecBole baseline)"
+    )
+    parser.add_argument(
+        "--recbole-json",
+        nargs="*",
+        default=[],
+        help=f"result files or globs written by {baseline} (several: one per seed), added as rows",
+    )
+    parser.add_argument("--notes", default="")
+    parser.add_argument("--no-rebuild", action="store_true", help="do not rebuild BENCHMARKS.md")
+    parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="start nothing: summarise the results.json already in --out-dir (missing runs noted)",
+    )
+
+
+@dataclass
+class SeedRuns:
+    """What :func:`run_seed_jobs` ran: per model, the (seed, results.json) of every finished run."""
+
+    models: list[str]
+    config_dir: Path
+    results: dict[str, list[tuple[int, dict[str, Any]]]]
+    missing: list[str]
+
+    def notes(self, notes: str) -> str:
+        """``notes`` plus the runs that have no result (``--collect`` on an unfinished job)."""
+        if not self.missing:
+            return notes
+        return f"{notes} Runs without results (not finished): {', '.join(self.missing)}.".strip()
+
+
+def run_seed_jobs(
+    script: str, args: argparse.Namespace, *, data_args: list[str], extra: list[str]
+) -> SeedRuns:
+    """Run ``<script> job`` for every model x seed of ``args`` (see :func:`add_seed_run_args`),
+    ``--recbole-cmd`` beside them, and read the run folders back. With ``--collect`` nothing runs and
+    missing results are listed; otherwise a failed job or baseline stops with SystemExit."""
+    models = args.models.split(",")
+    config_dir = Path(args.config_dir) if args.config_dir else ROOT / "configs" / args.dataset
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out_dir = Path(args.out_dir)
+    jobs = seed_jobs(
+        script, models, seeds, dataset=args.dataset, config_dir=config_dir, out_dir=out_dir,
+        data_args=data_args, extra=[*extra, *overrides_args(args.set)],
+    )  # fmt: skip
+    logs = out_dir / "logs"
+    failed: list[str] = []
+    if not args.collect:
+        baseline = subprocess.Popen(args.recbole_cmd, shell=True) if args.recbole_cmd else None
+        failed = run_parallel(jobs, parallel=args.parallel, logs=logs)
+        if baseline is not None and baseline.wait():
+            failed.append(f"--recbole-cmd (exit {baseline.returncode})")
+    if failed:
+        raise SystemExit(f"runs failed: {failed}; see {logs}")
+    results: dict[str, list[tuple[int, dict[str, Any]]]] = {m: [] for m in models}
+    missing: list[str] = []
+    for model in models:
+        for seed in seeds:
+            path = out_dir / f"{args.dataset}-{model}-s{seed}" / "results.json"
+            if args.collect and not path.exists():  # a run that did not finish: say so, go on
+                missing.append(f"{model}-s{seed}")
+                continue
+            results[model].append((seed, json.loads(path.read_text())))
+    return SeedRuns(models, config_dir, results, missing)
+
+
+def glob_paths(patterns: list[str]) -> list[Path]:
+    """The files matching any of ``patterns`` (globs), sorted, each once."""
+    return sorted({Path(f) for pattern in patterns for f in glob.glob(pattern)})
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
@@ -282,3 +371,7 @@ def seed_summary(per_seed: list[dict[str, float]]) -> dict[str, float]:
     for key in per_seed[0]:
         out[key], out[f"{key}_std"] = mean_std([m[key] for m in per_seed])
     return out
+
+
+if __name__ == "__main__":
+    print(rebuild_benchmarks_md())

@@ -19,11 +19,8 @@ one row per seed and a mean/std row per model, then the anchors.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import logging
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,13 +29,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
-    ROOT,
     Row,
+    add_seed_run_args,
     command_line,
+    glob_paths,
     mean_std,
-    overrides_args,
-    run_parallel,
-    seed_jobs,
+    run_seed_jobs,
     write_result,
 )
 
@@ -107,40 +103,11 @@ def job(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    models = args.models.split(",")
-    config_dir = Path(args.config_dir) if args.config_dir else ROOT / "configs" / args.dataset
-    seeds = [int(s) for s in args.seeds.split(",")]
-    out_dir = Path(args.out_dir)
-    jobs = seed_jobs(
-        __file__,
-        models,
-        seeds,
-        dataset=args.dataset,
-        config_dir=config_dir,
-        out_dir=out_dir,
-        data_args=["--data", args.data],
-        extra=[*(["--device", args.device] if args.device else []), *overrides_args(args.set)],
-    )
-    logs = out_dir / "logs"
-    run_baseline = args.recbole_cmd and not args.collect
-    baseline = subprocess.Popen(args.recbole_cmd, shell=True) if run_baseline else None
-    failed = [] if args.collect else run_parallel(jobs, parallel=args.parallel, logs=logs)
-    if baseline is not None and baseline.wait():
-        failed.append(f"--recbole-cmd (exit {baseline.returncode})")
-    if failed:
-        raise SystemExit(f"runs failed: {failed}; see {logs}")
-
+    device = ["--device", args.device] if args.device else []
+    runs = run_seed_jobs(__file__, args, data_args=["--data", args.data], extra=device)
     rows: list[Row] = []
-    missing: list[str] = []
-    for model in models:
-        per_seed = []
-        for seed in seeds:
-            path = out_dir / f"{args.dataset}-{model}-s{seed}" / "results.json"
-            if args.collect and not path.exists():  # a run that did not finish: say so, go on
-                missing.append(f"{model}-s{seed}")
-                continue
-            res = json.loads(path.read_text())
-            per_seed.append(res)
+    for model, per_seed in runs.results.items():
+        for seed, res in per_seed:
             metrics = {
                 **res["test"],
                 "valid_auc": res["valid"]["auc"],
@@ -151,19 +118,17 @@ def run(args: argparse.Namespace) -> None:
             rows.append(Row(args.dataset, "ctr", f"shortlist {model}", f"seed={seed}", metrics))
         if not per_seed:
             continue
+        results = [res for _, res in per_seed]
         summary: dict[str, float] = {}
         for key in ("auc", "gauc", "logloss"):
-            summary[key], summary[f"{key}_std"] = mean_std([r["test"][key] for r in per_seed])
-        summary["valid_auc"] = mean_std([r["valid"]["auc"] for r in per_seed])[0]
-        rows.append(
-            Row(args.dataset, "ctr", f"shortlist {model}", f"mean of {len(per_seed)} seeds", summary)
-        )
+            summary[key], summary[f"{key}_std"] = mean_std([r["test"][key] for r in results])
+        summary["valid_auc"] = mean_std([r["valid"]["auc"] for r in results])[0]
+        label = f"mean of {len(results)} seeds"
+        rows.append(Row(args.dataset, "ctr", f"shortlist {model}", label, summary))
     rows += recbole_ctr_rows(args.dataset, args.recbole_json)
     for method, metrics, source in ANCHORS.get(args.dataset, []):
         rows.append(Row(args.dataset, "ctr", f"anchor: {method}", source, dict(metrics)))
-    notes = args.notes
-    if missing:
-        notes = f"{notes} Runs without results (not finished): {', '.join(missing)}.".strip()
+    notes = runs.notes(args.notes)
     write_result(args.name, rows, command=command_line(), notes=notes, rebuild=not args.no_rebuild)
 
 
@@ -171,7 +136,7 @@ def recbole_ctr_rows(dataset: str, patterns: list[str]) -> list[Row]:
     """RecBole's models on our split (``benchmarks/recbole/run_ctr.py`` result files, globs): one row
     per seed and, per model with several seeds, their mean and std."""
     per_model: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted({Path(f) for pattern in patterns for f in glob.glob(pattern)}):
+    for path in glob_paths(patterns):
         rb = json.loads(path.read_text())
         per_model.setdefault(rb["model"], []).append(rb)
     rows: list[Row] = []
@@ -212,32 +177,12 @@ def main() -> None:
     j.add_argument("--device")
     j.add_argument("--set", action="append")
     r = sub.add_parser("run", help="all models x seeds in parallel, then the result file")
-    r.add_argument("--name", required=True, help="result file name: ctr_ml1m or ctr_beauty")
-    r.add_argument("--dataset", required=True)
     r.add_argument("--data", required=True, help="the .npz written by prepare")
-    r.add_argument("--models", default="can,din,deepfm,dcnv2", help="config names in --config-dir")
-    r.add_argument("--config-dir", help="default configs/<dataset>")
-    r.add_argument("--seeds", default="0,1,2,3,4")
-    r.add_argument("--parallel", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     r.add_argument("--device", help="cpu or cuda (default: the configs' train.device)")
-    r.add_argument("--out-dir", default="runs/ctr")
-    r.add_argument("--set", action="append", help="override passed to every run (KEY=VALUE)")
-    r.add_argument(
-        "--recbole-cmd", help="a shell command run beside our jobs (RecBole's models on our split)"
-    )
-    r.add_argument(
-        "--recbole-json",
-        nargs="*",
-        default=[],
-        help="result files (globs) of benchmarks/recbole/run_ctr.py, added as rows",
-    )
-    r.add_argument("--notes", default="")
-    r.add_argument("--no-rebuild", action="store_true", help="do not rebuild BENCHMARKS.md")
-    r.add_argument(
-        "--collect",
-        action="store_true",
-        help="start nothing: summarise the results.json already in --out-dir (missing runs noted)",
-    )
+    add_seed_run_args(
+        r, models="can,din,deepfm,dcnv2", seeds="0,1,2,3,4", out_dir="runs/ctr",
+        baseline="benchmarks/recbole/run_ctr.py",
+    )  # fmt: skip
     args = parser.parse_args()
     {"prepare": prepare, "job": job, "run": run}[args.cmd](args)
 

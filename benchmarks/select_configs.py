@@ -16,15 +16,14 @@ every config's validation metric, so the choice can be checked.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Row, command_line, write_result
-from seqrec import recbole_summary
+from common import Row, command_line, glob_paths, write_result
+from seqrec import anchor_rows, recbole_summary
 
 
 def family(config: str) -> str:
@@ -95,19 +94,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-rebuild", action="store_true", help="do not rebuild BENCHMARKS.md")
     args = p.parse_args(argv)
 
-    from shortlist.eval.anchors import anchors_for
-
     sweep = json.loads(Path(args.sweep).read_text())
     rows, chosen, note = select(sweep, args.families.split(","), args.by)
     if not rows:
         raise SystemExit(f"{args.sweep}: no rows of the chosen configs")
     dataset, protocol = rows[0].dataset, rows[0].protocol.split(",")[0]
-    paths = sorted({Path(f) for pattern in args.recbole for f in glob.glob(pattern)})
-    rows += recbole_summary(paths, dataset, protocol)
-    for anchor in anchors_for(dataset, protocol):
-        rows.append(
-            Row(dataset, protocol, f"anchor: {anchor.method}", anchor.source, dict(anchor.metrics))
-        )
+    rows += recbole_summary(glob_paths(args.recbole), dataset, protocol)
+    rows += anchor_rows(dataset, protocol)
     notes = " ".join(x for x in (args.notes, note, f"Sweep: {sweep['command']}") if x)
     write_result(args.name, rows, command=command_line(), notes=notes, rebuild=not args.no_rebuild)
     for fam, (config, score) in chosen.items():

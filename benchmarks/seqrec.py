@@ -16,11 +16,8 @@ Each model uses its frozen config ``configs/<dataset>/<model>.yaml`` with ``trai
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import logging
-import os
-import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -30,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     ROOT,
     Row,
+    add_seed_run_args,
     command_line,
+    glob_paths,
     mean_std,
-    overrides_args,
-    run_parallel,
-    seed_jobs,
+    run_seed_jobs,
     seed_summary,
     write_result,
 )
@@ -71,44 +68,15 @@ def job(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from shortlist.eval.anchors import anchors_for
     from shortlist.train.config import load_config
 
-    models = args.models.split(",")
-    config_dir = Path(args.config_dir) if args.config_dir else ROOT / "configs" / args.dataset
-    seeds = [int(s) for s in args.seeds.split(",")]
-    out_dir = Path(args.out_dir)
-    jobs = seed_jobs(
-        __file__,
-        models,
-        seeds,
-        dataset=args.dataset,
-        config_dir=config_dir,
-        out_dir=out_dir,
-        data_args=["--split", args.split],
-        extra=overrides_args(args.set),
-    )
-    logs = out_dir / "logs"
-    run_recbole = args.recbole_cmd and not args.collect
-    extra = subprocess.Popen(args.recbole_cmd, shell=True) if run_recbole else None
-    failed = [] if args.collect else run_parallel(jobs, parallel=args.parallel, logs=logs)
-    if extra is not None:
-        extra.wait()
-    if failed:
-        raise SystemExit(f"runs failed: {failed}; see {logs}")
-
-    protocol = load_config(config_dir / f"{models[0]}.yaml").protocol
+    runs = run_seed_jobs(__file__, args, data_args=["--split", args.split], extra=[])
+    protocol = load_config(runs.config_dir / f"{runs.models[0]}.yaml").protocol
+    unmasked_protocol = f"{protocol}, history not masked"
     rows: list[Row] = []
-    missing: list[str] = []
-    for model in models:
-        per_seed = []
-        for seed in seeds:
-            path = out_dir / f"{args.dataset}-{model}-s{seed}" / "results.json"
-            if args.collect and not path.exists():  # a run that did not finish: say so, go on
-                missing.append(f"{model}-s{seed}")
-                continue
-            res = json.loads(path.read_text())
-            per_seed.append(res)
+    for model, per_seed in runs.results.items():
+        name = f"shortlist {model}"
+        for seed, res in per_seed:
             metrics = {
                 **res["test"],
                 **valid_at10(res),
@@ -116,53 +84,51 @@ def run(args: argparse.Namespace) -> None:
                 "train_s": res["train_seconds"],
                 "sequences_per_s": res["sequences_per_s"],
             }
-            rows.append(Row(args.dataset, protocol, f"shortlist {model}", f"seed={seed}", metrics))
+            rows.append(Row(args.dataset, protocol, name, f"seed={seed}", metrics))
             if "test_unmasked" in res:  # the protocol masks seen items; RecBole does not
                 rows.append(
                     Row(
                         args.dataset,
-                        f"{protocol}, history not masked",
-                        f"shortlist {model}",
+                        unmasked_protocol,
+                        name,
                         f"seed={seed}",
                         dict(res["test_unmasked"]),
                     )
                 )
         if not per_seed:
             continue
-        mean_label = f"mean of {len(per_seed)} seeds"
-        summary = {k: mean_std([valid_at10(r)[k] for r in per_seed])[0] for k in valid_at10(res)}
-        summary |= seed_summary([r["test"] for r in per_seed])
-        rows.append(Row(args.dataset, protocol, f"shortlist {model}", mean_label, summary))
-        if all("test_unmasked" in r for r in per_seed):
-            unmasked = seed_summary([r["test_unmasked"] for r in per_seed])
-            rows.append(
-                Row(
-                    args.dataset,
-                    f"{protocol}, history not masked",
-                    f"shortlist {model}",
-                    mean_label,
-                    unmasked,
-                )
-            )
-    rb_paths = sorted({Path(f) for pattern in args.recbole_json for f in glob.glob(pattern)})
+        results = [res for _, res in per_seed]
+        mean_label = f"mean of {len(results)} seeds"
+        valid = [valid_at10(r) for r in results]
+        summary = {k: mean_std([v[k] for v in valid])[0] for k in valid[0]}
+        summary |= seed_summary([r["test"] for r in results])
+        rows.append(Row(args.dataset, protocol, name, mean_label, summary))
+        if all("test_unmasked" in r for r in results):
+            unmasked = seed_summary([r["test_unmasked"] for r in results])
+            rows.append(Row(args.dataset, unmasked_protocol, name, mean_label, unmasked))
+    rb_paths = glob_paths(args.recbole_json)
     if len(rb_paths) == 1:
         rows += recbole_rows(json.loads(rb_paths[0].read_text()), args.dataset, protocol)
     elif rb_paths:  # several RecBole seeds: per-seed rows and their mean
         rows += recbole_summary(rb_paths, args.dataset, protocol)
-    for anchor in anchors_for(args.dataset, protocol):
-        rows.append(
-            Row(
-                dataset=args.dataset,
-                protocol=protocol,
-                model=f"anchor: {anchor.method}",
-                variant=anchor.source,
-                metrics=dict(anchor.metrics),
-            )
-        )
-    notes = args.notes or ""
-    if missing:
-        notes = f"{notes} Runs without results (not finished): {', '.join(missing)}.".strip()
-    write_result(args.name, rows, command=command_line(), notes=notes, rebuild=not args.no_rebuild)
+    rows += anchor_rows(args.dataset, protocol)
+    write_result(
+        args.name,
+        rows,
+        command=command_line(),
+        notes=runs.notes(args.notes),
+        rebuild=not args.no_rebuild,
+    )
+
+
+def anchor_rows(dataset: str, protocol: str) -> list[Row]:
+    """The published numbers of ``dataset`` under ``protocol`` (shortlist.eval.anchors) as rows."""
+    from shortlist.eval.anchors import anchors_for
+
+    return [
+        Row(dataset, protocol, f"anchor: {a.method}", a.source, dict(a.metrics))
+        for a in anchors_for(dataset, protocol)
+    ]
 
 
 def valid_at10(res: dict[str, Any]) -> dict[str, float]:
@@ -254,33 +220,11 @@ def main() -> None:
     j.add_argument("--run-dir", required=True)
     j.add_argument("--set", action="append")
     r = sub.add_parser("run", help="all models x seeds in parallel, then the result file")
-    r.add_argument("--name", required=True)
-    r.add_argument("--dataset", required=True)
     r.add_argument("--split", required=True)
-    r.add_argument(
-        "--models", default="sasrec,hstu", help="config names (files <config-dir>/<name>.yaml)"
-    )
-    r.add_argument("--config-dir", help="folder of the model configs (default configs/<dataset>)")
-    r.add_argument("--seeds", default="0,1,2")
-    r.add_argument("--parallel", type=int, default=max(1, (os.cpu_count() or 2) // 2))
-    r.add_argument("--out-dir", default="runs/bench")
-    r.add_argument("--set", action="append", help="override passed to every run (KEY=VALUE)")
-    r.add_argument(
-        "--recbole-cmd", help="a shell command run beside our jobs (the RecBole baseline)"
-    )
-    r.add_argument(
-        "--recbole-json",
-        nargs="*",
-        default=[],
-        help="the JSON file(s) or globs benchmarks/recbole/run_sasrec.py wrote (several: one per seed)",
-    )
-    r.add_argument("--notes", default="")
-    r.add_argument("--no-rebuild", action="store_true", help="do not rebuild BENCHMARKS.md")
-    r.add_argument(
-        "--collect",
-        action="store_true",
-        help="start nothing: summarise the results.json already in --out-dir (missing runs noted)",
-    )
+    add_seed_run_args(
+        r, models="sasrec,hstu", seeds="0,1,2", out_dir="runs/bench",
+        baseline="benchmarks/recbole/run_sasrec.py",
+    )  # fmt: skip
     args = parser.parse_args()
     {"prepare": prepare, "job": job, "run": run}[args.cmd](args)
 

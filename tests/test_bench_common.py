@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -74,3 +75,42 @@ def test_seed_jobs_and_overrides() -> None:
         "bench.py", "job", "--config", "configs/ml-100k/hstu.yaml", "--split", "s.npz",
         "--seed", "1", "--run-dir", "runs/x/ml-100k-hstu-s1", "--set", "train.lr=0.01",
     ]  # fmt: skip
+
+
+def _run_args(out_dir: Path, **kw: object) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    common.add_seed_run_args(parser, models="a,b", seeds="0,1", out_dir=str(out_dir), baseline="x")
+    args = parser.parse_args(["--name", "n", "--dataset", "d"])
+    vars(args).update(kw)
+    return args
+
+
+def test_run_seed_jobs_collect_reads_finished_runs_and_lists_the_rest(tmp_path: Path) -> None:
+    for name, auc in (("d-a-s0", 0.7), ("d-b-s1", 0.8)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({"auc": auc}))
+    runs = common.run_seed_jobs(
+        "script.py", _run_args(tmp_path, collect=True), data_args=[], extra=[]
+    )
+    assert runs.results == {"a": [(0, {"auc": 0.7})], "b": [(1, {"auc": 0.8})]}
+    assert runs.missing == ["a-s1", "b-s0"]
+    assert runs.notes("N.") == "N. Runs without results (not finished): a-s1, b-s0."
+    assert runs.config_dir == common.ROOT / "configs" / "d"
+
+
+def test_run_seed_jobs_stops_on_a_failed_job(tmp_path: Path) -> None:
+    args = _run_args(
+        tmp_path, parallel=2
+    )  # the jobs run `python script.py job ...`: no such script
+    with pytest.raises(SystemExit, match=r"runs failed: \['a-s0', 'a-s1', 'b-s0', 'b-s1'\]"):
+        common.run_seed_jobs(str(tmp_path / "missing.py"), args, data_args=[], extra=[])
+
+
+def test_glob_paths_sorted_and_unique(tmp_path: Path) -> None:
+    for name in ("b.json", "a.json"):
+        (tmp_path / name).write_text("{}")
+    pattern = str(tmp_path / "*.json")
+    assert common.glob_paths([pattern, pattern, str(tmp_path / "none*")]) == [
+        tmp_path / "a.json",
+        tmp_path / "b.json",
+    ]
