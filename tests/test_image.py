@@ -213,7 +213,7 @@ def test_fuse_errors_name_the_modality() -> None:
     text, image = np.ones((4, 3)), np.ones((5, 2))
     with pytest.raises(ValueError, match="modality 'image' has 5 rows but 'text' has 4"):
         fuse({"text": text, "image": image})
-    with pytest.raises(ValueError, match=r"modality 'image' must be an \(N, D_m\)"):
+    with pytest.raises(ValueError, match=r"modality 'image' must be an \(N, D\) array with D >= 1"):
         fuse({"text": text, "image": np.ones(4)})
     partial = np.ones((4, 2))
     partial[1, 0] = np.nan

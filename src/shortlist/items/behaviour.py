@@ -44,7 +44,7 @@ import scipy.sparse as sp
 
 from shortlist.data._checks import _bad, _is_int, _is_real
 from shortlist.data.sequences import Jagged
-from shortlist.items.fusion import fuse
+from shortlist.items.fusion import fuse, real_matrix
 
 log = logging.getLogger(__name__)
 
@@ -232,17 +232,9 @@ def fuse_with_behaviour(
         ValueError: the row counts differ, an array is not 2-D, a value is NaN or infinite, or
             the weight is negative or not finite.
     """
-    content = np.asarray(content)
-    behaviour = np.asarray(behaviour)
+    content = real_matrix(content, "fuse_with_behaviour: 'content'")
+    behaviour = real_matrix(behaviour, "fuse_with_behaviour: 'behaviour'")
     for name, arr in (("content", content), ("behaviour", behaviour)):
-        if arr.ndim != 2 or arr.shape[1] < 1:
-            raise ValueError(
-                f"fuse_with_behaviour: {name!r} must be an (N, D) array; got shape {arr.shape}."
-            )
-        if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-            raise ValueError(
-                f"fuse_with_behaviour: {name!r} must hold real numbers; got dtype {arr.dtype}."
-            )
         bad = ~np.isfinite(arr).all(axis=1)
         if bad.any():
             raise ValueError(

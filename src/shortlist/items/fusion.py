@@ -38,6 +38,16 @@ def orthogonal_projection(dim_in: int, dim_out: int, seed: int = 0) -> np.ndarra
     return q if dim_out <= dim_in else q.T
 
 
+def real_matrix(value: object, label: str) -> np.ndarray:
+    """``value`` as an (N, D) array of real numbers, D >= 1; else ValueError naming ``label``."""
+    arr = np.asarray(value)
+    if arr.ndim != 2 or arr.shape[1] < 1:
+        raise ValueError(f"{label} must be an (N, D) array with D >= 1; got shape {arr.shape}.")
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"{label} must hold real numbers; got dtype {arr.dtype}.")
+    return arr
+
+
 def fuse(
     embeddings: Mapping[str, np.ndarray],
     weights: Mapping[str, float] | None = None,
@@ -70,15 +80,7 @@ def fuse(
     n_rows: int | None = None
     first = ""
     for name in names:
-        arr = np.asarray(embeddings[name])
-        if arr.ndim != 2 or arr.shape[1] < 1:
-            raise ValueError(
-                f"fuse: modality {name!r} must be an (N, D_m) array with D_m >= 1; got shape {arr.shape}."
-            )
-        if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-            raise ValueError(
-                f"fuse: modality {name!r} must hold real numbers; got dtype {arr.dtype}."
-            )
+        arr = real_matrix(embeddings[name], f"fuse: modality {name!r}")
         if n_rows is None:
             n_rows, first = arr.shape[0], name
         elif arr.shape[0] != n_rows:
