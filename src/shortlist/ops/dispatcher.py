@@ -36,7 +36,8 @@ running max of online softmax, so the prefix sums are plain cumulative sums, eve
 output is bitwise independent of later events, and the incremental state is just (numerators,
 denominator). Prefix sums, denominators and softmaxes run in float32 whatever the input dtype;
 the chunked path's matmul operands are bfloat16 for bfloat16 inputs (:func:`matmul_dtype`: float32
-operands fall off the tensor cores, 2 of 3.3 ms of a step at L = 16k on the H200).
+operands fall off the tensor cores: most of a step at L = 16k in the H200 profile of
+benchmarks/gpu/profile.sh).
 
 Implementations:
     - :func:`dispatcher_attention_reference`: explicit (L, L) causal mask and softmax per expert,

@@ -10,8 +10,8 @@ Two steps, so that the angle table is computed once per forward and shared by qu
 :func:`rope_tables` builds cos/sin of ``position * base**(-i/half)`` in float64 (positions up to
 10^6 and more keep full precision), :func:`apply_rope` rotates channel pairs ``(i, i + half)`` with
 them. The table is a custom op, opaque to ``torch.compile``: inlined into the elementwise kernel,
-the float64 cos/sin would be recomputed for every one of the B*H*T*dh elements (measured on the
-H200: 1.7 ms of a 4 ms KSA step at L = 16k, benchmarks/gpu/profile.sh).
+the float64 cos/sin would be recomputed for every one of the B*H*T*dh elements (the largest item
+of a compiled KSA step at L = 16k in the H200 profile of benchmarks/gpu/profile.sh).
 """
 
 from __future__ import annotations
