@@ -107,3 +107,60 @@ def recbole_config(
         return Config(model=model, dataset=token, config_dict={**env, **config_dict})
     finally:
         sys.argv = argv_saved
+
+
+def rng_state() -> dict[str, Any]:
+    """The random states a resumed run restores: Python's, numpy's, torch's CPU and CUDA generators."""
+    import random
+
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved (CUDA states only where this machine has as many GPUs)."""
+    import random
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write a resumable training state atomically: ``torch.save`` to a temporary file, then rename.
+
+    A run killed while writing leaves the previous checkpoint intact. ``state["run"]`` identifies
+    the run (data, model, seed...): :func:`load_checkpoint` refuses a checkpoint of another run.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, run: dict[str, Any]) -> dict[str, Any] | None:
+    """The state :func:`save_checkpoint` wrote at ``path``, or None when there is none.
+
+    Raises ValueError naming the differing keys when the checkpoint belongs to another run (its
+    ``run`` differs from ``run``): resuming it would mix two experiments.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    saved = state.get("run", {})
+    differ = sorted(k for k in set(saved) | set(run) if saved.get(k) != run.get(k))
+    if differ:
+        detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {run.get(k)!r}" for k in differ)
+        raise ValueError(
+            f"The checkpoint {path} belongs to another run ({detail}). "
+            "Pass another '--checkpoint' path or delete this one to start afresh."
+        )
+    return state

@@ -5,7 +5,10 @@ SASRec, Trainer) from its own environment (``.venv-recbole``, see setup.sh), nev
 It drives the epochs itself, with RecBole's ``Trainer._train_epoch`` / ``_valid_epoch`` /
 ``evaluate`` and ``early_stopping`` (the steps of ``Trainer.fit``), so that it can time each epoch,
 cap the steps (``--max-steps``) or the wall time (``--time-limit-s``), and keep the best model in
-memory (no checkpoint file, so no ``torch.load``; TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 is set anyway
+memory. ``--checkpoint PATH`` also writes, after every whole epoch, the state to resume from (model,
+optimizer, RecBole's shuffling generator, the random states, the best model so far and the epoch
+records; atomically, ``harness.save_checkpoint``): a later call with the same path continues the run,
+so a run longer than one time-limited call spans several (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 is set
 for RecBole's own loaders). Before importing RecBole it gives it a no-op ``torch.utils.tensorboard``
 (no tensorboard package needed) and, on numpy >= 2, the three numpy 1.x aliases RecBole's Config
 reads (``np.float_``, ``np.complex_``, ``np.unicode_``); ``--check-install`` only imports and prints
@@ -78,8 +81,12 @@ from harness import (
     command_line,
     install_no_op_tensorboard,
     install_numpy_1_aliases,
+    load_checkpoint,
     machine,
     recbole_config,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -370,6 +377,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "ours unmasked, or RecBole's evaluator (default: masked for the hstu protocol, else recbole)",
     )
     p.add_argument("--speed-only", action="store_true", help="train only: no validation, no test")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="resumable state, written after every epoch; when the file exists the run continues "
+        "from it (a run longer than one time-limited call spans several)",
+    )
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=2)
@@ -540,7 +554,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     steps_left = args.max_steps if args.max_steps else math.inf
     epochs: list[dict[str, Any]] = []
     best_score, bad_epochs, best_state, best_epoch, stopped_by = -math.inf, 0, None, None, "epochs"
-    for epoch in range(args.epochs):
+    start_epoch, finished, resumed_from = 0, False, None
+    run_id = {
+        "token": token,
+        "train_fingerprint": manifest["fingerprints"]["train"],
+        "seed": args.seed,
+        "model": [args.hidden, args.layers, args.heads, args.inner, args.dropout],
+        "optim": [args.lr, args.batch_size],
+        "stopping": [args.stopping_step, early_stop_on],
+    }
+    saved = load_checkpoint(args.checkpoint, run_id) if args.checkpoint else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        trainer.optimizer.load_state_dict(saved["optimizer"])
+        train_data.generator.set_state(saved["shuffle_generator"])
+        set_rng_state(saved["rng"])
+        epochs, start_epoch, finished = saved["epochs"], saved["next_epoch"], saved["finished"]
+        best_score, bad_epochs, best_epoch = saved["best_score"], saved["bad_epochs"], saved["best_epoch"]
+        best_state, stopped_by = saved["best_state"], saved["stopped_by"]
+        resumed_from = start_epoch
+        log.info("resumed %s at epoch %d (finished: %s)", args.checkpoint, start_epoch, finished)
+    for epoch in range(start_epoch, args.epochs if not finished else start_epoch):
         if steps_left <= 0 or time.perf_counter() >= deadline:  # the cap fell on an epoch's end
             stopped_by = "max_steps" if steps_left <= 0 else "time_limit"
             break
@@ -596,9 +630,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         if stop:
             stopped_by = "early_stopping"
-            break
-        if batches.cut_short:
+        elif batches.cut_short:
             stopped_by = "max_steps" if steps_left <= 0 else "time_limit"
+        elif epoch + 1 == args.epochs:
+            stopped_by = "epochs"
+        if args.checkpoint and not args.speed_only:
+            # only early stopping ends a run for good: a resumed call with a larger --epochs goes on,
+            # and an epoch cut short by a cap is redone from the last whole one
+            finished = bool(stop)
+            if finished or not batches.cut_short:
+                save_checkpoint(
+                    args.checkpoint,
+                    {
+                        "run": run_id,
+                        "model": model.state_dict(),
+                        "optimizer": trainer.optimizer.state_dict(),
+                        "shuffle_generator": train_data.generator.get_state(),
+                        "rng": rng_state(),
+                        "epochs": epochs,
+                        "next_epoch": epoch + 1,
+                        "finished": finished,
+                        "best_score": best_score,
+                        "bad_epochs": bad_epochs,
+                        "best_epoch": best_epoch,
+                        "best_state": best_state,
+                        "stopped_by": stopped_by,
+                    },
+                )
+        if stop or batches.cut_short:
             break
 
     test: dict[str, float] = {}
@@ -716,6 +775,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "epochs_run": len(epochs),
         "best_epoch": best_epoch,
         "stopped_by": stopped_by,
+        "resumed_at_epoch": resumed_from,
         "speed": speed,
         "test": test,
         "test_ours_unmasked": test_ours["unmasked"],
