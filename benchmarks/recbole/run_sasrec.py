@@ -421,6 +421,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also write benchmarks/results/RECORD.json through benchmarks/common.py",
     )
     args = p.parse_args(argv)
+    if args.checkpoint is not None:  # recbole_config() changes into --work-dir
+        args.checkpoint = args.checkpoint.resolve()
     for name in ("epochs", "batch_size", "eval_batch_size", "hidden", "layers", "heads", "threads"):
         if getattr(args, name) < 1:
             raise ValueError(
