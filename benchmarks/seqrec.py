@@ -145,7 +145,7 @@ def recbole_rows(rb: dict[str, Any], dataset: str, protocol: str) -> list[Row]:
         "epochs_run": rb["epochs_run"],
         "examples_per_s": rb["speed"]["train_examples_per_s"],
     }
-    stopped = f"same split, same run; stopped by {rb['stopped_by']}"
+    stopped = f"same split; stopped by {rb['stopped_by']} after {rb['epochs_run']} epochs"
     if "early_stop_on" in rb.get("evaluation", {}):
         stopped += f" (early stopping on {rb['evaluation']['early_stop_on']} valid ndcg@10)"
     unmasked_label = protocol if protocol == "tiger" else f"{protocol}, history not masked"

@@ -18,7 +18,7 @@ from shortlist.ops.ksa import (
     ksa_mask,
     num_chunks,
 )
-from shortlist.ops.ksa_flex import ksa_block_mask, ksa_mask_mod
+from shortlist.ops.ksa_flex import flex_kernel_options, ksa_block_mask, ksa_mask_mod
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -165,3 +165,17 @@ def test_errors_name_the_bad_value() -> None:
         KSAAttentionLayer(12, 4, chunk=2, window=1)
     with pytest.raises(ValueError, match=r"'flex_block' parameter .* power of 2 >= 16. Got 48"):
         KSAAttentionLayer(16, 2, chunk=2, window=1, flex_block=48)
+
+
+@pytest.mark.parametrize("block", [16, 32, 64, 128, 256])
+def test_flex_kernel_tiles_divide_the_block(block: int) -> None:
+    """The compiled kernels' tiling rules (static asserts of torch's flex templates) hold."""
+    opts = flex_kernel_options(block)
+    if block >= 128:
+        assert opts is None  # the kernel's own tiles (128 wide) already divide the block
+        return
+    assert opts is not None
+    assert all(block % opts[k] == 0 for k in opts)
+    assert opts["bwd_BLOCK_N1"] % opts["bwd_BLOCK_M1"] == 0
+    assert opts["bwd_BLOCK_M2"] % opts["bwd_BLOCK_N2"] == 0
+    assert min(opts.values()) >= 16

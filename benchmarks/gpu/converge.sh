@@ -1,55 +1,70 @@
 #!/usr/bin/env bash
 # Issue 3's comparisons trained to convergence, and issue 4's Beauty rows from the same run, in one
-# lease of about 25 minutes over back-to-back calls. Call 1:
-#   KSA_BLOCK=64 bash benchmarks/gpu/converge.sh
-# first times the speed table ALONE on the GPU (benchmarks/gpu/longseq_speed.sh) and profiles
-# compiled ELASTIC at L = 16k, then starts detached and returns:
-# - ML-100k (HSTU protocol): RecBole 1.2.1's SASRec x 3 seeds with --checkpoint runs/rb_ck_s*.pt
-#   (handed back: a later lease that carries them resumes the runs where this one stopped) and ours,
-#   the frozen configs/ml-100k/{sasrec,hstu}.yaml x 5 seeds, beside them;
-# - Amazon Beauty (TIGER protocol): the sweep's best configs by validation (configs/amazon-beauty/sweep:
-#   sasrec-d256, sasrec-d256-do6, hstu-d256, hstu-d128, ksa-c4w4, elastic-e16) x 3 seeds, trained
-#   until patience stops them (the sweep cut every run at 300 s), BEAUTY_S only as a safety limit;
-#   then per family the config with the best mean valid NDCG@10 (benchmarks/select_configs.py)
+# lease of about 25 minutes over back-to-back calls. PARTS picks what runs (default all three):
+# - speed: the speed table ALONE on the GPU first (benchmarks/gpu/longseq_speed.sh, KSA_BLOCK) and a
+#   profile of compiled ELASTIC at L = 16k;
+# - ml100k (HSTU protocol), detached: RecBole 1.2.1's SASRec x 3 seeds with --checkpoint
+#   runs/rbck/rb_ck_s*.pt (handed back; a later lease that carries runs/rbck resumes them where this
+#   one stopped: RecBole needs about 38 s an epoch here, alone) and ours beside them, the frozen
+#   configs/ml-100k/{sasrec,hstu}.yaml x 5 seeds;
+# - beauty (TIGER protocol), detached: the sweep's best configs by validation (configs/amazon-beauty/
+#   sweep: sasrec-d256, sasrec-d256-do6, hstu-d256, hstu-d128, ksa-c4w4, elastic-e16) x 3 seeds,
+#   trained until patience stops them (the sweep cut every run at 300 s), BEAUTY_S only as a safety
+#   limit; then per family the config with the best mean valid NDCG@10 (benchmarks/select_configs.py)
 #   -> seqrec_beauty (sasrec, hstu) and longseq_beauty (sasrec, ksa, elastic).
-# Later calls: `bash benchmarks/gpu/converge.sh --wait SECONDS` until runs/converge.done exists;
-# each hands back $OUT/all.tgz. Carry: .whl, .whl-recbole, .gpu, runs/recbole/carry (and the
-# runs/rb_ck_s*.pt of an earlier lease to resume RecBole).
+# Beside 18 Beauty runs RecBole's Python pipeline starves (187 s an epoch, 2026-11-29): run the
+# parts in separate leases when RecBole must make progress. Call 1:
+#   PARTS="speed beauty" KSA_BLOCK=64 bash benchmarks/gpu/converge.sh
+# later calls: `bash benchmarks/gpu/converge.sh --wait SECONDS` until runs/converge.done exists;
+# each hands back $OUT/all.tgz. Here: seqrec.py run ... --collect on the unpacked runs (the
+# commands are in benchmarks/results/{sweep_beauty_converged,seqrec_ml100k}.json).
+# Carry: .whl, .whl-recbole, .gpu, runs/recbole/carry, and runs/rbck to resume RecBole.
 set -u
 cd "$(dirname "$0")/../.."
 . benchmarks/gpu/lib.sh
 copy_out() {  # one tarball: at most 8 files come back from $OUT
-  tar czf "$OUT/all.tgz" runs/results runs/prof runs/speed.log runs/*.log runs/rb_*.json runs/rb_ck_s*.pt \
+  tar czf "$OUT/all.tgz" runs/results runs/prof runs/speed.log runs/*.log runs/rbck \
     runs/*/logs runs/*/*/results.json 2>/dev/null
   tail -n 2 runs/*.log 2>/dev/null | tail -n 40
 }
 if [ "${1:-}" = "--wait" ]; then wait_then_copy runs/converge.done "${2:-540}"; exit 0; fi
+PARTS=${PARTS:-speed ml100k beauty}
+has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 gpu_setup
+mkdir -p runs/prof runs/results runs/rbck
 nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv
-OUT_FINAL=$OUT; OUT=$(mktemp -d); bash benchmarks/gpu/longseq_speed.sh; OUT=$OUT_FINAL
-mkdir -p runs/prof runs/results && cp benchmarks/results/longseq_speed.json runs/results/
-timeout 100 python3 benchmarks/longseq_profile.py --device cuda --out runs/prof --rows 25 --length 16384 \
-  --method elastic --compile default > runs/prof/elastic_c.log 2>&1 || echo "profile rc $?"
+if has speed; then
+  OUT_FINAL=$OUT; OUT=$(mktemp -d); bash benchmarks/gpu/longseq_speed.sh; OUT=$OUT_FINAL
+  cp benchmarks/results/longseq_speed.json runs/results/
+  timeout 100 python3 benchmarks/longseq_profile.py --device cuda --out runs/prof --rows 25 --length 16384 \
+    --method elastic --compile default > runs/prof/elastic_c.log 2>&1 || echo "profile rc $?"
+fi
+export PARTS RB_S="${RB_S:-960}" BEAUTY_S="${BEAUTY_S:-780}"
 setsid bash -c '
+  has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
   common="--set train.num_workers=0 --no-rebuild"
-  for s in 0 1 2; do
-    PYTHONPATH=/tmp/recbole-site python3 benchmarks/recbole/run_sasrec.py --data runs/recbole/data/ml-100k-hstu-L200 \
-      --device cuda --seed $s --time-limit-s "${RB_S:-960}" --checkpoint runs/rb_ck_s$s.pt \
-      --out runs/rb_ml100k_s$s.json > runs/rb_ml100k_s$s.log 2>&1 &
-  done
-  python3 benchmarks/seqrec.py run --name seqrec_ml100k_ours --dataset ml-100k --split .gpu/ml-100k.npz \
-    --models sasrec,hstu --seeds 0,1,2,3,4 --parallel 4 --out-dir runs/ml_final \
-    --set train.time_limit_s=400 $common > runs/ml_final.log 2>&1 &
-  args=(--name sweep_beauty_converged --dataset amazon-beauty --split .gpu/amazon-beauty.npz
-    --config-dir configs/amazon-beauty/sweep --seeds 0,1,2 --out-dir runs/beauty
-    --models sasrec-d256,sasrec-d256-do6,hstu-d256,hstu-d128,ksa-c4w4,elastic-e16
-    --set train.time_limit_s="${BEAUTY_S:-780}" $common)
-  python3 benchmarks/seqrec.py run "${args[@]}" --parallel 18 > runs/beauty.log 2>&1 \
-    || python3 benchmarks/seqrec.py run "${args[@]}" --collect >> runs/beauty.log 2>&1
-  for f in "sasrec,hstu seqrec_beauty" "sasrec,ksa,elastic longseq_beauty"; do set -- $f
-    python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_beauty_converged.json \
-      --families "$1" --name "$2" --no-rebuild >> runs/select.log 2>&1
-  done
+  if has ml100k; then
+    for s in 0 1 2; do
+      PYTHONPATH=/tmp/recbole-site python3 benchmarks/recbole/run_sasrec.py --data runs/recbole/data/ml-100k-hstu-L200 \
+        --device cuda --seed $s --time-limit-s "$RB_S" --checkpoint runs/rbck/rb_ck_s$s.pt \
+        --out runs/rbck/rb_ml100k_s$s.json > runs/rbck/rb_ml100k_s$s.log 2>&1 &
+    done
+    python3 benchmarks/seqrec.py run --name seqrec_ml100k_ours --dataset ml-100k --split .gpu/ml-100k.npz \
+      --models sasrec,hstu --seeds 0,1,2,3,4 --parallel 4 --out-dir runs/ml_converged \
+      --set train.time_limit_s=400 $common > runs/ml_converged.log 2>&1 &
+  fi
+  if has beauty; then
+    args=(--name sweep_beauty_converged --dataset amazon-beauty --split .gpu/amazon-beauty.npz
+      --config-dir configs/amazon-beauty/sweep --seeds 0,1,2 --out-dir runs/beauty_converged
+      --models sasrec-d256,sasrec-d256-do6,hstu-d256,hstu-d128,ksa-c4w4,elastic-e16
+      --set train.time_limit_s="$BEAUTY_S" $common)
+    python3 benchmarks/seqrec.py run "${args[@]}" --parallel 18 > runs/beauty.log 2>&1 \
+      || python3 benchmarks/seqrec.py run "${args[@]}" --collect >> runs/beauty.log 2>&1
+    for f in "sasrec,hstu seqrec_beauty" "sasrec,ksa,elastic longseq_beauty"; do set -- $f
+      python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_beauty_converged.json \
+        --families "$1" --name "$2" --no-rebuild >> runs/select.log 2>&1
+    done
+  fi
   wait
   cp benchmarks/results/*.json runs/results/  # the next call'"'"'s copy of the tree replaces benchmarks/
   echo done > runs/converge.done' > runs/converge.log 2>&1 < /dev/null &

@@ -128,7 +128,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+    if (
+        state["cuda"]
+        and torch.cuda.is_available()
+        and len(state["cuda"]) == torch.cuda.device_count()
+    ):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
@@ -158,7 +162,9 @@ def load_checkpoint(path: Path, run: dict[str, Any]) -> dict[str, Any] | None:
     saved = state.get("run", {})
     differ = sorted(k for k in set(saved) | set(run) if saved.get(k) != run.get(k))
     if differ:
-        detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {run.get(k)!r}" for k in differ)
+        detail = ", ".join(
+            f"{k}: checkpoint {saved.get(k)!r} vs now {run.get(k)!r}" for k in differ
+        )
         raise ValueError(
             f"The checkpoint {path} belongs to another run ({detail}). "
             "Pass another '--checkpoint' path or delete this one to start afresh."

@@ -572,7 +572,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         train_data.generator.set_state(saved["shuffle_generator"])
         set_rng_state(saved["rng"])
         epochs, start_epoch, finished = saved["epochs"], saved["next_epoch"], saved["finished"]
-        best_score, bad_epochs, best_epoch = saved["best_score"], saved["bad_epochs"], saved["best_epoch"]
+        best_score, bad_epochs, best_epoch = (
+            saved["best_score"],
+            saved["bad_epochs"],
+            saved["best_epoch"],
+        )
         best_state, stopped_by = saved["best_state"], saved["stopped_by"]
         resumed_from = start_epoch
         log.info("resumed %s at epoch %d (finished: %s)", args.checkpoint, start_epoch, finished)

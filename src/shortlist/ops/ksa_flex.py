@@ -62,6 +62,29 @@ def ksa_block_mask(
     )
 
 
+def flex_kernel_options(block_size: int) -> dict[str, int] | None:
+    """Triton tile sizes for a block mask of ``block_size`` (None: the kernel's defaults, for >= 128).
+
+    The compiled kernels need each sparse block to be a whole number of tiles (forward: BLOCK_M and
+    BLOCK_N divide the block; backward: BLOCK_M1, BLOCK_N1, BLOCK_M2, BLOCK_N2 divide it, with
+    BLOCK_N1 % BLOCK_M1 == 0 and BLOCK_M2 % BLOCK_N2 == 0), and their default tiles on Hopper are
+    128 wide: blocks of 64 failed to lower with "Q and KV block size must be divisible by BLOCK_M and
+    BLOCK_N" (H200, 2026-11-29). Smaller blocks get tiles of the block (forward) and half / whole
+    blocks (backward, as flash attention's backward pairs them).
+    """
+    if block_size >= 128:
+        return None
+    half = max(block_size // 2, 16)
+    return {
+        "fwd_BLOCK_M": block_size,
+        "fwd_BLOCK_N": block_size,
+        "bwd_BLOCK_M1": half,
+        "bwd_BLOCK_N1": block_size,
+        "bwd_BLOCK_M2": block_size,
+        "bwd_BLOCK_N2": half,
+    }
+
+
 def _kernel(device: torch.device) -> Callable[..., torch.Tensor]:
     global _compiled
     if device.type != "cuda":
@@ -112,5 +135,8 @@ def event_attention_flex(
     block_mask = ksa_block_mask(Lp, chunk, window, str(q.device), block_size)
     keys = torch.cat((k, sk), 2)  # (B, H, Lp + Sp, dh): summaries after the events
     values = torch.cat((v, sv), 2)
-    out = _kernel(q.device)(q, keys, values, block_mask=block_mask, scale=scale)
+    options = flex_kernel_options(block_size) if q.device.type == "cuda" else None
+    out = _kernel(q.device)(
+        q, keys, values, block_mask=block_mask, scale=scale, kernel_options=options
+    )
     return out[:, :, :L]
