@@ -202,6 +202,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", default="longseq_speed")
     p.add_argument("--max-len", type=int, default=65536)
     p.add_argument(
+        "--lengths",
+        default="",
+        help=f"comma-separated lengths to time instead of {LENGTHS} (up to --max-len)",
+    )
+    p.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated subset of {METHODS} (a variant's quick look; the table times all)",
+    )
+    p.add_argument(
         "--tokens", type=int, default=0, help="tokens per batch (0: 65,536 GPU, 8,192 CPU)"
     )
     p.add_argument("--dim", type=int, default=256)
@@ -240,11 +250,19 @@ def main(argv: list[str] | None = None) -> None:
     modes = ["eager", *[m for m in args.compile.split(",") if m]]
     compile_lengths = {int(n) for n in args.compile_lengths.split(",") if n}
     args.passthrough = list(argv if argv is not None else sys.argv[1:])
-    lengths = [n for n in LENGTHS if n <= args.max_len]
+    try:
+        chosen = [int(n) for n in args.lengths.split(",") if n] or LENGTHS
+    except ValueError:
+        raise ValueError(f"--lengths must be comma-separated integers, got {args.lengths!r}.") from None
+    lengths = [n for n in chosen if n <= args.max_len]
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"--methods: unknown {unknown}; choose among {METHODS}.")
     results: dict[tuple[str, str, int], dict[str, Any]] = {}
     for L in lengths:
         for mode in modes:
-            for method in METHODS:
+            for method in methods:
                 if method == "naive" and (args.naive_max_len < L or mode != "eager"):
                     continue
                 if mode != "eager" and compile_lengths and L not in compile_lengths:
