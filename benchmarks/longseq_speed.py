@@ -179,7 +179,17 @@ def _write(args: argparse.Namespace, results: dict[tuple[str, str, int], dict[st
                 metrics=metrics,
             )
         )
-    keys = ("device", "tokens", "dim", "heads", "chunk", "window", "ksa_block", "experts", "elastic_chunk")
+    keys = (
+        "device",
+        "tokens",
+        "dim",
+        "heads",
+        "chunk",
+        "window",
+        "ksa_block",
+        "experts",
+        "elastic_chunk",
+    )
     config = {k: getattr(args, k) for k in (*keys, "warmup", "repeats", "threads", "compile")}
     write_result(
         args.name,
@@ -253,7 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         chosen = [int(n) for n in args.lengths.split(",") if n] or LENGTHS
     except ValueError:
-        raise ValueError(f"--lengths must be comma-separated integers, got {args.lengths!r}.") from None
+        raise ValueError(
+            f"--lengths must be comma-separated integers, got {args.lengths!r}."
+        ) from None
     lengths = [n for n in chosen if n <= args.max_len]
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(METHODS))
