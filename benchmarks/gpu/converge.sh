@@ -11,7 +11,9 @@
 #   sweep: sasrec-d256, sasrec-d256-do6, hstu-d256, hstu-d128, ksa-c4w4, elastic-e16) x 3 seeds,
 #   trained until patience stops them (the sweep cut every run at 300 s), BEAUTY_S only as a safety
 #   limit; then per family the config with the best mean valid NDCG@10 (benchmarks/select_configs.py)
-#   -> seqrec_beauty (sasrec, hstu) and longseq_beauty (sasrec, ksa, elastic).
+#   -> seqrec_beauty (sasrec, hstu) and longseq_beauty (sasrec, ksa, elastic). BEAUTY_MODELS runs
+#   other sweep configs (new candidates): their run folders join the earlier ones here, and
+#   `seqrec.py run ... --collect` over the whole list rebuilds the sweep before selecting.
 # Beside 18 Beauty runs RecBole's Python pipeline starves (187 s an epoch, 2026-11-29): run the
 # parts in separate leases when RecBole must make progress. Call 1:
 #   PARTS="speed beauty" KSA_BLOCK=64 bash benchmarks/gpu/converge.sh
@@ -39,7 +41,8 @@ if has speed; then
   timeout 100 python3 benchmarks/longseq_profile.py --device cuda --out runs/prof --rows 25 --length 16384 \
     --method elastic --compile default > runs/prof/elastic_c.log 2>&1 || echo "profile rc $?"
 fi
-export PARTS RB_S="${RB_S:-960}" BEAUTY_S="${BEAUTY_S:-780}"
+export PARTS RB_S="${RB_S:-960}" BEAUTY_S="${BEAUTY_S:-780}" \
+  BEAUTY_MODELS="${BEAUTY_MODELS:-sasrec-d256,sasrec-d256-do6,hstu-d256,hstu-d128,ksa-c4w4,elastic-e16}"
 setsid bash -c '
   has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
   common="--set train.num_workers=0 --no-rebuild"
@@ -56,7 +59,7 @@ setsid bash -c '
   if has beauty; then
     args=(--name sweep_beauty_converged --dataset amazon-beauty --split .gpu/amazon-beauty.npz
       --config-dir configs/amazon-beauty/sweep --seeds 0,1,2 --out-dir runs/beauty_converged
-      --models sasrec-d256,sasrec-d256-do6,hstu-d256,hstu-d128,ksa-c4w4,elastic-e16
+      --models "$BEAUTY_MODELS"
       --set train.time_limit_s="$BEAUTY_S" $common)
     python3 benchmarks/seqrec.py run "${args[@]}" --parallel 18 > runs/beauty.log 2>&1 \
       || python3 benchmarks/seqrec.py run "${args[@]}" --collect >> runs/beauty.log 2>&1
