@@ -34,7 +34,7 @@ from torch import nn
 
 from shortlist.models.base import register
 from shortlist.models.next_item import NextItemRetriever, check_next_item_config
-from shortlist.ops.ksa import IMPLS, KSAAttentionLayer, num_chunks
+from shortlist.ops.ksa import IMPLS, KSAAttentionLayer, check_flex_block, num_chunks
 
 
 @dataclass
@@ -70,11 +70,7 @@ class KSAConfig:
             raise ValueError(
                 f"The 'attention_impl' parameter of KSAConfig must be one of {list(IMPLS)}. Got {self.attention_impl!r} instead."
             )
-        if self.flex_block < 16 or self.flex_block & (self.flex_block - 1):
-            raise ValueError(
-                f"The 'flex_block' parameter of KSAConfig must be a power of 2 >= 16. "
-                f"Got {self.flex_block!r} instead."
-            )
+        check_flex_block(self.flex_block, "KSAConfig")
         if not self.rope_base > 0:
             raise ValueError(
                 f"The 'rope_base' parameter of KSAConfig must be > 0. Got {self.rope_base!r} instead."

@@ -73,6 +73,15 @@ def num_chunks(length: int, chunk: int) -> int:
     return -(-length // chunk)
 
 
+def check_flex_block(block: int, owner: str) -> None:
+    """The FlexAttention block size must be a power of 2 >= 16 (ValueError naming ``owner``)."""
+    if isinstance(block, bool) or not isinstance(block, int) or block < 16 or block & (block - 1):
+        raise ValueError(
+            f"The 'flex_block' parameter of {owner} must be a power of 2 >= 16. "
+            f"Got {block!r} instead."
+        )
+
+
 def _check_params(chunk: int, window: int | None) -> None:
     if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
         raise ValueError(
@@ -337,11 +346,7 @@ class KSAAttentionLayer(nn.Module):
     ) -> None:
         super().__init__()
         _check_params(chunk, window)
-        if flex_block < 16 or flex_block & (flex_block - 1):
-            raise ValueError(
-                f"The 'flex_block' parameter of KSAAttentionLayer must be a power of 2 >= 16. "
-                f"Got {flex_block!r} instead."
-            )
+        check_flex_block(flex_block, "KSAAttentionLayer")
         self.flex_block = flex_block
         if dim % heads or (dim // heads) % 2:
             raise ValueError(
