@@ -381,7 +381,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--checkpoint",
         type=Path,
         default=None,
-        help="resumable state, written after every epoch; when the file exists the run continues "
+        help="resumable state, written after every whole epoch; when the file exists the run continues "
         "from it (a run longer than one time-limited call spans several)",
     )
     p.add_argument("--hidden", type=int, default=64)
