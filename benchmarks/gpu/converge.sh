@@ -13,7 +13,11 @@
 #   limit; then per family the config with the best mean valid NDCG@10 (benchmarks/select_configs.py)
 #   -> seqrec_beauty (sasrec, hstu) and longseq_beauty (sasrec, ksa, elastic). BEAUTY_MODELS runs
 #   other sweep configs (new candidates): their run folders join the earlier ones here, and
-#   `seqrec.py run ... --collect` over the whole list rebuilds the sweep before selecting.
+#   `seqrec.py run ... --collect` over the whole list rebuilds the sweep before selecting;
+# - mls (issue 4), detached: MovieLens latest-small, configs/ml-latest-small/{sasrec,ksa,elastic}.yaml
+#   x 3 seeds until patience (MLS_S only as a safety limit), into runs/mls_converged.
+# ML_OURS=0 leaves out our ML-100k runs (when converged ones exist and only RecBole must go on).
+# Beside RecBole, our processes run at nice 15 so that RecBole's Python pipeline keeps its cores.
 # Beside 18 Beauty runs RecBole's Python pipeline starves (187 s an epoch, 2026-11-29): run the
 # parts in separate leases when RecBole must make progress. Call 1:
 #   PARTS="speed beauty" KSA_BLOCK=64 bash benchmarks/gpu/converge.sh
@@ -41,27 +45,33 @@ if has speed; then
   timeout 100 python3 benchmarks/longseq_profile.py --device cuda --out runs/prof --rows 25 --length 16384 \
     --method elastic --compile default > runs/prof/elastic_c.log 2>&1 || echo "profile rc $?"
 fi
-export PARTS RB_S="${RB_S:-960}" BEAUTY_S="${BEAUTY_S:-780}" \
+export PARTS RB_S="${RB_S:-960}" BEAUTY_S="${BEAUTY_S:-780}" MLS_S="${MLS_S:-900}" ML_OURS="${ML_OURS:-1}" \
   BEAUTY_MODELS="${BEAUTY_MODELS:-sasrec-d256,sasrec-d256-do6,hstu-d256,hstu-d128,ksa-c4w4,elastic-e16}"
 setsid bash -c '
   has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
   common="--set train.num_workers=0 --no-rebuild"
+  nice_=""; if has ml100k; then nice_="nice -n 15"; fi
   if has ml100k; then
     for s in 0 1 2; do
       PYTHONPATH=/tmp/recbole-site python3 benchmarks/recbole/run_sasrec.py --data runs/recbole/data/ml-100k-hstu-L200 \
         --device cuda --seed $s --time-limit-s "$RB_S" --checkpoint runs/rbck/rb_ck_s$s.pt \
         --out runs/rbck/rb_ml100k_s$s.json > runs/rbck/rb_ml100k_s$s.log 2>&1 &
     done
-    python3 benchmarks/seqrec.py run --name seqrec_ml100k_ours --dataset ml-100k --split .gpu/ml-100k.npz \
+    [ "$ML_OURS" = 1 ] && $nice_ python3 benchmarks/seqrec.py run --name seqrec_ml100k_ours --dataset ml-100k --split .gpu/ml-100k.npz \
       --models sasrec,hstu --seeds 0,1,2,3,4 --parallel 4 --out-dir runs/ml_converged \
       --set train.time_limit_s=400 $common > runs/ml_converged.log 2>&1 &
+  fi
+  if has mls; then
+    $nice_ python3 benchmarks/seqrec.py run --name longseq_mls --dataset ml-latest-small --split .gpu/ml-latest-small.npz \
+      --config-dir configs/ml-latest-small --models sasrec,ksa,elastic --seeds 0,1,2 --parallel 9 \
+      --out-dir runs/mls_converged --set train.time_limit_s="$MLS_S" $common > runs/mls.log 2>&1 &
   fi
   if has beauty; then
     args=(--name sweep_beauty_converged --dataset amazon-beauty --split .gpu/amazon-beauty.npz
       --config-dir configs/amazon-beauty/sweep --seeds 0,1,2 --out-dir runs/beauty_converged
       --models "$BEAUTY_MODELS"
       --set train.time_limit_s="$BEAUTY_S" $common)
-    python3 benchmarks/seqrec.py run "${args[@]}" --parallel 18 > runs/beauty.log 2>&1 \
+    $nice_ python3 benchmarks/seqrec.py run "${args[@]}" --parallel 18 > runs/beauty.log 2>&1 \
       || python3 benchmarks/seqrec.py run "${args[@]}" --collect >> runs/beauty.log 2>&1
     for f in "sasrec,hstu seqrec_beauty" "sasrec,ksa,elastic longseq_beauty"; do set -- $f
       python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_beauty_converged.json \
