@@ -3,15 +3,22 @@ returns, so a model's test Recall/NDCG is its recovery of interests last seen th
 earlier (issue 4, ``longseq_quality``).
 
 Every user gets one planted interest (``LongHistoryConfig``: a burst of B events of a topic the user
-otherwise never visits, then G events without it, then R events from it). Users are split three ways:
+otherwise never visits, then G events without it, then R events that re-consume the burst's own
+items, ``planted_repeat``). Users are split three ways:
 
 - train users: their whole histories (every event a training target with ``train.windows=all``);
-- valid / test users: the history up to the first return event, and that event as the target.
+- valid / test users: the history up to and including the first ``--cue`` return events, and the
+  next return event as the target.
 
-Training rows see returns too, so a model can learn that such interests come back; only a model whose
-context reaches back G events to the burst can tell which topic is returning. The split is saved with
-``SequenceSplit.save`` (protocol "tiger": Recall/NDCG@5/10, full ranking, seen items not masked,
-since returns may repeat burst items), and trained on like any dataset by ``benchmarks/seqrec.py run``.
+Why a cue and repeated items: the first return event comes without warning (nothing in the events
+before it says that the interest is back), so no model can predict it, whatever it sees; and if
+returns were fresh draws from the planted topic, the cue alone would tell a short-context model
+everything the burst can. With the cue in view and the target one of the burst's items, full
+attention truncated after the burst knows the topic from the cue but must guess among its ~200
+items; a model that still sees the burst can copy from its B items. Training rows hold returns too,
+so the copying can be learnt. The split is saved with ``SequenceSplit.save`` (protocol "tiger":
+Recall/NDCG@5/10, full ranking, seen items not masked, since returns repeat burst items), and
+trained on like any dataset by ``benchmarks/seqrec.py run``.
 
     python benchmarks/longseq_synthetic.py --out .gpu/synthetic-long.npz
 """
@@ -29,17 +36,23 @@ from shortlist.data.synthetic import LongHistoryConfig, generate_long_histories
 log = logging.getLogger("benchmarks.longseq_synthetic")
 
 
-def _examples(data, users: np.ndarray) -> EvalExamples:
-    """History = events before the first return; target = the first return event."""
+def _examples(data, users: np.ndarray, cue: int) -> EvalExamples:
+    """History = events up to and including the first ``cue`` returns; target = the next return."""
     seq = data.sequences
-    cut = data.return_at[users]  # (E,) position of the first return in each user's sequence
+    cut = data.return_at[users] + cue  # (E,) position of the target in each user's sequence
     start = seq.offsets[users]
     history = Jagged.from_lengths(seq.values[segment_indices(start, start + cut)], cut)
     targets = seq.values[start + cut].astype(np.int32)
     return EvalExamples(users=users.astype(np.int32), history=history, targets=targets)
 
 
-def build_split(cfg: LongHistoryConfig, n_valid: int, n_test: int) -> SequenceSplit:
+def build_split(cfg: LongHistoryConfig, n_valid: int, n_test: int, cue: int = 1) -> SequenceSplit:
+    """Train on the other users' whole histories; valid / test examples as in the module doc."""
+    if isinstance(cue, bool) or not isinstance(cue, int) or not 0 <= cue < cfg.planted_return:
+        raise ValueError(
+            f"cue must be an int in [0, planted_return - 1] = [0, {cfg.planted_return - 1}] (the "
+            f"target is return event cue + 1 of {cfg.planted_return}); got {cue!r}"
+        )
     data = generate_long_histories(cfg)
     planted = np.flatnonzero(data.return_at >= 0)
     if len(planted) <= n_valid + n_test:
@@ -60,8 +73,8 @@ def build_split(cfg: LongHistoryConfig, n_valid: int, n_test: int) -> SequenceSp
         train_users=train_users.astype(np.int32),
         train=train,
         train_timestamps=None,
-        valid=_examples(data, valid_users),
-        test=_examples(data, test_users),
+        valid=_examples(data, valid_users, cue),
+        test=_examples(data, test_users, cue),
         max_history=None,
     )
 
@@ -73,6 +86,15 @@ def main() -> None:
     p.add_argument("--length", type=int, default=10_000, help="events per user")
     p.add_argument("--items", type=int, default=10_000)
     p.add_argument("--gap", type=int, default=5_000, help="G: events between burst and return")
+    p.add_argument("--burst", type=int, default=20, help="B: events of the planted burst")
+    p.add_argument("--returns", type=int, default=5, help="R: return events")
+    p.add_argument("--cue", type=int, default=1, help="return events shown before the target")
+    p.add_argument(
+        "--repeat",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="returns re-consume burst items (--no-repeat: fresh draws from the planted topic)",
+    )
     p.add_argument("--valid", type=int, default=200)
     p.add_argument("--test", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
@@ -85,9 +107,12 @@ def main() -> None:
         max_length=args.length,
         planted_fraction=1.0,
         planted_gap=args.gap,
+        planted_burst=args.burst,
+        planted_return=args.returns,
+        planted_repeat=args.repeat,
         seed=args.seed,
     )
-    split = build_split(cfg, args.valid, args.test)
+    split = build_split(cfg, args.valid, args.test, args.cue)
     split.save(args.out)
     h = split.test.history.lengths
     log.info(

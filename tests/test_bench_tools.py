@@ -106,3 +106,43 @@ def test_recbole_ctr_rows_per_seed_and_mean(tmp_path: Path) -> None:
     assert rows[-1].metrics["auc"] == pytest.approx(0.85)
     assert rows[-1].metrics["valid_auc"] == pytest.approx(0.86)
     assert ctr.recbole_ctr_rows("ml-1m-ctr", []) == []
+
+
+def test_longseq_quality_ratios_against_the_run_baseline_and_missing_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import longseq_quality
+
+    part = {
+        "command": "python benchmarks/seqrec.py run --name longseq_mls ...",
+        "commit": "abc1234",
+        "date": "2026-11-29",
+        "machine": "test",
+        "notes": "three seeds",
+        "rows": [
+            _row("sasrec", "mean of 3 seeds", 0.3, 0.0650),
+            _row("sasrec", "seed=0", 0.3, 0.0700),
+            _row("ksa", "mean of 3 seeds", 0.3, 0.0520),
+        ],
+    }
+    rows, commands = longseq_quality.merge({"longseq_mls": part})
+    by = {(r.model, r.variant): r.metrics for r in rows}
+    ksa = by[("shortlist ksa", "mean of 3 seeds")]
+    assert ksa["ndcg@10_vs_baseline_ratio"] == pytest.approx(0.8)
+    assert ksa["ndcg@10_gap"] == pytest.approx(-0.013)
+    assert "ndcg@10_gap" not in by[("shortlist sasrec", "seed=0")]  # seed rows keep their metrics
+    assert commands == [part["command"]]
+
+    written = {}
+    monkeypatch.setattr(longseq_quality, "write_result", lambda name, rows, **kw: written.update(kw))
+    (tmp_path / "longseq_mls.json").write_text(json.dumps(part))
+    argv = ["longseq_quality.py", "--from", str(tmp_path), "--why-missing", "split redesigned"]
+    monkeypatch.setattr(sys, "argv", argv)
+    longseq_quality.main()
+    assert "not measured: longseq_synthetic: split redesigned" in written["notes"]
+    assert "not measured: longseq_mls" not in written["notes"]
+    monkeypatch.setattr(sys, "argv", ["longseq_quality.py", "--from", str(tmp_path / "none")])
+    with pytest.raises(SystemExit, match="none of the result files"):
+        longseq_quality.main()

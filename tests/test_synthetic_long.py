@@ -4,6 +4,8 @@ determinism by seed, streaming == in memory, evaluation examples."""
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,8 @@ from shortlist.data.synthetic import (
     iter_long_history_blocks,
     long_range_examples,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 TINY = LongHistoryConfig(
     n_users=3, n_items=60, n_topics=6, min_length=60, max_length=60, planted_burst=3,
@@ -117,6 +121,7 @@ def test_planted_at_end_and_examples() -> None:
         ({"planted_gap": 1.5}, TypeError, "an int >= 1", "1.5"),
         ({"explore_ratio": 2.0}, ValueError, "a float in [0, 1]", "2.0"),
         ({"planted_at_end": 1}, TypeError, "a bool", "1"),
+        ({"planted_repeat": "yes"}, TypeError, "a bool", "'yes'"),
     ],
 )
 def test_config_validation(kwargs, error, expected, got) -> None:
@@ -124,3 +129,47 @@ def test_config_validation(kwargs, error, expected, got) -> None:
     message = f"The {name!r} parameter of LongHistoryConfig must be {expected}. Got {got} instead."
     with pytest.raises(error, match=re.escape(message)):
         LongHistoryConfig(**kwargs)
+
+
+def test_planted_repeat_reuses_burst_items_and_leaves_the_rest_unchanged() -> None:
+    cfg = LongHistoryConfig(**{**TINY.__dict__, "n_users": 6, "planted_return": 4})
+    plain = generate_long_histories(cfg)
+    rep = generate_long_histories(LongHistoryConfig(**{**cfg.__dict__, "planted_repeat": True}))
+    returns = rep.kind == EVENT_RETURN
+    # only the return events differ (the repeat draws come after every other draw of the block)
+    assert np.array_equal(plain.sequences.values[~returns], rep.sequences.values[~returns])
+    assert np.array_equal(plain.kind, rep.kind) and np.array_equal(plain.return_at, rep.return_at)
+    for u in range(6):
+        items = rep.sequences[u]
+        at, back = rep.planted_at[u], rep.return_at[u]
+        burst = set(items[at : at + cfg.planted_burst].tolist())
+        assert set(items[back : back + 4].tolist()) <= burst
+    # fresh draws from the topic are not confined to the burst (3 burst events, 200 items a topic)
+    outside = [
+        set(plain.sequences[u][plain.return_at[u] : plain.return_at[u] + 4].tolist())
+        - set(plain.sequences[u][plain.planted_at[u] : plain.planted_at[u] + 3].tolist())
+        for u in range(6)
+    ]
+    assert any(outside)
+
+
+def test_long_range_split_shows_the_cue_and_targets_the_next_return() -> None:
+    from longseq_synthetic import build_split
+
+    cfg = LongHistoryConfig(
+        n_users=30, n_items=300, n_topics=10, min_length=200, max_length=200, planted_burst=6,
+        planted_gap=100, planted_return=3, planted_fraction=1.0, planted_repeat=True, seed=2,
+    )  # fmt: skip
+    data = generate_long_histories(cfg)
+    split = build_split(cfg, n_valid=5, n_test=5, cue=1)
+    assert len(split.train_users) == 20 and split.train.lengths.tolist() == [200] * 20
+    for ex in (split.valid, split.test):
+        for i, u in enumerate(ex.users):
+            full = data.sequences[u]
+            cut = data.return_at[u] + 1
+            assert np.array_equal(ex.history[i], full[:cut])  # history ends with the cue
+            assert ex.targets[i] == full[cut]
+            at = data.planted_at[u]
+            assert ex.targets[i] in full[at : at + cfg.planted_burst]  # a burst item comes back
+    with pytest.raises(ValueError, match=r"cue must be an int in \[0, planted_return - 1\]"):
+        build_split(cfg, n_valid=5, n_test=5, cue=3)

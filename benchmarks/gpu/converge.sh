@@ -16,6 +16,13 @@
 #   `seqrec.py run ... --collect` over the whole list rebuilds the sweep before selecting;
 # - mls (issue 4), detached: MovieLens latest-small, configs/ml-latest-small/{sasrec,ksa,elastic}.yaml
 #   x 3 seeds until patience (MLS_S only as a safety limit), into runs/mls_converged.
+# - hstu100k: the second HSTU sweep on ML-100k, configs/ml-100k/sweep-hstu x 5 seeds (patience 50,
+#   like the frozen config, which is its hstu-d64-do5) -> sweep_ml100k_hstu, into runs/hstu100k;
+# - synthetic (issue 4): the planted long-range split, made here and carried (polars is not on the
+#   machine): python benchmarks/longseq_synthetic.py --out .gpu/synthetic-long.npz (one return event
+#   as a cue, the next one the target); full attention at 512
+#   and 2,048 vs KSA / ELASTIC over the whole 10^4-event history, 2 seeds, SYN_S as a safety limit,
+#   into runs/synthetic -> longseq_synthetic.
 # ML_OURS=0 leaves out our ML-100k runs (when converged ones exist and only RecBole must go on).
 # Beside RecBole, our processes run at nice 15 so that RecBole's Python pipeline keeps its cores.
 # Beside 18 Beauty runs RecBole's Python pipeline starves (187 s an epoch, 2026-11-29): run the
@@ -46,6 +53,7 @@ if has speed; then
     --method elastic --compile default > runs/prof/elastic_c.log 2>&1 || echo "profile rc $?"
 fi
 export PARTS RB_S="${RB_S:-960}" BEAUTY_S="${BEAUTY_S:-780}" MLS_S="${MLS_S:-900}" ML_OURS="${ML_OURS:-1}" \
+  SYN_S="${SYN_S:-900}" HSTU_S="${HSTU_S:-600}" \
   BEAUTY_MODELS="${BEAUTY_MODELS:-sasrec-d256,sasrec-d256-do6,hstu-d256,hstu-d128,ksa-c4w4,elastic-e16}"
 setsid bash -c '
   has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -65,6 +73,17 @@ setsid bash -c '
     $nice_ python3 benchmarks/seqrec.py run --name longseq_mls --dataset ml-latest-small --split .gpu/ml-latest-small.npz \
       --config-dir configs/ml-latest-small --models sasrec,ksa,elastic --seeds 0,1,2 --parallel 9 \
       --out-dir runs/mls_converged --set train.time_limit_s="$MLS_S" $common > runs/mls.log 2>&1 &
+  fi
+  if has hstu100k; then
+    models=$(ls configs/ml-100k/sweep-hstu | sed "s/.yaml$//" | paste -sd, -)
+    $nice_ python3 benchmarks/seqrec.py run --name sweep_ml100k_hstu --dataset ml-100k --split .gpu/ml-100k.npz \
+      --config-dir configs/ml-100k/sweep-hstu --models "$models" --seeds 0,1,2,3,4 --parallel 30 \
+      --out-dir runs/hstu100k --set train.time_limit_s="$HSTU_S" $common > runs/hstu100k.log 2>&1 &
+  fi
+  if has synthetic; then
+    $nice_ python3 benchmarks/seqrec.py run --name longseq_synthetic --dataset synthetic-long --split .gpu/synthetic-long.npz \
+      --config-dir configs/synthetic --models sasrec-long512,sasrec-long2048,ksa-long,elastic-long --seeds 0,1 \
+      --parallel 8 --out-dir runs/synthetic --set train.time_limit_s="$SYN_S" $common > runs/synthetic.log 2>&1 &
   fi
   if has beauty; then
     args=(--name sweep_beauty_converged --dataset amazon-beauty --split .gpu/amazon-beauty.npz

@@ -956,7 +956,12 @@ def read_parquet(out_dir: str | os.PathLike[str]) -> InteractionData:
 #      from the user's top topic inside the gap); B burst events of topic p at [P, P + B); no event
 #      of p during the next G events; R return events drawn from p at [P + B + G, P + B + G + R).
 #      P is uniform over the feasible starts, or P = L_u - (B + G + R) with ``planted_at_end``
-#      (the return burst ends the history: leave-one-out's test target is a return event).
+#      (the return burst ends the history: leave-one-out's test target is a return event). With
+#      ``planted_repeat`` the R return events re-consume the burst's own items (each a uniform draw
+#      from the B burst events, drawn after everything else so the rest of the data is unchanged):
+#      the user comes back to the very items of the old interest, which only a model that still
+#      sees the burst can name; without it they are fresh draws from p, which one return event in
+#      view already reveals as well as the burst does.
 #   3. Ground truth: ``kind`` per event (0 ordinary, 1 burst, 2 return = the target is drawn from
 #      an interest last seen more than G events earlier), and per user ``planted_topic``,
 #      ``planted_at`` = P and ``return_at`` = P + B + G (-1 for users without one).
@@ -997,6 +1002,7 @@ class LongHistoryConfig:
     planted_gap: int = 5_000  # G: events without it before it returns
     planted_return: int = 5  # R: events drawn from it at the return
     planted_at_end: bool = False  # the return burst ends the history
+    planted_repeat: bool = False  # return events re-consume burst items instead of fresh draws
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -1023,8 +1029,9 @@ class LongHistoryConfig:
                 raise TypeError(_bad_long(name, expected, value))
             if not low <= value <= high or math.isnan(value):
                 raise ValueError(_bad_long(name, expected, value))
-        if not isinstance(self.planted_at_end, bool):
-            raise TypeError(_bad_long("planted_at_end", "a bool", self.planted_at_end))
+        for name in ("planted_at_end", "planted_repeat"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(_bad_long(name, "a bool", getattr(self, name)))
 
     @property
     def planted_span(self) -> int:
@@ -1164,6 +1171,9 @@ def _long_block(
             world.topic_cdf, world.topic_end, top_topic[chosen[owner[hit]]], rng.random(redo.size)
         )
     ]
+    if cfg.planted_repeat:  # drawn last, so that the stream above is the same either way
+        pick = np.floor(rng.random((len(chosen), cfg.planted_return)) * burst).astype(np.int64)
+        item[planted_events[:, burst:]] = item[first[:, None] + pick]  # (P, R) from the burst
     planted_topic = np.full(nu, -1, dtype=np.int64)
     planted_at = np.full(nu, -1, dtype=np.int64)
     return_at = np.full(nu, -1, dtype=np.int64)
