@@ -20,18 +20,27 @@ so the copying can be learnt. The split is saved with ``SequenceSplit.save`` (pr
 Recall/NDCG@5/10, full ranking, seen items not masked, since returns repeat burst items), and
 trained on like any dataset by ``benchmarks/seqrec.py run``.
 
-    python benchmarks/longseq_synthetic.py --out .gpu/synthetic-long.npz
+    python benchmarks/longseq_synthetic.py --out .gpu/synthetic-long.npz --rules
+
+``--rules`` also writes ``longseq_synthetic_rules.json``: two rules without training that bracket
+the task (the cue's topic by popularity; the burst's items copied), so that the models' numbers
+can be read against what the cue alone and what the burst can tell.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from pathlib import Path
 
 import numpy as np
 
 from shortlist.data.sequences import EvalExamples, Jagged, SequenceSplit, segment_indices
-from shortlist.data.synthetic import LongHistoryConfig, generate_long_histories
+from shortlist.data.synthetic import LongHistoryConfig, LongHistoryData, generate_long_histories
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Row, write_result
 
 log = logging.getLogger("benchmarks.longseq_synthetic")
 
@@ -48,12 +57,17 @@ def _examples(data, users: np.ndarray, cue: int) -> EvalExamples:
 
 def build_split(cfg: LongHistoryConfig, n_valid: int, n_test: int, cue: int = 1) -> SequenceSplit:
     """Train on the other users' whole histories; valid / test examples as in the module doc."""
+    return split_of(generate_long_histories(cfg), n_valid, n_test, cue)
+
+
+def split_of(data: LongHistoryData, n_valid: int, n_test: int, cue: int = 1) -> SequenceSplit:
+    """:func:`build_split` on data already generated (``data.config`` is its config)."""
+    cfg = data.config
     if isinstance(cue, bool) or not isinstance(cue, int) or not 0 <= cue < cfg.planted_return:
         raise ValueError(
             f"cue must be an int in [0, planted_return - 1] = [0, {cfg.planted_return - 1}] (the "
             f"target is return event cue + 1 of {cfg.planted_return}); got {cue!r}"
         )
-    data = generate_long_histories(cfg)
     planted = np.flatnonzero(data.return_at >= 0)
     if len(planted) <= n_valid + n_test:
         raise ValueError(
@@ -79,6 +93,41 @@ def build_split(cfg: LongHistoryConfig, n_valid: int, n_test: int, cue: int = 1)
     )
 
 
+def rule_baselines(
+    split: SequenceSplit, item_topic: np.ndarray, k: int = 10
+) -> dict[str, dict[str, float]]:
+    """Recall@k and NDCG@k of two rules that bracket the task, on the valid and test examples
+    (whose last history event is a return event, the cue):
+
+    - ``cue_topic_popularity``: the k most popular training items of the cue's topic, what the cue
+      alone says (a model that no longer sees the burst can know the topic, not the user's items);
+    - ``burst_copy``: the items of the cue's topic anywhere in the history, most frequent first, then
+      by popularity: the burst's items, what a model that still sees the burst can copy.
+
+    item_topic: (N + 1,) topic of each item id (index 0 is padding). Ranks count the candidates
+    ranked strictly before the target (a list shorter than k is padded with misses).
+    """
+    pop = np.bincount(split.train.values, minlength=split.num_items + 1).astype(np.float64)
+    out: dict[str, dict[str, float]] = {}
+    for part, ex in (("valid", split.valid), ("test", split.test)):
+        gains = {"cue_topic_popularity": [], "burst_copy": []}
+        for i in range(len(ex.users)):
+            history, target = ex.history[i], int(ex.targets[i])
+            topic = item_topic[history[-1]]
+            same = np.flatnonzero(item_topic == topic)
+            lists = {"cue_topic_popularity": same[np.argsort(-pop[same], kind="stable")][:k]}
+            items, counts = np.unique(history[item_topic[history] == topic], return_counts=True)
+            lists["burst_copy"] = items[np.lexsort((-pop[items], -counts))][:k]
+            for rule, top in lists.items():
+                hit = np.flatnonzero(top == target)
+                gains[rule].append(1.0 / np.log2(hit[0] + 2) if len(hit) else 0.0)
+        for rule, g in gains.items():
+            g = np.asarray(g)
+            out.setdefault(rule, {})[f"{part}_recall@{k}"] = float((g > 0).mean())
+            out[rule][f"{part}_ndcg@{k}"] = float(g.mean())
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True)
@@ -98,7 +147,15 @@ def main() -> None:
     p.add_argument("--valid", type=int, default=200)
     p.add_argument("--test", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--rules",
+        action="store_true",
+        help="also write benchmarks/results/longseq_synthetic_rules.json: Recall/NDCG@10 of the "
+        "two rules that bracket the task (needs --cue >= 1)",
+    )
     args = p.parse_args()
+    if args.rules and args.cue < 1:
+        p.error("--rules needs --cue >= 1: the rules start from the cue's topic")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = LongHistoryConfig(
         n_users=args.users,
@@ -112,7 +169,8 @@ def main() -> None:
         planted_repeat=args.repeat,
         seed=args.seed,
     )
-    split = build_split(cfg, args.valid, args.test, args.cue)
+    data = generate_long_histories(cfg)
+    split = split_of(data, args.valid, args.test, args.cue)
     split.save(args.out)
     h = split.test.history.lengths
     log.info(
@@ -123,6 +181,26 @@ def main() -> None:
         h.max(),
         args.out,
     )
+
+    if args.rules:
+        rows = [
+            Row(
+                dataset="synthetic-long",
+                protocol="tiger",
+                model=f"rule: {rule}",
+                variant=f"G={args.gap}, B={args.burst}, {args.users} users x {args.length} events",
+                metrics=metrics,
+            )
+            for rule, metrics in rule_baselines(split, data.item_topic).items()
+        ]
+        write_result(
+            "longseq_synthetic_rules",
+            rows,
+            notes="Two rules on the planted long-range split that bracket the task: "
+            "cue_topic_popularity (what the cue alone tells: no model that has lost the burst "
+            "can know more than the topic) and burst_copy (the burst's items, what a model that "
+            "still sees the burst can copy). Rule-based, no training; valid and test examples.",
+        )
 
 
 if __name__ == "__main__":

@@ -173,3 +173,38 @@ def test_long_range_split_shows_the_cue_and_targets_the_next_return() -> None:
             assert ex.targets[i] in full[at : at + cfg.planted_burst]  # a burst item comes back
     with pytest.raises(ValueError, match=r"cue must be an int in \[0, planted_return - 1\]"):
         build_split(cfg, n_valid=5, n_test=5, cue=3)
+
+
+def test_rule_baselines_by_hand() -> None:
+    from longseq_synthetic import rule_baselines
+    from shortlist.data.sequences import EvalExamples, Jagged, SequenceSplit
+
+    item_topic = np.array([-1, 0, 0, 0, 1, 1, 1])  # items 1-3: topic 0; items 4-6: topic 1
+
+    def examples(history: list[int], target: int) -> EvalExamples:
+        return EvalExamples(
+            users=np.array([0], dtype=np.int32),
+            history=Jagged.from_lengths(np.array(history), np.array([len(history)])),
+            targets=np.array([target], dtype=np.int32),
+        )
+
+    split = SequenceSplit(
+        protocol="tiger",
+        num_items=6,
+        train_users=np.array([1], dtype=np.int32),
+        train=Jagged.from_lengths(np.array([4, 4, 4, 5, 5, 6, 1]), np.array([7])),  # pop 4 > 5 > 6
+        train_timestamps=None,
+        valid=examples([1, 6, 2, 6, 5], 6),  # cue 5 (topic 1); topic-1 history: 6 twice, 5 once
+        test=examples([1, 6, 2, 6, 5], 4),
+        max_history=None,
+    )
+    got = rule_baselines(split, item_topic, k=2)
+    # popularity of topic 1: [4, 5 | 6]: valid target 6 is third (a miss at k=2), test target 4 first
+    assert got["cue_topic_popularity"] == {
+        "valid_recall@2": 0.0, "valid_ndcg@2": 0.0, "test_recall@2": 1.0, "test_ndcg@2": 1.0,
+    }  # fmt: skip
+    # copy, most frequent first: [6, 5]: valid target first, test target 4 absent
+    assert got["burst_copy"] == {
+        "valid_recall@2": 1.0, "valid_ndcg@2": 1.0, "test_recall@2": 0.0, "test_ndcg@2": 0.0,
+    }  # fmt: skip
+    assert rule_baselines(split, item_topic, k=3)["cue_topic_popularity"]["valid_ndcg@3"] == 0.5

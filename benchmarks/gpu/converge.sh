@@ -15,14 +15,15 @@
 #   other sweep configs (new candidates): their run folders join the earlier ones here, and
 #   `seqrec.py run ... --collect` over the whole list rebuilds the sweep before selecting;
 # - mls (issue 4), detached: MovieLens latest-small, configs/ml-latest-small/{sasrec,ksa,elastic}.yaml
-#   x 3 seeds until patience (MLS_S only as a safety limit), into runs/mls_converged.
+#   x 3 seeds until patience (MLS_S only as a safety limit), into runs/mls_converged;
 # - hstu100k: the second HSTU sweep on ML-100k, configs/ml-100k/sweep-hstu x 5 seeds (patience 50,
 #   like the frozen config, which is its hstu-d64-do5) -> sweep_ml100k_hstu, into runs/hstu100k;
 # - synthetic (issue 4): the planted long-range split, made here and carried (polars is not on the
 #   machine): python benchmarks/longseq_synthetic.py --out .gpu/synthetic-long.npz (one return event
-#   as a cue, the next one the target); full attention at 512
-#   and 2,048 vs KSA / ELASTIC over the whole 10^4-event history, 2 seeds, SYN_S as a safety limit,
-#   into runs/synthetic -> longseq_synthetic.
+#   as a cue, the next one the target); full attention at 512 and 2,048 vs KSA (chunks of 64 or 8,
+#   or hybrid) and ELASTIC over the whole 10^4-event history, 2 seeds, SYN_S as a safety limit, into
+#   runs/synthetic -> sweep_synthetic_long; per family the config with the best mean valid NDCG@10
+#   -> longseq_synthetic (the truncated baseline is the better of 512 and 2,048 on validation).
 # ML_OURS=0 leaves out our ML-100k runs (when converged ones exist and only RecBole must go on).
 # Beside RecBole, our processes run at nice 15 so that RecBole's Python pipeline keeps its cores.
 # Beside 18 Beauty runs RecBole's Python pipeline starves (187 s an epoch, 2026-11-29): run the
@@ -31,7 +32,8 @@
 # later calls: `bash benchmarks/gpu/converge.sh --wait SECONDS` until runs/converge.done exists;
 # each hands back $OUT/all.tgz. Here: seqrec.py run ... --collect on the unpacked runs (the
 # commands are in benchmarks/results/{sweep_beauty_converged,seqrec_ml100k}.json).
-# Carry: .whl, .whl-recbole, .gpu, runs/recbole/carry, and runs/rbck to resume RecBole.
+# Carry: .whl and the .gpu splits the parts use (all of .gpu with the RecBole wheels is over the
+# 64 MiB carry limit); for ml100k also .whl-recbole, runs/recbole/carry and runs/rbck (to resume).
 set -u
 cd "$(dirname "$0")/../.."
 . benchmarks/gpu/lib.sh
@@ -81,9 +83,12 @@ setsid bash -c '
       --out-dir runs/hstu100k --set train.time_limit_s="$HSTU_S" $common > runs/hstu100k.log 2>&1 &
   fi
   if has synthetic; then
-    $nice_ python3 benchmarks/seqrec.py run --name longseq_synthetic --dataset synthetic-long --split .gpu/synthetic-long.npz \
-      --config-dir configs/synthetic --models sasrec-long512,sasrec-long2048,ksa-long,elastic-long --seeds 0,1 \
-      --parallel 8 --out-dir runs/synthetic --set train.time_limit_s="$SYN_S" $common > runs/synthetic.log 2>&1 &
+    ( $nice_ python3 benchmarks/seqrec.py run --name sweep_synthetic_long --dataset synthetic-long \
+        --split .gpu/synthetic-long.npz --config-dir configs/synthetic --seeds 0,1 --parallel 12 \
+        --models sasrec-long512,sasrec-long2048,ksa-long,ksa-long-c8,ksa-long-hybrid,elastic-long \
+        --out-dir runs/synthetic --set train.time_limit_s="$SYN_S" $common > runs/synthetic.log 2>&1
+      python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_synthetic_long.json \
+        --families sasrec,ksa,elastic --name longseq_synthetic --no-rebuild >> runs/select.log 2>&1 ) &
   fi
   if has beauty; then
     args=(--name sweep_beauty_converged --dataset amazon-beauty --split .gpu/amazon-beauty.npz

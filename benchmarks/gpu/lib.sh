@@ -4,8 +4,10 @@ export PYTHONPATH=/tmp/site:$PWD/src
 
 gpu_setup() {  # the wheels the GPU machine lacks, RecBole's virtual site, RecBole's exported splits
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  bash benchmarks/recbole/setup.sh --target /tmp/recbole-site --wheels .whl-recbole > /dev/null
-  mkdir -p runs/recbole && tar xzf runs/recbole/carry/data.tgz -C runs/recbole
+  if [ -d .whl-recbole ]; then  # carried only when a part runs RecBole
+    bash benchmarks/recbole/setup.sh --target /tmp/recbole-site --wheels .whl-recbole > /dev/null
+    mkdir -p runs/recbole && tar xzf runs/recbole/carry/data.tgz -C runs/recbole
+  fi
 }
 
 wait_then_copy() {  # DONE_FILE SECONDS: wait for the detached job (at most SECONDS), then copy_out
