@@ -5,6 +5,8 @@ Four sublayers of the same width are timed at fixed tokens per batch (B = tokens
 
 - ``ksa``: Kwai Summary Attention (``shortlist.ops.ksa.KSAAttentionLayer``, fast path: FlexAttention
   over the contiguous [events | summaries] layout on CUDA, the blocked path on CPU), chunk k, window W;
+- ``ksa-banded``: the same sublayer with the vectorised banded path (``impl="banded"``: every query
+  chunk against its band of W + 1 event chunks and all summaries, masked batched matmuls);
 - ``elastic``: causal linear dispatcher attention (``shortlist.ops.dispatcher_layer``), k experts;
 - ``sdpa``: full causal attention through ``F.scaled_dot_product_attention`` (flash on the GPU);
 - ``naive``: full causal attention with explicit (L, L) scores (``shortlist.ops.attention``).
@@ -44,7 +46,7 @@ from common import Row, write_result
 log = logging.getLogger("benchmarks.longseq_speed")
 
 LENGTHS = [512, 2048, 4096, 8192, 16384, 32768, 65536]
-METHODS = ["ksa", "elastic", "sdpa", "naive"]
+METHODS = ["ksa", "ksa-banded", "elastic", "sdpa", "naive"]
 
 
 def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
@@ -52,9 +54,10 @@ def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
     from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
     from shortlist.ops.ksa import KSAAttentionLayer
 
-    if method == "ksa":
+    if method in ("ksa", "ksa-banded"):
         return KSAAttentionLayer(
             args.dim, args.heads, chunk=args.chunk, window=args.window,
+            impl="banded" if method == "ksa-banded" else "fast",
             flex_block=getattr(args, "ksa_block", 128),
         )  # fmt: skip
     if method == "elastic":

@@ -76,7 +76,9 @@ def test_padding_invariance_and_independent_rows() -> None:
     assert torch.all(both[0, :6] == 0)
 
 
-@pytest.mark.parametrize(("impl", "flex_block"), [("blocked", 128), ("flex", 128), ("flex", 16)])
+@pytest.mark.parametrize(
+    ("impl", "flex_block"), [("blocked", 128), ("banded", 128), ("flex", 128), ("flex", 16)]
+)
 def test_implementations_agree(impl: str, flex_block: int) -> None:
     ids = torch.randint(1, 41, (2, 31), generator=torch.Generator().manual_seed(2))
     ids[0, :4] = 0

@@ -64,14 +64,15 @@ def test_mask_by_hand() -> None:
     block_queries=st.integers(1, 40),
     seed=st.integers(0, 2**16),
 )
-def test_blocked_matches_reference(
+def test_blocked_and_banded_match_reference(
     B: int, H: int, L: int, chunk: int, window: int | None, dh: int, block_queries: int, seed: int
 ) -> None:
     t = _inputs(B, H, L, dh, chunk, seed)
     ref = ksa_attention(*t, chunk, window, impl="reference")
-    fast = ksa_attention(*t, chunk, window, impl="blocked")
-    torch.testing.assert_close(fast.events, ref.events, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(fast.summaries, ref.summaries, rtol=1e-10, atol=1e-10)
+    for impl in ("blocked", "banded"):
+        fast = ksa_attention(*t, chunk, window, impl=impl)
+        torch.testing.assert_close(fast.events, ref.events, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(fast.summaries, ref.summaries, rtol=1e-10, atol=1e-10)
     if window is not None:  # the blocked kernel itself, with many and odd-sized blocks
         q, k, v, _, sk, sv = t
         ev = event_attention_blocked(q, k, v, sk, sv, chunk, window, dh**-0.5, block_queries)
@@ -128,11 +129,12 @@ def test_flex_path_matches_reference_on_cpu(
     torch.testing.assert_close(flex.summaries, ref.summaries, rtol=1e-5, atol=1e-5)
 
 
-def test_fast_path_gradients_match_reference() -> None:
+@pytest.mark.parametrize("impl", ["fast", "banded"])
+def test_fast_path_gradients_match_reference(impl: str) -> None:
     t = [x.requires_grad_() for x in _inputs(2, 2, 29, 4, 3, 0)]
     ref = ksa_attention(*t, 3, 2, impl="reference")
     grads_ref = torch.autograd.grad((ref.events.sum() + ref.summaries.square().sum()), t)
-    fast = ksa_attention(*t, 3, 2, impl="fast")
+    fast = ksa_attention(*t, 3, 2, impl=impl)
     grads_fast = torch.autograd.grad((fast.events.sum() + fast.summaries.square().sum()), t)
     for a, b in zip(grads_fast, grads_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -51,7 +51,7 @@ class KSAConfig:
     full_every: int = 0  # 0: all layers KSA; m: layers m-1, 2m-1, ... are full attention (KSA: 4)
     independent_summary_qkv: bool = True  # summary tokens get their own Q/K/V projections
     rope_base: float = 10_000.0
-    attention_impl: Literal["fast", "reference", "blocked", "flex"] = "fast"
+    attention_impl: Literal["fast", "reference", "blocked", "banded", "flex"] = "fast"
     flex_block: int = 128  # block size of the GPU FlexAttention path (64 aligns with chunk_size 64)
     loss: Literal["softmax", "sampled_softmax"] = "softmax"
     num_negatives: int = 128  # sampled softmax: uniform negatives shared by the batch

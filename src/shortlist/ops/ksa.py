@@ -32,6 +32,8 @@ Implementations (``ksa_attention(..., impl=...)``):
     - ``"reference"``: the explicit (L+S, L+S) boolean mask and softmax attention (tests only).
     - ``"blocked"``: per block of query chunks, SDPA over the contiguous event band and the visible
       summary prefix with a small mask; never builds the (L, L) mask. The CPU fast path.
+    - ``"banded"``: every query chunk at once against its band of W + 1 event chunks and all
+      summaries, masked, one float32 softmax; a few batched matmuls, no loop (compiles well).
     - ``"flex"``: FlexAttention with a block mask over ``[events | summaries]`` (``ops/ksa_flex.py``);
       compiled on CUDA. The GPU fast path.
     - ``"fast"``: ``"flex"`` on CUDA, ``"blocked"`` elsewhere.
@@ -56,8 +58,8 @@ from torch import nn
 
 from shortlist.ops.rope import apply_rope, rope_tables
 
-Impl = Literal["reference", "blocked", "flex", "fast"]
-IMPLS: tuple[str, ...] = ("reference", "blocked", "flex", "fast")
+Impl = Literal["reference", "blocked", "banded", "flex", "fast"]
+IMPLS: tuple[str, ...] = ("reference", "blocked", "banded", "flex", "fast")
 
 
 @dataclass
@@ -252,6 +254,59 @@ def event_attention_blocked(
     return torch.cat(outs, 2)
 
 
+def event_attention_banded(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    sk: torch.Tensor,
+    sv: torch.Tensor,
+    chunk: int,
+    window: int,
+    scale: float,
+) -> torch.Tensor:
+    """Event queries, every chunk at once: a band of W + 1 chunks of events plus all summaries.
+
+    Query chunk c (k queries) scores the (W + 1) k events of chunks c - W .. c (a strided view of
+    the keys, front-padded by W k) and the S summaries; masks keep the KSA pattern (events u <= t,
+    u >= 0; summaries j < c - W), and one softmax runs over both, in float32 (or wider). No Python loop and
+    no data-dependent shapes, so it compiles to a few batched matmuls (``torch.compile``). Work
+    and memory O(L ((W + 1) k + S)): the summary scores grow as L^2 / k, which is what KSA costs
+    per query anyway, unless a kernel skips masked blocks.
+
+    Args:
+        q, k, v: (B, H, L, dh). sk, sv: (B, H, S, dh). window: W >= 0 (bounded).
+
+    Returns:
+        (B, H, L, dh), in q's dtype.
+    """
+    B, H, L, dh = q.shape
+    S = num_chunks(L, chunk)
+    pad, front, band = S * chunk - L, window * chunk, (window + 1) * chunk
+    qc = F.pad(q, (0, 0, 0, pad)).view(B, H, S, chunk, dh)
+    # (B, H, S, band, dh): chunk c's band starts at event (c - W) k, i.e. at c k of the padded keys
+    kb = F.pad(k, (0, 0, front, pad)).unfold(2, band, chunk).transpose(-1, -2)
+    vb = F.pad(v, (0, 0, front, pad)).unfold(2, band, chunk).transpose(-1, -2)
+    dev = q.device
+    t = torch.arange(S * chunk, device=dev).view(S, chunk, 1)  # query positions
+    u = (torch.arange(S, device=dev) * chunk - front).view(S, 1, 1) + torch.arange(band, device=dev)
+    band_ok = (u <= t) & (u >= 0)  # (S, k, band)
+    sum_ok = torch.arange(S, device=dev)[None, :] < torch.arange(S, device=dev)[:, None] - window
+    acc = torch.promote_types(q.dtype, torch.float32)  # softmax in float32 at least
+    s_band = torch.einsum("bhsqd,bhsud->bhsqu", qc, kb).to(acc) * scale  # (B, H, S, k, band)
+    s_sum = torch.einsum("bhsqd,bhjd->bhsqj", qc, sk).to(acc) * scale  # (B, H, S, k, S)
+    scores = torch.cat(
+        (
+            s_band.masked_fill(~band_ok, float("-inf")),
+            s_sum.masked_fill(~sum_ok[:, None], float("-inf")),
+        ),
+        -1,
+    )
+    p = scores.softmax(-1).to(v.dtype)
+    out = torch.einsum("bhsqu,bhsud->bhsqd", p[..., :band], vb)
+    out = out + torch.einsum("bhsqj,bhjd->bhsqd", p[..., band:], sv)
+    return out.reshape(B, H, S * chunk, dh)[:, :, :L]
+
+
 def ksa_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -271,7 +326,7 @@ def ksa_attention(
         q, k, v: (B, H, L, dh) event queries, keys, values (already position-encoded).
         sq, sk, sv: (B, H, S, dh) summary queries, keys, values, S = ceil(L / chunk).
         chunk: k, events per chunk. window: W previous chunks seen in full, None = unbounded.
-        impl: ``"reference" | "blocked" | "flex" | "fast"`` (see the module docstring).
+        impl: ``"reference" | "blocked" | "banded" | "flex" | "fast"`` (module docstring).
         scale: score scale, default 1/sqrt(dh).
         flex_block: block size of the ``"flex"`` path's block mask (see ``ops/ksa_flex.py``).
 
@@ -297,6 +352,8 @@ def ksa_attention(
             from shortlist.ops.ksa_flex import event_attention_flex
 
             events = event_attention_flex(q, k, v, sk, sv, chunk, window, scale, flex_block)
+        elif impl == "banded":
+            events = event_attention_banded(q, k, v, sk, sv, chunk, window, scale)
         else:
             events = event_attention_blocked(q, k, v, sk, sv, chunk, window, scale)
     return KSAOutput(events=events, summaries=summaries)
