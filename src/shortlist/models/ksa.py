@@ -54,7 +54,7 @@ class KSAConfig:
     rope_base: float = 10_000.0
     attention_impl: Literal["fast", "reference", "blocked", "banded", "flex"] = "fast"
     flex_block: int = 128  # block size of the GPU FlexAttention path (64 aligns with chunk_size 64)
-    length_bucket: int = 0  # 0: off; N: pad each batch's length to a multiple of N (outputs unchanged)
+    length_bucket: int = 0  # 0: off; N: left-pad batches to a multiple of N (same outputs)
     loss: Literal["softmax", "sampled_softmax"] = "softmax"
     num_negatives: int = 128  # sampled softmax: uniform negatives shared by the batch
     in_batch_negatives: int = 0  # sampled softmax: targets of other positions used as negatives

@@ -33,7 +33,7 @@ Implementations (``ksa_attention(..., impl=...)``):
     - ``"blocked"``: per block of query chunks, SDPA over the contiguous event band and the visible
       summary prefix with a small mask; never builds the (L, L) mask. The CPU fast path.
     - ``"banded"``: every query chunk at once against its band of W + 1 event chunks and all
-      summaries, masked, one float32 softmax; a few batched matmuls, no loop (compiles well).
+      summaries, masked, one float32 softmax; a few batched matmuls, no loop (for torch.compile).
     - ``"flex"``: FlexAttention with a block mask over ``[events | summaries]`` (``ops/ksa_flex.py``);
       compiled on CUDA. The GPU fast path.
     - ``"fast"``: ``"flex"`` on CUDA, ``"blocked"`` elsewhere.
@@ -268,10 +268,11 @@ def event_attention_banded(
 
     Query chunk c (k queries) scores the (W + 1) k events of chunks c - W .. c (a strided view of
     the keys, front-padded by W k) and the S summaries; masks keep the KSA pattern (events u <= t,
-    u >= 0; summaries j < c - W), and one softmax runs over both, in float32 (or wider). No Python loop and
-    no data-dependent shapes, so it compiles to a few batched matmuls (``torch.compile``). Work
-    and memory O(L ((W + 1) k + S)): the summary scores grow as L^2 / k, which is what KSA costs
-    per query anyway, unless a kernel skips masked blocks.
+    u >= 0; summaries j < c - W), and one softmax runs over both, in float32 (or wider). No Python
+    loop and no data-dependent shapes: a few batched matmuls for ``torch.compile`` to fuse (a GPU
+    candidate; on 2 CPU cores it is slower than :func:`event_attention_blocked`). Work and memory
+    O(L ((W + 1) k + S)): the summary scores grow as L^2 / k, KSA's own cost per query, with no
+    skipping of masked entries.
 
     Args:
         q, k, v: (B, H, L, dh). sk, sv: (B, H, S, dh). window: W >= 0 (bounded).
