@@ -1,6 +1,6 @@
 """Long-sequence attention speed: forward + backward time and peak memory of one attention sublayer.
 
-Four sublayers of the same width are timed at fixed tokens per batch (B = tokens / L), for L in
+Five sublayers of the same width are timed at fixed tokens per batch (B = tokens / L), for L in
 {512, 2k, 4k, 8k, 16k, 32k, 64k} on the GPU and up to 8k on CPU:
 
 - ``ksa``: Kwai Summary Attention (``shortlist.ops.ksa.KSAAttentionLayer``, fast path: FlexAttention

@@ -45,7 +45,7 @@ from common import Row, write_result
 log = logging.getLogger("benchmarks.longseq_synthetic")
 
 
-def _examples(data, users: np.ndarray, cue: int) -> EvalExamples:
+def _examples(data: LongHistoryData, users: np.ndarray, cue: int) -> EvalExamples:
     """History = events up to and including the first ``cue`` returns; target = the next return."""
     seq = data.sequences
     cut = data.return_at[users] + cue  # (E,) position of the target in each user's sequence
