@@ -202,3 +202,32 @@ def test_can_pairs_config_and_errors() -> None:
         build_model("can", features=data.spec, layers=[[16, 8], [4, 4]])
     without = build_model("din", features=data.spec, exclude_fields=["hist_item"])
     assert "hist_cate" not in without.config.spec.names()  # derived from an excluded field
+
+
+@pytest.mark.parametrize("name", RANKERS)
+def test_linear_init_xavier_as_recbole(name: str) -> None:
+    data = tiny_ctr()
+    torch.manual_seed(0)
+    plain = build_model(name, features=data.spec, embed_dim=8, hidden=[64, 32])
+    torch.manual_seed(0)
+    xav = build_model(name, features=data.spec, embed_dim=8, hidden=[64, 32], linear_init="xavier")
+    lin = [m for m in xav.modules() if isinstance(m, torch.nn.Linear)]
+    assert lin and all(m.bias is None or not m.bias.any() for m in lin)  # zero biases
+    big = max(lin, key=lambda m: m.weight.numel())
+    fan_out, fan_in = big.weight.shape
+    want = (2.0 / (fan_in + fan_out)) ** 0.5  # Xavier-normal std
+    assert abs(float(big.weight.std()) / want - 1) < 0.1
+    # the default keeps PyTorch's initialisation (uniform, non-zero biases) and the same embeddings
+    assert any(
+        m.bias is not None and m.bias.any()
+        for m in plain.modules()
+        if isinstance(m, torch.nn.Linear)
+    )
+    emb = [n for n, _ in plain.named_parameters() if ".tables." in n]  # (dense fields: Linear)
+    assert emb
+    for n in emb:
+        torch.testing.assert_close(
+            dict(plain.named_parameters())[n], dict(xav.named_parameters())[n]
+        )
+    with pytest.raises(ValueError, match=r"'linear_init' parameter of .* Got 'he'"):
+        build_model(name, features=data.spec, linear_init="he")

@@ -46,6 +46,7 @@ class RankerConfig:
     dropout: float = 0.0
     batch_norm: bool = False  # BatchNorm before each hidden layer of the head
     activation: Literal["relu", "prelu"] = "relu"
+    linear_init: Literal["torch", "xavier"] = "torch"  # xavier: Xavier-normal weights, 0 bias (RecBole)
 
     def __post_init__(self) -> None:
         spec = FeatureSpec.from_dict(self.features)  # type: ignore[arg-type]
@@ -64,6 +65,10 @@ class RankerConfig:
         if self.activation not in ("relu", "prelu"):
             raise ValueError(
                 f"The 'activation' parameter of {name} must be 'relu' or 'prelu'. Got {self.activation!r} instead."
+            )
+        if self.linear_init not in ("torch", "xavier"):
+            raise ValueError(
+                f"The 'linear_init' parameter of {name} must be 'torch' or 'xavier'. Got {self.linear_init!r} instead."
             )
         if not self.features.fields:
             raise ValueError(f"{name}: the feature spec has no fields left to use.")
@@ -119,6 +124,17 @@ class Ranker(Model):
             activation=c.activation,
             out_dim=out_dim,
         )
+
+    def init_linear(self) -> None:
+        """Re-initialise every ``nn.Linear`` as the config says; each ranker calls it last in its
+        constructor. ``"xavier"``: Xavier-normal weights and zero biases, what RecBole's context-aware
+        models do (their ``_init_weights``); ``"torch"`` keeps PyTorch's defaults."""
+        if self.config.linear_init == "xavier":
+            for m in self.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.xavier_normal_(m.weight)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
 
     @abstractmethod
     def logits(self, features: Features) -> torch.Tensor:

@@ -181,6 +181,7 @@ class CAN(Ranker):
         in_dim = len(spec.fields) * c.embed_dim + self.coaction_dim
         in_dim += self.tower.out_dim if self.tower is not None else 0
         self.head = self.head_mlp(in_dim)
+        self.init_linear()
 
     def coaction_outputs(self, features: Features) -> torch.Tensor:
         """(B, pairs * C * sum d_out): every pair's co-action unit output, concatenated.

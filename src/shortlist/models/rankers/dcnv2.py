@@ -70,6 +70,7 @@ class DCNv2(Ranker):
         deep_out = c.hidden[-1] if c.hidden else width
         out_in = deep_out if c.structure == "stacked" else width + deep_out
         self.out = nn.Linear(out_in, 1)
+        self.init_linear()
 
     def logits(self, features: Features) -> torch.Tensor:
         x0 = self.embedding.stack(features).flatten(1)  # (B, K)

@@ -43,6 +43,7 @@ class DeepFM(Ranker):
         self.first_order = FeatureEmbedding(c.spec, 1, std=1e-4)
         self.bias = nn.Parameter(torch.zeros(1))
         self.dnn = self.head_mlp(len(c.spec.fields) * c.embed_dim)
+        self.init_linear()
 
     def logits(self, features: Features) -> torch.Tensor:
         e = self.embedding.stack(features)  # (B, F, D)

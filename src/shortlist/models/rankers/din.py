@@ -102,6 +102,7 @@ class DIN(Ranker):
         self.tower = DINTower(self.embedding, c.spec, c.attention_hidden, c.softmax)
         in_dim = len(c.spec.fields) * c.embed_dim + self.tower.out_dim
         self.head = self.head_mlp(in_dim)
+        self.init_linear()
 
     def logits(self, features: Features) -> torch.Tensor:
         emb = self.embedding(features)
