@@ -132,16 +132,25 @@ def run(args: argparse.Namespace) -> None:
     write_result(args.name, rows, command=command_line(), notes=notes, rebuild=not args.no_rebuild)
 
 
+def recbole_name(rb: dict[str, Any]) -> str:
+    """Row name of a RecBole result: the model, plus its settings where they are not the defaults."""
+    cfg = rb.get("config", {})
+    settings = [] if cfg.get("lr", 1e-3) == 1e-3 else [f"lr {cfg['lr']:g}"]
+    settings += [f"{k} {v}" for k, v in cfg.get("overrides", {}).items()]
+    return f"RecBole 1.2.1 {rb['model']}" + (f" ({', '.join(settings)})" if settings else "")
+
+
 def recbole_ctr_rows(dataset: str, patterns: list[str]) -> list[Row]:
     """RecBole's models on our split (``benchmarks/recbole/run_ctr.py`` result files, globs): one row
-    per seed and, per model with several seeds, their mean and std."""
+    per seed and, per model and settings with several seeds, their mean and std. Runs with other
+    settings than RecBole's defaults (a learning rate other than 1e-3, ``--set`` overrides) are
+    named with them, e.g. ``RecBole 1.2.1 DeepFM (lr 0.005, dropout_prob 0.1)``."""
     per_model: dict[str, list[dict[str, Any]]] = {}
     for path in glob_paths(patterns):
         rb = json.loads(path.read_text())
-        per_model.setdefault(rb["model"], []).append(rb)
+        per_model.setdefault(recbole_name(rb), []).append(rb)
     rows: list[Row] = []
-    for model, runs in per_model.items():
-        name = f"RecBole 1.2.1 {model}"
+    for name, runs in per_model.items():
         for rb in runs:
             variant = f"seed={rb['config']['seed']}; same split; stopped by {rb['stopped_by']}"
             metrics = {**rb["test"], "valid_auc": rb["valid_auc"], "best_epoch": rb["best_epoch"]}

@@ -106,6 +106,10 @@ def test_recbole_ctr_rows_per_seed_and_mean(tmp_path: Path) -> None:
     assert rows[-1].metrics["auc"] == pytest.approx(0.85)
     assert rows[-1].metrics["valid_auc"] == pytest.approx(0.86)
     assert ctr.recbole_ctr_rows("ml-1m-ctr", []) == []
+    tuned = {**rb, "config": {"seed": 0, "lr": 0.005, "overrides": {"dropout_prob": 0.1}}}
+    (tmp_path / "rb-tuned.json").write_text(json.dumps(tuned))
+    names = {r.model for r in ctr.recbole_ctr_rows("ml-1m-ctr", [str(tmp_path / "rb-*.json")])}
+    assert names == {"RecBole 1.2.1 DCNV2", "RecBole 1.2.1 DCNV2 (lr 0.005, dropout_prob 0.1)"}
 
 
 def test_longseq_quality_ratios_against_the_run_baseline_and_missing_parts(

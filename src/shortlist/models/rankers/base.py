@@ -46,7 +46,12 @@ class RankerConfig:
     dropout: float = 0.0
     batch_norm: bool = False  # BatchNorm before each hidden layer of the head
     activation: Literal["relu", "prelu"] = "relu"
-    linear_init: Literal["torch", "xavier"] = "torch"  # xavier: Xavier-normal weights, 0 bias (RecBole)
+    linear_init: Literal["torch", "xavier"] = (
+        "torch"  # xavier: Xavier-normal weights, 0 bias (RecBole)
+    )
+    embed_init: Literal["xavier", "xavier_joint"] = (
+        "xavier"  # joint: one std for all tables (RecBole)
+    )
 
     def __post_init__(self) -> None:
         spec = FeatureSpec.from_dict(self.features)  # type: ignore[arg-type]
@@ -69,6 +74,10 @@ class RankerConfig:
         if self.linear_init not in ("torch", "xavier"):
             raise ValueError(
                 f"The 'linear_init' parameter of {name} must be 'torch' or 'xavier'. Got {self.linear_init!r} instead."
+            )
+        if self.embed_init not in ("xavier", "xavier_joint"):
+            raise ValueError(
+                f"The 'embed_init' parameter of {name} must be 'xavier' or 'xavier_joint'. Got {self.embed_init!r} instead."
             )
         if not self.features.fields:
             raise ValueError(f"{name}: the feature spec has no fields left to use.")
@@ -124,6 +133,12 @@ class Ranker(Model):
             activation=c.activation,
             out_dim=out_dim,
         )
+
+    @property
+    def embed_std(self) -> Literal["joint"] | None:
+        """The ``std`` of the main :class:`FeatureEmbedding`: None (Xavier normal per table) or
+        ``"joint"`` (one Xavier std over all tables, as RecBole's single token table), by ``embed_init``."""
+        return "joint" if self.config.embed_init == "xavier_joint" else None
 
     def init_linear(self) -> None:
         """Re-initialise every ``nn.Linear`` as the config says; each ranker calls it last in its

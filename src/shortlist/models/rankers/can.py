@@ -156,7 +156,7 @@ class CAN(Ranker):
         super().__init__(config)
         c = config
         spec = c.spec
-        self.embedding = FeatureEmbedding(spec, c.embed_dim)
+        self.embedding = FeatureEmbedding(spec, c.embed_dim, std=self.embed_std)
         self.tower = (
             DINTower(self.embedding, spec, c.attention_hidden, c.softmax)
             if c.use_attention

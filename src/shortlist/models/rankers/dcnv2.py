@@ -63,7 +63,7 @@ class DCNv2(Ranker):
     def __init__(self, config: DCNv2Config) -> None:
         super().__init__(config)
         c = config
-        self.embedding = FeatureEmbedding(c.spec, c.embed_dim)
+        self.embedding = FeatureEmbedding(c.spec, c.embed_dim, std=self.embed_std)
         width = len(c.spec.fields) * c.embed_dim
         self.cross = CrossNetwork(width, c.cross_layers)
         self.dnn = self.head_mlp(width, out_dim=None)

@@ -39,7 +39,7 @@ class DeepFM(Ranker):
     def __init__(self, config: DeepFMConfig) -> None:
         super().__init__(config)
         c = config
-        self.embedding = FeatureEmbedding(c.spec, c.embed_dim)
+        self.embedding = FeatureEmbedding(c.spec, c.embed_dim, std=self.embed_std)
         self.first_order = FeatureEmbedding(c.spec, 1, std=1e-4)
         self.bias = nn.Parameter(torch.zeros(1))
         self.dnn = self.head_mlp(len(c.spec.fields) * c.embed_dim)

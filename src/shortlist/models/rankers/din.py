@@ -98,7 +98,7 @@ class DIN(Ranker):
     def __init__(self, config: DINConfig) -> None:
         super().__init__(config)
         c = config
-        self.embedding = FeatureEmbedding(c.spec, c.embed_dim)
+        self.embedding = FeatureEmbedding(c.spec, c.embed_dim, std=self.embed_std)
         self.tower = DINTower(self.embedding, c.spec, c.attention_hidden, c.softmax)
         in_dim = len(c.spec.fields) * c.embed_dim + self.tower.out_dim
         self.head = self.head_mlp(in_dim)

@@ -18,7 +18,9 @@ and :meth:`FeatureEmbedding.stack` gives the (B, F, D) field matrix that DeepFM 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from typing import Literal
 
 import torch
 from torch import nn
@@ -41,7 +43,9 @@ class FeatureEmbedding(nn.Module):
         spec: the feature specification.
         dim: D, the width of every embedding.
         fields: the fields to embed (default: all of ``spec``).
-        std: initial standard deviation of the tables (None = Xavier normal, as RecBole).
+        std: initial standard deviation of the tables: None = Xavier normal per table; ``"joint"``
+            = Xavier normal as if all tables were one (std sqrt(2 / (sum of sizes + D))), which is
+            what RecBole's context-aware models do: they keep every token field in one table.
     """
 
     def __init__(
@@ -49,7 +53,7 @@ class FeatureEmbedding(nn.Module):
         spec: FeatureSpec,
         dim: int,
         fields: list[Field] | None = None,
-        std: float | None = None,
+        std: float | Literal["joint"] | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -65,11 +69,15 @@ class FeatureEmbedding(nn.Module):
         self.dense = nn.ModuleDict(
             {f.name: nn.Linear(f.vocab_size, dim) for f in self.fields if f.kind == "dense"}
         )
+        if std == "joint":
+            std = math.sqrt(2.0 / (sum(tables.values()) + dim))
+        elif std is not None and not (isinstance(std, int | float) and std > 0):
+            raise ValueError(f"FeatureEmbedding: std must be None, 'joint' or > 0. Got {std!r}.")
         for table in self.tables.values():
             if std is None:
                 nn.init.xavier_normal_(table.weight)
             else:
-                nn.init.normal_(table.weight, std=std)
+                nn.init.normal_(table.weight, std=float(std))
             with torch.no_grad():
                 table.weight[0].zero_()
 
