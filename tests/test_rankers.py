@@ -231,3 +231,23 @@ def test_linear_init_xavier_as_recbole(name: str) -> None:
         )
     with pytest.raises(ValueError, match=r"'linear_init' parameter of .* Got 'he'"):
         build_model(name, features=data.spec, linear_init="he")
+
+
+def test_embed_init_joint_uses_one_xavier_std_for_all_tables() -> None:
+    from shortlist.models.rankers.features import FeatureEmbedding
+
+    data = tiny_ctr()
+    torch.manual_seed(0)
+    emb = FeatureEmbedding(data.spec, 512, std="joint")
+    sizes = {name: t.num_embeddings for name, t in emb.tables.items()}
+    want = (2.0 / (sum(sizes.values()) + 512)) ** 0.5
+    for name, table in emb.tables.items():
+        assert not table.weight[0].any()  # padding row
+        got = float(table.weight[1:].std())
+        assert abs(got / want - 1) < 0.15, (name, got, want)
+    model = build_model("deepfm", features=data.spec, embed_dim=8, embed_init="xavier_joint")
+    assert model.embed_std == "joint"
+    with pytest.raises(ValueError, match=r"std must be None, 'joint' or > 0"):
+        FeatureEmbedding(data.spec, 4, std=-1.0)
+    with pytest.raises(ValueError, match=r"'embed_init' parameter of .* Got 'he'"):
+        build_model("din", features=data.spec, embed_init="he")
