@@ -25,7 +25,8 @@
 #   runs/synthetic -> sweep_synthetic_long; per family the config with the best mean valid NDCG@10
 #   -> longseq_synthetic (the truncated baseline is the better of 512 and 2,048 on validation).
 # ML_OURS=0 leaves out our ML-100k runs (when converged ones exist and only RecBole must go on).
-# Beside RecBole, our processes run at nice 15 so that RecBole's Python pipeline keeps its cores.
+# Beside RecBole, our processes run at nice 15; that did not keep RecBole's pace (201 s an epoch
+# beside 9 MovieLens latest-small runs, 39 s after them): run RecBole alone when it must progress.
 # Beside 18 Beauty runs RecBole's Python pipeline starves (187 s an epoch, 2026-11-29): run the
 # parts in separate leases when RecBole must make progress. Call 1:
 #   PARTS="speed beauty" KSA_BLOCK=64 bash benchmarks/gpu/converge.sh
