@@ -46,12 +46,10 @@ class RankerConfig:
     dropout: float = 0.0
     batch_norm: bool = False  # BatchNorm before each hidden layer of the head
     activation: Literal["relu", "prelu"] = "relu"
-    linear_init: Literal["torch", "xavier"] = (
-        "torch"  # xavier: Xavier-normal weights, 0 bias (RecBole)
-    )
-    embed_init: Literal["xavier", "xavier_joint"] = (
-        "xavier"  # joint: one std for all tables (RecBole)
-    )
+    # xavier: Xavier-normal Linear weights and zero biases, as RecBole (torch: PyTorch's defaults)
+    linear_init: Literal["torch", "xavier"] = "torch"
+    # xavier_joint: one Xavier std for all embedding tables, as RecBole's single token table
+    embed_init: Literal["xavier", "xavier_joint"] = "xavier"
 
     def __post_init__(self) -> None:
         spec = FeatureSpec.from_dict(self.features)  # type: ignore[arg-type]
