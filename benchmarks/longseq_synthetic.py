@@ -108,14 +108,15 @@ def rule_baselines(
     ranked strictly before the target (a list shorter than k is padded with misses).
     """
     pop = np.bincount(split.train.values, minlength=split.num_items + 1).astype(np.float64)
+    ranked = np.argsort(-pop, kind="stable")  # items by popularity, once
+    top_of_topic = {int(t): ranked[item_topic[ranked] == t][:k] for t in np.unique(item_topic)}
     out: dict[str, dict[str, float]] = {}
     for part, ex in (("valid", split.valid), ("test", split.test)):
         gains = {"cue_topic_popularity": [], "burst_copy": []}
         for i in range(len(ex.users)):
             history, target = ex.history[i], int(ex.targets[i])
             topic = item_topic[history[-1]]
-            same = np.flatnonzero(item_topic == topic)
-            lists = {"cue_topic_popularity": same[np.argsort(-pop[same], kind="stable")][:k]}
+            lists = {"cue_topic_popularity": top_of_topic[int(topic)]}
             items, counts = np.unique(history[item_topic[history] == topic], return_counts=True)
             lists["burst_copy"] = items[np.lexsort((-pop[items], -counts))][:k]
             for rule, top in lists.items():

@@ -186,20 +186,6 @@ def test_config_errors() -> None:
         build_model("ksa", num_items=5, chunk_size=0)
     with pytest.raises(ValueError, match=r"'attention_impl' parameter of KSAConfig must be one of"):
         build_model("ksa", num_items=5, attention_impl="triton")
-    with pytest.raises(ValueError, match=r"'length_bucket' parameter of KSAConfig .* Got -8"):
-        build_model("ksa", num_items=5, length_bucket=-8)
-
-
-@pytest.mark.parametrize("bucket", [1, 8, 16, 64])
-def test_length_bucket_pads_without_changing_the_states(bucket: int) -> None:
-    ids = torch.randint(1, 41, (3, 37), generator=torch.Generator().manual_seed(4))
-    ids[0, :5], ids[2, :30] = 0, 0  # left padding, one row with 7 events
-    plain = _model()
-    want = plain.encode(ids)
-    plain.config.length_bucket = bucket  # the same weights, bucketed
-    got = plain.encode(ids)
-    assert got.shape == (3, 37, 16)
-    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 @settings(max_examples=15, deadline=None)

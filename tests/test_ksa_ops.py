@@ -18,7 +18,12 @@ from shortlist.ops.ksa import (
     ksa_mask,
     num_chunks,
 )
-from shortlist.ops.ksa_flex import flex_kernel_options, ksa_block_mask, ksa_mask_mod
+from shortlist.ops.ksa_flex import (
+    flex_kernel_options,
+    ksa_block_mask,
+    ksa_mask_mod,
+    padded_length,
+)
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -127,6 +132,27 @@ def test_flex_path_matches_reference_on_cpu(
         flex = ksa_attention(*t, chunk, window, impl="flex", flex_block=block)
     torch.testing.assert_close(flex.events, ref.events, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(flex.summaries, ref.summaries, rtol=1e-5, atol=1e-5)
+
+
+def test_padded_length_by_hand() -> None:
+    # below 1,024 events the step is the block; then 2^floor(log2 L) / 8
+    assert [padded_length(n, 128) for n in (1, 128, 129, 1000)] == [128, 128, 256, 1024]
+    assert padded_length(1100, 128) == 1152  # step 128 (1024 / 8)
+    assert padded_length(5085, 128) == 5120 and padded_length(9946, 128) == 10240  # step 512, 1024
+    assert padded_length(16384, 128) == 16384  # powers of 2 are never padded
+    assert padded_length(1100, 16) == 1152 and padded_length(40, 16) == 48
+    lengths = {padded_length(n, 128) for n in range(4097, 8193)}
+    assert len(lengths) == 8  # at most 8 padded lengths (compiled kernels) per octave
+
+
+def test_flex_path_pads_long_lengths_exactly() -> None:
+    # L = 1,100 is padded to 1,152 (a step larger than the block): the result must not change
+    t = [x.float() for x in _inputs(1, 1, 1100, 4, 8, 3)]
+    ref = ksa_attention(*t, 8, 2, impl="blocked")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # eager FlexAttention on CPU warns
+        flex = ksa_attention(*t, 8, 2, impl="flex", flex_block=16)
+    torch.testing.assert_close(flex.events, ref.events, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("impl", ["fast", "banded"])

@@ -25,8 +25,8 @@
 #   runs/synthetic -> sweep_synthetic_long; per family the config with the best mean valid NDCG@10
 #   -> longseq_synthetic (the truncated baseline is the better of 512 and 2,048 on validation).
 # ML_OURS=0 leaves out our ML-100k runs (when converged ones exist and only RecBole must go on).
-# Beside RecBole, our processes run at nice 15; that did not keep RecBole's pace (201 s an epoch
-# beside 9 MovieLens latest-small runs, 39 s after them): run RecBole alone when it must progress.
+# RecBole loses its pace beside any of our runs, even at nice 15 (201 s an epoch beside 9 MovieLens
+# latest-small runs, 39 s after them, 2026-11-29): run the ml100k part alone when RecBole must progress.
 # Beside 18 Beauty runs RecBole's Python pipeline starves (187 s an epoch, 2026-11-29): run the
 # parts in separate leases when RecBole must make progress. Call 1:
 #   PARTS="speed beauty" KSA_BLOCK=64 bash benchmarks/gpu/converge.sh
@@ -61,30 +61,29 @@ export PARTS RB_S="${RB_S:-960}" BEAUTY_S="${BEAUTY_S:-780}" MLS_S="${MLS_S:-900
 setsid bash -c '
   has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
   common="--set train.num_workers=0 --no-rebuild"
-  nice_=""; if has ml100k; then nice_="nice -n 15"; fi
   if has ml100k; then
     for s in 0 1 2; do
       PYTHONPATH=/tmp/recbole-site python3 benchmarks/recbole/run_sasrec.py --data runs/recbole/data/ml-100k-hstu-L200 \
         --device cuda --seed $s --time-limit-s "$RB_S" --checkpoint runs/rbck/rb_ck_s$s.pt \
         --out runs/rbck/rb_ml100k_s$s.json > runs/rbck/rb_ml100k_s$s.log 2>&1 &
     done
-    [ "$ML_OURS" = 1 ] && $nice_ python3 benchmarks/seqrec.py run --name seqrec_ml100k_ours --dataset ml-100k --split .gpu/ml-100k.npz \
+    [ "$ML_OURS" = 1 ] && python3 benchmarks/seqrec.py run --name seqrec_ml100k_ours --dataset ml-100k --split .gpu/ml-100k.npz \
       --models sasrec,hstu --seeds 0,1,2,3,4 --parallel 4 --out-dir runs/ml_converged \
       --set train.time_limit_s=400 $common > runs/ml_converged.log 2>&1 &
   fi
   if has mls; then
-    $nice_ python3 benchmarks/seqrec.py run --name longseq_mls --dataset ml-latest-small --split .gpu/ml-latest-small.npz \
+    python3 benchmarks/seqrec.py run --name longseq_mls --dataset ml-latest-small --split .gpu/ml-latest-small.npz \
       --config-dir configs/ml-latest-small --models sasrec,ksa,elastic --seeds 0,1,2 --parallel 9 \
       --out-dir runs/mls_converged --set train.time_limit_s="$MLS_S" $common > runs/mls.log 2>&1 &
   fi
   if has hstu100k; then
     models=$(ls configs/ml-100k/sweep-hstu | sed "s/.yaml$//" | paste -sd, -)
-    $nice_ python3 benchmarks/seqrec.py run --name sweep_ml100k_hstu --dataset ml-100k --split .gpu/ml-100k.npz \
+    python3 benchmarks/seqrec.py run --name sweep_ml100k_hstu --dataset ml-100k --split .gpu/ml-100k.npz \
       --config-dir configs/ml-100k/sweep-hstu --models "$models" --seeds 0,1,2,3,4 --parallel 30 \
       --out-dir runs/hstu100k --set train.time_limit_s="$HSTU_S" $common > runs/hstu100k.log 2>&1 &
   fi
   if has synthetic; then
-    ( $nice_ python3 benchmarks/seqrec.py run --name sweep_synthetic_long --dataset synthetic-long \
+    ( python3 benchmarks/seqrec.py run --name sweep_synthetic_long --dataset synthetic-long \
         --split .gpu/synthetic-long.npz --config-dir configs/synthetic --seeds 0,1 --parallel 12 \
         --models sasrec-long512,sasrec-long2048,ksa-long,ksa-long-c8,ksa-long-hybrid,elastic-long \
         --out-dir runs/synthetic --set train.time_limit_s="$SYN_S" $common > runs/synthetic.log 2>&1
@@ -96,7 +95,7 @@ setsid bash -c '
       --config-dir configs/amazon-beauty/sweep --seeds 0,1,2 --out-dir runs/beauty_converged
       --models "$BEAUTY_MODELS"
       --set train.time_limit_s="$BEAUTY_S" $common)
-    $nice_ python3 benchmarks/seqrec.py run "${args[@]}" --parallel 18 > runs/beauty.log 2>&1 \
+    python3 benchmarks/seqrec.py run "${args[@]}" --parallel 18 > runs/beauty.log 2>&1 \
       || python3 benchmarks/seqrec.py run "${args[@]}" --collect >> runs/beauty.log 2>&1
     for f in "sasrec,hstu seqrec_beauty" "sasrec,ksa,elastic longseq_beauty"; do set -- $f
       python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_beauty_converged.json \

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from shortlist.models.base import register
@@ -54,7 +53,6 @@ class KSAConfig:
     rope_base: float = 10_000.0
     attention_impl: Literal["fast", "reference", "blocked", "banded", "flex"] = "fast"
     flex_block: int = 128  # block size of the GPU FlexAttention path (64 aligns with chunk_size 64)
-    length_bucket: int = 0  # 0: off; N: left-pad batches to a multiple of N (same outputs)
     loss: Literal["softmax", "sampled_softmax"] = "softmax"
     num_negatives: int = 128  # sampled softmax: uniform negatives shared by the batch
     in_batch_negatives: int = 0  # sampled softmax: targets of other positions used as negatives
@@ -62,9 +60,7 @@ class KSAConfig:
     normalize: bool = False  # sampled softmax on cosine similarities
 
     def __post_init__(self) -> None:
-        check_next_item_config(
-            self, ffn_dim=0, chunk_size=1, window=0, full_every=0, length_bucket=0
-        )
+        check_next_item_config(self, ffn_dim=0, chunk_size=1, window=0, full_every=0)
         if (self.dim // self.num_heads) % 2:
             raise ValueError(
                 f"The 'dim' parameter of KSAConfig ({self.dim}) must be divisible by num_heads "
@@ -162,15 +158,8 @@ class KSA(NextItemRetriever):
         """(B, L) left-padded item ids -> (B, L, D) states (zero at padding), any L >= 1.
 
         Rows are rotated to right padding inside, so chunks start at each row's oldest event
-        and a real event never sees padding; states are rotated back before returning. With
-        ``length_bucket = N`` the batch is first left-padded to a multiple of N events: the real
-        events' states do not change, but a compiled attention kernel (FlexAttention compiles one
-        per padded length) sees a few lengths instead of one per batch of long, varied histories.
+        and a real event never sees padding; states are rotated back before returning.
         """
-        bucket = self.config.length_bucket
-        if bucket and ids.shape[1] % bucket:
-            extra = bucket - ids.shape[1] % bucket
-            return self.encode(F.pad(ids, (extra, 0)))[:, extra:]
         L = ids.shape[1]
         lengths = (ids > 0).sum(1)  # (B,)
         ar = torch.arange(L, device=ids.device)

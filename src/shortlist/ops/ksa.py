@@ -48,6 +48,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -254,6 +255,22 @@ def event_attention_blocked(
     return torch.cat(outs, 2)
 
 
+@functools.lru_cache(maxsize=32)
+def _banded_masks(
+    S: int, chunk: int, window: int, device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The masks of :func:`event_attention_banded`, built once per (S, k, W, device):
+    band (S, k, (W + 1) k), event u of the band visible to query t (u <= t, u >= 0); summaries
+    (S, 1, S), summary j visible to chunk c (j < c - W)."""
+    front, band = window * chunk, (window + 1) * chunk
+    t = torch.arange(S * chunk, device=device).view(S, chunk, 1)  # query positions
+    u = (torch.arange(S, device=device) * chunk - front).view(S, 1, 1)
+    u = u + torch.arange(band, device=device)  # event positions of each chunk's band
+    band_ok = (u <= t) & (u >= 0)
+    c = torch.arange(S, device=device)
+    return band_ok, (c[None, :] < c[:, None] - window)[:, None]
+
+
 def event_attention_banded(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -287,18 +304,14 @@ def event_attention_banded(
     # (B, H, S, band, dh): chunk c's band starts at event (c - W) k, i.e. at c k of the padded keys
     kb = F.pad(k, (0, 0, front, pad)).unfold(2, band, chunk).transpose(-1, -2)
     vb = F.pad(v, (0, 0, front, pad)).unfold(2, band, chunk).transpose(-1, -2)
-    dev = q.device
-    t = torch.arange(S * chunk, device=dev).view(S, chunk, 1)  # query positions
-    u = (torch.arange(S, device=dev) * chunk - front).view(S, 1, 1) + torch.arange(band, device=dev)
-    band_ok = (u <= t) & (u >= 0)  # (S, k, band)
-    sum_ok = torch.arange(S, device=dev)[None, :] < torch.arange(S, device=dev)[:, None] - window
+    band_ok, sum_ok = _banded_masks(S, chunk, window, str(q.device))
     acc = torch.promote_types(q.dtype, torch.float32)  # softmax in float32 at least
     s_band = torch.einsum("bhsqd,bhsud->bhsqu", qc, kb).to(acc) * scale  # (B, H, S, k, band)
     s_sum = torch.einsum("bhsqd,bhjd->bhsqj", qc, sk).to(acc) * scale  # (B, H, S, k, S)
     scores = torch.cat(
         (
             s_band.masked_fill(~band_ok, float("-inf")),
-            s_sum.masked_fill(~sum_ok[:, None], float("-inf")),
+            s_sum.masked_fill(~sum_ok, float("-inf")),
         ),
         -1,
     )

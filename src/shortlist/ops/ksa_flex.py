@@ -70,7 +70,9 @@ def flex_kernel_options(block_size: int) -> dict[str, int] | None:
     BLOCK_N1 % BLOCK_M1 == 0 and BLOCK_M2 % BLOCK_N2 == 0), and their default tiles on Hopper are
     128 wide: blocks of 64 failed to lower with "Q and KV block size must be divisible by BLOCK_M and
     BLOCK_N" (H200, 2026-11-29). Smaller blocks get tiles of the block (forward) and half / whole
-    blocks (backward, as flash attention's backward pairs them).
+    blocks (backward, as flash attention's backward pairs them). With these tiles the H200's torch
+    2.11 still fails, in Inductor's kernel choice ("No choices to select", like
+    pytorch/pytorch#176025): on that GPU keep blocks of 128 (docs/long_sequences.md).
     """
     if block_size >= 128:
         return None
@@ -85,13 +87,26 @@ def flex_kernel_options(block_size: int) -> dict[str, int] | None:
     }
 
 
+def padded_length(length: int, block_size: int) -> int:
+    """The length the flex path pads L to: a multiple of max(block_size, 2^floor(log2 L) / 8).
+
+    FlexAttention compiles one kernel per (batch, padded length), tens of seconds each at 10^4
+    events. Rounding to a step that grows with L keeps at most 8 padded lengths per octave (about
+    70 from 128 to 64k events, under dynamo's raised cache limit) for at most 12.5% padding; below
+    1,024 events the step is the block itself. Powers of 2 are never padded.
+    """
+    step = max(block_size, (1 << (max(length, 1).bit_length() - 1)) // 8)
+    return -(-length // step) * step
+
+
 def _kernel(device: torch.device) -> Callable[..., torch.Tensor]:
     global _compiled
     if device.type != "cuda":
         return flex_attention
     if _compiled is None:
-        # one kernel per (B, padded L): training with dynamic padding meets up to max_len / 128
-        # lengths (x a last, smaller batch). Past dynamo's default of 8 compiled shapes it would fall
+        # one kernel per (B, padded L): training with dynamic padding meets up to ~8 padded lengths
+        # per octave (padded_length; x a last, smaller batch). Past dynamo's default of 8 compiled
+        # shapes it would fall
         # back to eager FlexAttention, which materialises the (L, L + S) scores (tens of GiB at
         # L = 2,048, B = 1,024): raise the limits instead.
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
@@ -118,13 +133,13 @@ def event_attention_flex(
     ``block_size``: the block mask's (and kernel's) block; with k = 64, blocks of 64 align with the
     chunks (fewer partly masked blocks, about a quarter less work at W = 4) but use smaller tiles.
 
-    L is padded up to a multiple of the block size (zeros, sliced off at the end), so batches of
-    nearby lengths share one compiled kernel and one block mask. The padding is exact: padded
+    L is padded up to :func:`padded_length` (zeros, sliced off at the end), so batches of nearby
+    lengths share one compiled kernel and one block mask. The padding is exact: padded
     events come after every real query (causally invisible) and padded summaries belong to chunks
     past the last real one (never older than a real query's window).
     """
     L = q.shape[2]
-    Lp = -(-L // block_size) * block_size
+    Lp = padded_length(L, block_size)
     Sp = num_chunks(Lp, chunk)
     if Lp > L:  # (F.pad copies even when there is nothing to pad: skip it then)
         pad_l = (0, 0, 0, Lp - L)
