@@ -53,18 +53,24 @@ class Row:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def git_commit() -> str:
-    """The checkout's commit (``-dirty`` with uncommitted changes), or ``$SHORTLIST_COMMIT`` where the
-    tree was copied without its git folder (the GPU machine)."""
+# What the scripts write: changes there do not make the measured code differ from its commit
+# (a result file is rewritten while its own run goes on).
+OUTPUTS = ("benchmarks/results", "BENCHMARKS.md")
+
+
+def git_commit(root: Path = ROOT) -> str:
+    """The checkout's commit (``-dirty`` with uncommitted changes outside the benchmark outputs), or
+    ``$SHORTLIST_COMMIT`` where the tree was copied without its git folder (the GPU machine)."""
     if os.environ.get("SHORTLIST_COMMIT"):
         return os.environ["SHORTLIST_COMMIT"]
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
+        excluded = [f":(exclude){path}" for path in OUTPUTS]
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *excluded],
+            cwd=root,
             capture_output=True,
             text=True,
             check=True,

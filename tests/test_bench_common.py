@@ -114,3 +114,31 @@ def test_glob_paths_sorted_and_unique(tmp_path: Path) -> None:
         tmp_path / "a.json",
         tmp_path / "b.json",
     ]
+
+
+def test_git_commit_is_dirty_only_outside_the_benchmark_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    monkeypatch.delenv("SHORTLIST_COMMIT", raising=False)
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
+            cwd=tmp_path, check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    for name in ("code.py", "BENCHMARKS.md", "benchmarks/results/x.json"):
+        (tmp_path / name).write_text("a")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "c")
+    sha = git("rev-parse", "HEAD")
+    assert common.git_commit(tmp_path) == sha
+    (tmp_path / "benchmarks/results/x.json").write_text("b")  # a result being rewritten
+    (tmp_path / "BENCHMARKS.md").write_text("b")
+    assert common.git_commit(tmp_path) == sha
+    (tmp_path / "code.py").write_text("b")  # the measured code changed
+    assert common.git_commit(tmp_path) == f"{sha}-dirty"
