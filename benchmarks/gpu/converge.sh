@@ -2,7 +2,7 @@
 # Issue 3's comparisons trained to convergence, and issue 4's Beauty rows from the same run, in one
 # lease of about 25 minutes over back-to-back calls. PARTS picks what runs (default all three):
 # - speed: the speed table ALONE on the GPU first (benchmarks/gpu/longseq_speed.sh, KSA_BLOCK) and a
-#   profile of compiled ELASTIC at L = 16k;
+#   profile of compiled ELASTIC at L = 16k (PROFILE=0 leaves it out);
 # - ml100k (HSTU protocol), detached: RecBole 1.2.1's SASRec x 3 seeds with --checkpoint
 #   runs/rbck/rb_ck_s*.pt (handed back; a later lease that carries runs/rbck resumes them where this
 #   one stopped: RecBole needs about 38 s an epoch here, alone) and ours beside them, the frozen
@@ -17,7 +17,7 @@
 # - mls (issue 4), detached: MovieLens latest-small, configs/ml-latest-small/{sasrec,ksa,elastic}.yaml
 #   x 3 seeds until patience (MLS_S only as a safety limit), into runs/mls_converged;
 # - hstu100k: the second HSTU sweep on ML-100k, configs/ml-100k/sweep-hstu x 5 seeds (patience 50,
-#   like the frozen config, which is its hstu-d64-do5) -> sweep_ml100k_hstu, into runs/hstu100k;
+#   like the frozen config, which is its hstu-d64-do5; HSTU_SEEDS) -> sweep_ml100k_hstu, into runs/hstu100k;
 # - synthetic (issue 4): the planted long-range split, made here and carried (polars is not on the
 #   machine): python benchmarks/longseq_synthetic.py --out .gpu/synthetic-long.npz (one return event
 #   as a cue, the next one the target); full attention at 512 and 2,048 vs KSA (chunks of 64 or 8,
@@ -52,11 +52,11 @@ nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv
 if has speed; then
   OUT_FINAL=$OUT; OUT=$(mktemp -d); bash benchmarks/gpu/longseq_speed.sh; OUT=$OUT_FINAL
   cp benchmarks/results/longseq_speed.json runs/results/
-  timeout 100 python3 benchmarks/longseq_profile.py --device cuda --out runs/prof --rows 25 --length 16384 \
+  [ "${PROFILE:-1}" = 1 ] && timeout 100 python3 benchmarks/longseq_profile.py --device cuda --out runs/prof --rows 25 --length 16384 \
     --method elastic --compile default > runs/prof/elastic_c.log 2>&1 || echo "profile rc $?"
 fi
 export PARTS RB_S="${RB_S:-960}" BEAUTY_S="${BEAUTY_S:-780}" MLS_S="${MLS_S:-900}" ML_OURS="${ML_OURS:-1}" \
-  SYN_S="${SYN_S:-900}" HSTU_S="${HSTU_S:-600}" \
+  SYN_S="${SYN_S:-900}" HSTU_S="${HSTU_S:-600}" HSTU_SEEDS="${HSTU_SEEDS:-0,1,2,3,4}" \
   BEAUTY_MODELS="${BEAUTY_MODELS:-sasrec-d256,sasrec-d256-do6,hstu-d256,hstu-d128,ksa-c4w4,elastic-e16}"
 setsid bash -c '
   has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -79,7 +79,7 @@ setsid bash -c '
   if has hstu100k; then
     models=$(ls configs/ml-100k/sweep-hstu | sed "s/.yaml$//" | paste -sd, -)
     python3 benchmarks/seqrec.py run --name sweep_ml100k_hstu --dataset ml-100k --split .gpu/ml-100k.npz \
-      --config-dir configs/ml-100k/sweep-hstu --models "$models" --seeds 0,1,2,3,4 --parallel 30 \
+      --config-dir configs/ml-100k/sweep-hstu --models "$models" --seeds "$HSTU_SEEDS" --parallel 30 \
       --out-dir runs/hstu100k --set train.time_limit_s="$HSTU_S" $common > runs/hstu100k.log 2>&1 &
   fi
   if has synthetic; then
