@@ -24,6 +24,9 @@
 #   or hybrid) and ELASTIC over the whole 10^4-event history, 2 seeds, SYN_S as a safety limit, into
 #   runs/synthetic -> sweep_synthetic_long; per family the config with the best mean valid NDCG@10
 #   -> longseq_synthetic (the truncated baseline is the better of 512 and 2,048 on validation).
+# GPU memory: a synthetic run takes 10-40 GB (full softmax over 10^4-event histories), an ML-100k one
+# about 3.6 GB: 12 synthetic runs beside 18 ML-100k ones ran out of the H200's 140 GB (2026-11-29), so
+# lower SYN_SEEDS / HSTU_PAR when parts share a call.
 # ML_OURS=0 leaves out our ML-100k runs (when converged ones exist and only RecBole must go on).
 # RecBole loses its pace beside any of our runs, even at nice 15 (201 s an epoch beside 9 MovieLens
 # latest-small runs, 39 s after them, 2026-11-29): run the ml100k part alone when RecBole must progress.
@@ -57,6 +60,7 @@ if has speed; then
 fi
 export PARTS RB_S="${RB_S:-960}" BEAUTY_S="${BEAUTY_S:-780}" MLS_S="${MLS_S:-900}" ML_OURS="${ML_OURS:-1}" \
   SYN_S="${SYN_S:-900}" HSTU_S="${HSTU_S:-600}" HSTU_SEEDS="${HSTU_SEEDS:-0,1,2,3,4}" \
+  HSTU_PAR="${HSTU_PAR:-30}" SYN_SEEDS="${SYN_SEEDS:-0,1}" \
   BEAUTY_MODELS="${BEAUTY_MODELS:-sasrec-d256,sasrec-d256-do6,hstu-d256,hstu-d128,ksa-c4w4,elastic-e16}"
 setsid bash -c '
   has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -79,12 +83,12 @@ setsid bash -c '
   if has hstu100k; then
     models=$(ls configs/ml-100k/sweep-hstu | sed "s/.yaml$//" | paste -sd, -)
     python3 benchmarks/seqrec.py run --name sweep_ml100k_hstu --dataset ml-100k --split .gpu/ml-100k.npz \
-      --config-dir configs/ml-100k/sweep-hstu --models "$models" --seeds "$HSTU_SEEDS" --parallel 30 \
+      --config-dir configs/ml-100k/sweep-hstu --models "$models" --seeds "$HSTU_SEEDS" --parallel "$HSTU_PAR" \
       --out-dir runs/hstu100k --set train.time_limit_s="$HSTU_S" $common > runs/hstu100k.log 2>&1 &
   fi
   if has synthetic; then
     ( python3 benchmarks/seqrec.py run --name sweep_synthetic_long --dataset synthetic-long \
-        --split .gpu/synthetic-long.npz --config-dir configs/synthetic --seeds 0,1 --parallel 12 \
+        --split .gpu/synthetic-long.npz --config-dir configs/synthetic --seeds "$SYN_SEEDS" --parallel 12 \
         --models sasrec-long512,sasrec-long2048,ksa-long,ksa-long-c8,ksa-long-hybrid,elastic-long \
         --out-dir runs/synthetic --set train.time_limit_s="$SYN_S" $common > runs/synthetic.log 2>&1
       python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_synthetic_long.json \

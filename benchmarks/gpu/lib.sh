@@ -1,5 +1,6 @@
 # Shared by the detached GPU jobs (sweeps.sh, recbole_ml100k.sh): source it from the repository root.
-export PYTHONUNBUFFERED=1 SHORTLIST_COMMIT="${SHORTLIST_COMMIT:-unknown}" OMP_NUM_THREADS=1
+export PYTHONUNBUFFERED=1 SHORTLIST_COMMIT="${SHORTLIST_COMMIT:-unknown}" OMP_NUM_THREADS=1 \
+  PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 export PYTHONPATH=/tmp/site:$PWD/src
 
 gpu_setup() {  # the wheels the GPU machine lacks, RecBole's virtual site, RecBole's exported splits
