@@ -153,6 +153,43 @@ def test_planted_repeat_reuses_burst_items_and_leaves_the_rest_unchanged() -> No
     assert any(outside)
 
 
+def test_planted_extra_adds_interests_and_keeps_the_first_one() -> None:
+    cfg = LongHistoryConfig(
+        n_users=8, n_items=600, n_topics=12, min_length=400, max_length=400, planted_burst=5,
+        planted_gap=150, planted_return=3, planted_fraction=1.0, planted_repeat=True, seed=3,
+    )  # fmt: skip
+    one = generate_long_histories(cfg)
+    many = generate_long_histories(LongHistoryConfig(**{**cfg.__dict__, "planted_extra": 4}))
+    first = one.kind > 0
+    # the first planted interest and its ground truth are those of planted_extra=0
+    assert np.array_equal(one.sequences.values[first], many.sequences.values[first])
+    assert np.array_equal(many.kind[first], one.kind[first])
+    for name in ("planted_topic", "planted_at", "return_at"):
+        assert np.array_equal(getattr(one, name), getattr(many, name))
+    # non-planted events change only where an extra gap's exploration hit was redrawn
+    changed = (one.sequences.values != many.sequences.values) & (many.kind == EVENT_ORDINARY)
+    assert changed.sum() < 0.05 * changed.size
+    for u in range(cfg.n_users):
+        items = many.sequences[u]
+        kind = many.kind[many.sequences.offsets[u] : many.sequences.offsets[u + 1]]
+        topic = many.item_topic[items]
+        burst_topics = set(topic[kind == EVENT_BURST].tolist())
+        assert len(burst_topics) == 5 and many.planted_topic[u] in burst_topics  # 1 + 4 extra
+        for p in burst_topics:
+            bursts = np.flatnonzero((topic == p) & (kind == EVENT_BURST))
+            returns = np.flatnonzero((topic == p) & (kind == EVENT_RETURN))
+            assert len(bursts) == 5 and len(returns) == 3
+            assert np.array_equal(bursts, bursts[0] + np.arange(5))  # contiguous burst
+            assert returns[0] - bursts[-1] - 1 == 150  # G events between them...
+            assert not (topic[bursts[-1] + 1 : returns[0]] == p).any()  # ...none of topic p
+            assert set(items[returns].tolist()) <= set(items[bursts].tolist())  # repeats
+
+
+def test_planted_extra_needs_a_topic_for_each_interest() -> None:
+    with pytest.raises(ValueError, match="planted_extra.*at most n_topics - topics_per_user - 1 = 6"):
+        LongHistoryConfig(n_topics=10, topics_per_user=3, planted_extra=7)
+
+
 def test_long_range_split_shows_the_cue_and_targets_the_next_return() -> None:
     from longseq_synthetic import build_split
 

@@ -962,6 +962,14 @@ def read_parquet(out_dir: str | os.PathLike[str]) -> InteractionData:
 #      the user comes back to the very items of the old interest, which only a model that still
 #      sees the burst can name; without it they are fresh draws from p, which one return event in
 #      view already reveals as well as the burst does.
+#   2b. ``planted_extra`` = X > 0 (drawn after everything else, so the data above are unchanged):
+#      each planted user gets X more interests planted the same way (burst, gap, return, repeats),
+#      each with a topic of its own outside the slots and the first planted topic, at a start drawn
+#      uniformly among those whose burst and return events fall on ordinary events (up to 64
+#      tries; an interest that finds none is left out); exploration hits of its topic inside its
+#      gap are redrawn from the top topic, ordinary events only. With one planted interest, 4 of
+#      10^4 training targets can be named by copying from a burst 5,000 events back, too few to
+#      learn from; X = 20 makes it about 80. The per-user ground truth below stays the first one.
 #   3. Ground truth: ``kind`` per event (0 ordinary, 1 burst, 2 return = the target is drawn from
 #      an interest last seen more than G events earlier), and per user ``planted_topic``,
 #      ``planted_at`` = P and ``return_at`` = P + B + G (-1 for users without one).
@@ -1003,6 +1011,7 @@ class LongHistoryConfig:
     planted_return: int = 5  # R: events drawn from it at the return
     planted_at_end: bool = False  # the return burst ends the history
     planted_repeat: bool = False  # return events re-consume burst items instead of fresh draws
+    planted_extra: int = 0  # more planted interests per planted user (training signal, see step 2b)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -1010,6 +1019,7 @@ class LongHistoryConfig:
             ("n_users", 1), ("n_items", self.n_topics), ("n_topics", self.topics_per_user + 1),
             ("min_length", 1), ("max_length", self.min_length), ("topics_per_user", 1),
             ("planted_burst", 1), ("planted_gap", 1), ("planted_return", 1), ("seed", 0),
+            ("planted_extra", 0),
         )  # fmt: skip
         for name, low in ints:
             value = getattr(self, name)
@@ -1032,6 +1042,16 @@ class LongHistoryConfig:
         for name in ("planted_at_end", "planted_repeat"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(_bad_long(name, "a bool", getattr(self, name)))
+        free_topics = self.n_topics - self.topics_per_user - 1  # outside the slots and the first
+        if self.planted_extra > free_topics:
+            raise ValueError(
+                _bad_long(
+                    "planted_extra",
+                    f"at most n_topics - topics_per_user - 1 = {free_topics} (each extra interest "
+                    "needs a topic of its own outside the user's slots)",
+                    self.planted_extra,
+                )
+            )
 
     @property
     def planted_span(self) -> int:
@@ -1174,11 +1194,63 @@ def _long_block(
     if cfg.planted_repeat:  # drawn last, so that the stream above is the same either way
         pick = np.floor(rng.random((len(chosen), cfg.planted_return)) * burst).astype(np.int64)
         item[planted_events[:, burst:]] = item[first[:, None] + pick]  # (P, R) from the burst
+    if cfg.planted_extra:
+        _plant_extra(cfg, world, rng, starts[chosen], lengths[chosen], slot_topic[chosen], choice,
+                     top_topic[chosen], item, kind)  # fmt: skip
     planted_topic = np.full(nu, -1, dtype=np.int64)
     planted_at = np.full(nu, -1, dtype=np.int64)
     return_at = np.full(nu, -1, dtype=np.int64)
     planted_topic[chosen], planted_at[chosen], return_at[chosen] = choice, at, at + burst + gap
     return lengths, item + 1, kind, planted_topic, planted_at, return_at, top_topic
+
+
+def _plant_extra(
+    cfg: LongHistoryConfig,
+    world: _World,
+    rng: np.random.Generator,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    slots: np.ndarray,
+    first_topic: np.ndarray,
+    top_topic: np.ndarray,
+    item: np.ndarray,
+    kind: np.ndarray,
+) -> None:
+    """Step 2b in place: ``planted_extra`` more interests for each of the P planted users (starts,
+    lengths, first_topic, top_topic: (P,); slots: (P, m); item 0-based and kind: (E_b,))."""
+    burst, gap, ret, span = cfg.planted_burst, cfg.planted_gap, cfg.planted_return, cfg.planted_span
+    offsets = np.concatenate([np.arange(burst), burst + gap + np.arange(ret)])  # (B + R,)
+    for u in range(len(starts)):
+        taken = np.zeros(cfg.n_topics, dtype=bool)
+        taken[slots[u]] = True
+        taken[first_topic[u]] = True
+        topics = rng.permutation(np.flatnonzero(~taken))[: cfg.planted_extra]
+        tries = np.floor(rng.random((len(topics), 64)) * (lengths[u] - span + 1)).astype(np.int64)
+        for p, cand in zip(topics, tries, strict=True):
+            events = starts[u] + cand[:, None] + offsets  # (64, B + R)
+            free = (kind[events] == EVENT_ORDINARY).all(1)
+            if not free.any():
+                continue
+            planted = events[int(np.argmax(free))]  # (B + R,)
+            kind[planted[:burst]], kind[planted[burst:]] = EVENT_BURST, EVENT_RETURN
+            draws = rng.random(burst + ret)
+            topic = np.full(burst + ret, p)
+            item[planted] = world.topic_items[
+                _sample_segments(world.topic_cdf, world.topic_end, topic, draws)
+            ]
+            between = np.arange(planted[burst - 1] + 1, planted[burst])  # (G,) the gap
+            hit = between[
+                (world.item_topic[item[between]] == p) & (kind[between] == EVENT_ORDINARY)
+            ]
+            item[hit] = world.topic_items[
+                _sample_segments(
+                    world.topic_cdf, world.topic_end, np.full(len(hit), top_topic[u]),
+                    rng.random(len(hit)),
+                )
+            ]  # fmt: skip
+            if cfg.planted_repeat:
+                pick = np.floor(rng.random(ret) * burst).astype(np.int64)
+                item[planted[burst:]] = item[planted[pick]]
 
 
 def iter_long_history_blocks(config: LongHistoryConfig) -> Iterator[LongHistoryData]:
