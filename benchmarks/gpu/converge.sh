@@ -19,9 +19,10 @@
 # - hstu100k: the second HSTU sweep on ML-100k, configs/ml-100k/sweep-hstu x 5 seeds (patience 50,
 #   like the frozen config, which is its hstu-d64-do5; HSTU_SEEDS) -> sweep_ml100k_hstu, into runs/hstu100k;
 # - synthetic (issue 4): the planted long-range split, made here and carried (polars is not on the
-#   machine): python benchmarks/longseq_synthetic.py --out .gpu/synthetic-long.npz (one return event
-#   as a cue, the next one the target); full attention at 512 and 2,048 vs KSA (chunks of 64 or 8,
-#   or hybrid) and ELASTIC over the whole 10^4-event history, 2 seeds, SYN_S as a safety limit, into
+#   machine): python benchmarks/longseq_synthetic.py --out .gpu/synthetic-long.npz (two return events
+#   as a cue, the next one the target, 20 extra planted interests a user); full attention at 512 and
+#   2,048 vs KSA (chunks of 64 or 8, or hybrid; banded path) and ELASTIC over the whole 10^4-event
+#   history, SYN_SEEDS (2 by default), SYN_S a time limit (400 s stopped most runs after 6-8 epochs), into
 #   runs/synthetic -> sweep_synthetic_long; per family the config with the best mean valid NDCG@10
 #   -> longseq_synthetic (the truncated baseline is the better of 512 and 2,048 on validation).
 # GPU memory: a synthetic run takes 10-40 GB (full softmax over 10^4-event histories), an ML-100k one
