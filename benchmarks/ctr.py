@@ -55,6 +55,10 @@ def prepare(args: argparse.Namespace) -> None:
     from shortlist.data.ctr import load_ctr_dataset
 
     params: dict[str, Any] = {}
+    if args.split_seed is not None:
+        if args.dataset != "ml-1m-ctr":
+            raise SystemExit(f"--split-seed applies to ml-1m-ctr (a random 8:1:1 split), not {args.dataset}")
+        params["seed"] = args.split_seed
     if args.semantic_ids == "tokenize":
         params["semantic_ids"] = _tokenize(args)
     elif args.semantic_ids:
@@ -174,6 +178,11 @@ def main() -> None:
     p.add_argument("--dataset", required=True, choices=["ml-1m-ctr", "amazon-beauty-ctr"])
     p.add_argument("--out", required=True)
     p.add_argument("--data-dir")
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        help="ml-1m-ctr: seed of the random 8:1:1 split (default 2020, RecBole's default seed)",
+    )
     p.add_argument(
         "--semantic-ids",
         help="amazon-beauty-ctr: a SemanticIds folder (shortlist tokenize), or 'tokenize' to make one",
