@@ -57,7 +57,9 @@ def prepare(args: argparse.Namespace) -> None:
     params: dict[str, Any] = {}
     if args.split_seed is not None:
         if args.dataset != "ml-1m-ctr":
-            raise SystemExit(f"--split-seed applies to ml-1m-ctr (a random 8:1:1 split), not {args.dataset}")
+            raise SystemExit(
+                f"--split-seed applies to ml-1m-ctr (a random 8:1:1 split), not {args.dataset}"
+            )
         params["seed"] = args.split_seed
     if args.semantic_ids == "tokenize":
         params["semantic_ids"] = _tokenize(args)

@@ -1,0 +1,125 @@
+"""ML-1M CTR over several random splits: how much of the gap to RecBole's published AUC is the split.
+
+RecBole's published ML-1M AUCs (DCNV2 0.8998, DeepFM 0.8997; ANCHORS.md section 3) come from one
+random 8:1:1 split. With 73,901 test rows, the AUC of one model moves by about 0.001 from one
+random split to another, so a single split's number carries that much luck. This script merges
+``benchmarks/ctr.py run`` result files made on different split seeds (``ctr.py prepare
+--split-seed S``; each with RecBole's tuned DCNV2 and DeepFM trained on exactly the same rows,
+``--recbole-json``) into ``benchmarks/results/ctr_ml1m_splits.json``:
+
+- per split, the mean-over-seeds row of every model, ours and RecBole's (as in its source file);
+- per model, the mean and std over the splits of those means (``splits`` = how many);
+- per split and over splits, each of our models' AUC minus the better of RecBole's two tuned
+  models on the same rows (``auc_vs_best_recbole_gap``).
+
+    python benchmarks/ctr_splits.py --split 2020=benchmarks/results/ctr_ml1m.json \\
+        --split 1=benchmarks/results/ctr_ml1m_split1.json --split 2=benchmarks/results/ctr_ml1m_split2.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Row, write_result
+
+OURS = "shortlist "
+RECBOLE = "RecBole 1.2.1 "
+
+
+def model_means(result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{model name: metrics} of the mean-over-seeds rows of one ``ctr.py run`` result.
+
+    Ours, and RecBole's tuned runs only (those named with their settings, "(lr ...)"): the
+    untuned RecBole rows, where present, are left out since the other splits do not have them.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for row in result["rows"]:
+        name, variant = row["model"], row["variant"]
+        if not variant.startswith("mean of"):
+            continue
+        if name.startswith(OURS) or (name.startswith(RECBOLE) and "(" in name):
+            out[name] = dict(row["metrics"]) | {"seeds": float(variant.split()[2])}
+    return out
+
+
+def merge(splits: dict[str, dict[str, Any]]) -> list[Row]:
+    """Rows of ``ctr_ml1m_splits`` (module docstring) from {split seed: ctr.py run result}."""
+    per_split = {seed: model_means(res) for seed, res in splits.items()}
+    names = sorted({n for means in per_split.values() for n in means})
+    rows: list[Row] = []
+    best_rb: dict[str, float] = {}
+    for seed, means in per_split.items():
+        rb = [m["auc"] for n, m in means.items() if n.startswith(RECBOLE)]
+        if not rb:
+            raise SystemExit(
+                f"split {seed}: no RecBole tuned rows (run ctr.py run with --recbole-json)"
+            )
+        best_rb[seed] = max(rb)
+        for name in names:
+            if name not in means:
+                continue
+            m = means[name]
+            metrics = {k: m[k] for k in ("auc", "gauc", "logloss", "seeds") if k in m}
+            if name.startswith(OURS):
+                metrics["auc_vs_best_recbole_gap"] = m["auc"] - best_rb[seed]
+            rows.append(
+                Row("ml-1m-ctr", f"ctr, split seed {seed}", name, "mean over seeds", metrics)
+            )
+    for name in names:
+        seeds = [s for s in per_split if name in per_split[s]]
+        if len(seeds) < len(per_split):
+            continue  # a model missing on some split has no mean over all of them
+        auc = np.array([per_split[s][name]["auc"] for s in seeds])
+        metrics = {
+            "auc": float(auc.mean()),
+            "auc_std": float(auc.std(ddof=1)) if len(auc) > 1 else 0.0,
+            "splits": float(len(seeds)),
+        }
+        if name.startswith(OURS):
+            metrics["auc_vs_best_recbole_gap"] = float(
+                np.mean([per_split[s][name]["auc"] - best_rb[s] for s in seeds])
+            )
+        rows.append(Row("ml-1m-ctr", "ctr", name, f"mean over {len(seeds)} splits", metrics))
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--split",
+        action="append",
+        required=True,
+        metavar="SEED=RESULT_JSON",
+        help="a split seed and the ctr.py run result made on it (repeat for each split)",
+    )
+    p.add_argument("--notes", default="")
+    p.add_argument("--no-rebuild", action="store_true")
+    args = p.parse_args()
+    splits: dict[str, dict[str, Any]] = {}
+    for item in args.split:
+        seed, sep, path = item.partition("=")
+        if not sep or not seed or not path:
+            p.error(f"--split must be SEED=RESULT_JSON; got {item!r}")
+        if not Path(path).is_file():
+            p.error(f"--split {item!r}: no such result file {path!r}")
+        splits[seed] = json.loads(Path(path).read_text())
+    commands = " | ".join(
+        f"split {s}: {r['command']} (commit {r['commit']})" for s, r in splits.items()
+    )
+    write_result(
+        "ctr_ml1m_splits",
+        merge(splits),
+        notes=(args.notes + " " if args.notes else "") + "Sources: " + commands,
+        rebuild=not args.no_rebuild,
+    )
+
+
+if __name__ == "__main__":
+    main()
