@@ -34,19 +34,26 @@ RECBOLE = "RecBole 1.2.1 "
 
 
 def model_means(result: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """{model name: metrics} of the mean-over-seeds rows of one ``ctr.py run`` result.
+    """{model name: metrics} of one ``ctr.py run`` result: each model's mean-over-seeds row, or,
+    for a model run with one seed (which has no mean row), that seed's row.
 
     Ours, and RecBole's tuned runs only (those named with their settings, "(lr ...)"): the
     untuned RecBole rows, where present, are left out since the other splits do not have them.
     """
-    out: dict[str, dict[str, float]] = {}
+    means: dict[str, dict[str, float]] = {}
+    single: dict[str, list[dict[str, float]]] = {}
     for row in result["rows"]:
         name, variant = row["model"], row["variant"]
-        if not variant.startswith("mean of"):
+        if not (name.startswith(OURS) or (name.startswith(RECBOLE) and "(" in name)):
             continue
-        if name.startswith(OURS) or (name.startswith(RECBOLE) and "(" in name):
-            out[name] = dict(row["metrics"]) | {"seeds": float(variant.split()[2])}
-    return out
+        if variant.startswith("mean of"):
+            means[name] = dict(row["metrics"]) | {"seeds": float(variant.split()[2])}
+        elif variant.startswith("seed="):
+            single.setdefault(name, []).append(dict(row["metrics"]) | {"seeds": 1.0})
+    for name, rows in single.items():
+        if name not in means and len(rows) == 1:
+            means[name] = rows[0]
+    return means
 
 
 def merge(splits: dict[str, dict[str, Any]]) -> list[Row]:

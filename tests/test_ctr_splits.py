@@ -22,8 +22,9 @@ def _result(can: float, dcn: float, fm: float, untuned: float = 0.5) -> dict:
         "rows": [
             row("shortlist can", can),
             row("shortlist can", 0.1, variant="seed=0"),  # seed rows are ignored
-            row(RB_DCN, dcn, variant="mean of 1 seeds"),
-            row(RB_FM, fm, variant="mean of 1 seeds"),
+            row(RB_DCN, dcn, variant="seed=0; same split"),  # one seed: no mean row
+            row(RB_FM, fm, variant="mean of 2 seeds"),
+            row(RB_FM, 0.2, variant="seed=0; same split"),
             row("RecBole 1.2.1 DCNV2", untuned),  # untuned RecBole: left out
             row("anchor: RecBole DCNV2", 0.8998, variant="RecBole benchmark/hyper/context"),
         ]
@@ -45,6 +46,8 @@ def test_merge_means_over_splits_and_gaps_to_the_better_recbole() -> None:
     assert mean["auc_std"] == pytest.approx(0.002 / 2**0.5)  # sample std of (0.897, 0.899)
     assert mean["auc_vs_best_recbole_gap"] == pytest.approx(-0.0015)
     assert by[("ctr", RB_DCN, "mean over 2 splits")]["auc"] == pytest.approx(0.899)
+    assert by[("ctr, split seed 1", RB_DCN, "mean over seeds")]["seeds"] == 1
+    assert by[("ctr, split seed 1", RB_FM, "mean over seeds")]["seeds"] == 2
     assert not any("anchor" in m or m == "RecBole 1.2.1 DCNV2" for _, m, _ in by)
 
 
