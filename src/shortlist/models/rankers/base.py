@@ -46,6 +46,8 @@ class RankerConfig:
     dropout: float = 0.0
     batch_norm: bool = False  # BatchNorm before each hidden layer of the head
     activation: Literal["relu", "prelu"] = "relu"
+    # dropout before each hidden Linear (the head's input included) instead of after each activation
+    dropout_first: bool = False
     # xavier: Xavier-normal Linear weights and zero biases, as RecBole (torch: PyTorch's defaults)
     linear_init: Literal["torch", "xavier"] = "torch"
     # xavier_joint: one Xavier std for all embedding tables, as RecBole's single token table
@@ -68,6 +70,10 @@ class RankerConfig:
         if self.activation not in ("relu", "prelu"):
             raise ValueError(
                 f"The 'activation' parameter of {name} must be 'relu' or 'prelu'. Got {self.activation!r} instead."
+            )
+        if not isinstance(self.dropout_first, bool):
+            raise ValueError(
+                f"The 'dropout_first' parameter of {name} must be a bool. Got {self.dropout_first!r} instead."
             )
         if self.linear_init not in ("torch", "xavier"):
             raise ValueError(
@@ -94,15 +100,22 @@ def mlp(
     batch_norm: bool = False,
     activation: str = "relu",
     out_dim: int | None = 1,
+    dropout_first: bool = False,
 ) -> nn.Sequential:
-    """The DNN head: [BatchNorm] -> Linear -> act -> Dropout per hidden width, then Linear(out_dim)."""
+    """The DNN head: [BatchNorm] -> Linear -> act -> Dropout per hidden width, then Linear(out_dim).
+
+    ``dropout_first``: Dropout -> [BatchNorm] -> Linear -> act per hidden width instead, so the
+    head's input (the field embeddings) is dropped and the output layer's input is not, the order
+    of RecBole's ``MLPLayers`` (its DeepFM, DCNV2, DIN heads)."""
     layers: list[nn.Module] = []
     d = in_dim
     for h in hidden:
+        if dropout and dropout_first:
+            layers.append(nn.Dropout(dropout))
         if batch_norm:
             layers.append(nn.BatchNorm1d(d))
         layers += [nn.Linear(d, h), nn.PReLU(h) if activation == "prelu" else nn.ReLU()]
-        if dropout:
+        if dropout and not dropout_first:
             layers.append(nn.Dropout(dropout))
         d = h
     if out_dim is not None:
@@ -130,6 +143,7 @@ class Ranker(Model):
             batch_norm=c.batch_norm,
             activation=c.activation,
             out_dim=out_dim,
+            dropout_first=c.dropout_first,
         )
 
     @property
