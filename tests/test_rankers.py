@@ -251,3 +251,34 @@ def test_embed_init_joint_uses_one_xavier_std_for_all_tables() -> None:
         FeatureEmbedding(data.spec, 4, std=-1.0)
     with pytest.raises(ValueError, match=r"'embed_init' parameter of .* Got 'he'"):
         build_model("din", features=data.spec, embed_init="he")
+
+
+def test_mlp_dropout_first_drops_the_input_not_the_output_layer_input() -> None:
+    from shortlist.models.rankers.base import mlp
+
+    def kinds(head: torch.nn.Sequential) -> list[str]:
+        return [type(m).__name__ for m in head]
+
+    after = mlp(8, [4, 3], dropout=0.5)
+    first = mlp(8, [4, 3], dropout=0.5, dropout_first=True)
+    assert kinds(after) == ["Linear", "ReLU", "Dropout"] * 2 + ["Linear"]
+    assert kinds(first) == ["Dropout", "Linear", "ReLU"] * 2 + ["Linear"]  # RecBole's MLPLayers
+    assert kinds(mlp(8, [4], dropout_first=True)) == [
+        "Linear",
+        "ReLU",
+        "Linear",
+    ]  # no dropout: none
+    # in eval mode both are the same function of the same weights
+    x = torch.randn(5, 8)
+    plain = [m for m in after if isinstance(m, torch.nn.Linear)]
+    for src, dst in zip(plain, [m for m in first if isinstance(m, torch.nn.Linear)], strict=True):
+        dst.load_state_dict(src.state_dict())
+    after.eval(), first.eval()
+    torch.testing.assert_close(after(x), first(x))
+    data = tiny_ctr()
+    model = build_model("deepfm", features=data.spec, dropout=0.2, dropout_first=True)
+    assert isinstance(model.dnn[0], torch.nn.Dropout)
+    with pytest.raises(
+        ValueError, match="'dropout_first' parameter of DeepFMConfig must be a bool"
+    ):
+        build_model("deepfm", features=data.spec, dropout_first="yes")
