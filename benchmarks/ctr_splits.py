@@ -7,7 +7,8 @@ random split to another, so a single split's number carries that much luck. This
 --split-seed S``; each with RecBole's tuned DCNV2 and DeepFM trained on exactly the same rows,
 ``--recbole-json``) into ``benchmarks/results/ctr_ml1m_splits.json``:
 
-- per split, the mean-over-seeds row of every model, ours and RecBole's (as in its source file);
+- per split, the mean-over-seeds row (or the one seed row) of every model run on every split,
+  ours and RecBole's (as in its source file);
 - per model, the mean and std over the splits of those means (``splits`` = how many);
 - per split and over splits, each of our models' AUC minus the better of RecBole's two tuned
   models on the same rows (``auc_vs_best_recbole_gap``).
@@ -34,18 +35,14 @@ RECBOLE = "RecBole 1.2.1 "
 
 
 def model_means(result: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """{model name: metrics} of one ``ctr.py run`` result: each model's mean-over-seeds row, or,
-    for a model run with one seed (which has no mean row), that seed's row.
-
-    Ours, and RecBole's tuned runs only (those named with their settings, "(lr ...)"): the
-    untuned RecBole rows, where present, are left out since the other splits do not have them.
-    """
+    """{model name: metrics} of one ``ctr.py run`` result, ours and RecBole's: each model's
+    mean-over-seeds row, or, for a model run with one seed (which has no mean row), that seed's row."""
     means: dict[str, dict[str, float]] = {}
     single: dict[str, list[dict[str, float]]] = {}
     for row in result["rows"]:
         name, variant = row["model"], row["variant"]
-        if not (name.startswith(OURS) or (name.startswith(RECBOLE) and "(" in name)):
-            continue
+        if not name.startswith((OURS, RECBOLE)):
+            continue  # anchors
         if variant.startswith("mean of"):
             means[name] = dict(row["metrics"]) | {"seeds": float(variant.split()[2])}
         elif variant.startswith("seed="):
@@ -57,21 +54,22 @@ def model_means(result: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def merge(splits: dict[str, dict[str, Any]]) -> list[Row]:
-    """Rows of ``ctr_ml1m_splits`` (module docstring) from {split seed: ctr.py run result}."""
+    """Rows of ``ctr_ml1m_splits`` (module docstring) from {split seed: ctr.py run result}.
+
+    Only models present on every split are kept (a RecBole setting run on one split only, such as
+    RecBole's defaults on split 2020, is left out); the gaps are to the better of the RecBole
+    models kept."""
     per_split = {seed: model_means(res) for seed, res in splits.items()}
-    names = sorted({n for means in per_split.values() for n in means})
+    names = sorted(set.intersection(*(set(means) for means in per_split.values())))
+    recbole = [n for n in names if n.startswith(RECBOLE)]
+    if not recbole:
+        raise SystemExit(
+            "no RecBole model was run on every split (run ctr.py run with --recbole-json on each)"
+        )
+    best_rb = {seed: max(means[n]["auc"] for n in recbole) for seed, means in per_split.items()}
     rows: list[Row] = []
-    best_rb: dict[str, float] = {}
     for seed, means in per_split.items():
-        rb = [m["auc"] for n, m in means.items() if n.startswith(RECBOLE)]
-        if not rb:
-            raise SystemExit(
-                f"split {seed}: no RecBole tuned rows (run ctr.py run with --recbole-json)"
-            )
-        best_rb[seed] = max(rb)
         for name in names:
-            if name not in means:
-                continue
             m = means[name]
             metrics = {k: m[k] for k in ("auc", "gauc", "logloss", "seeds") if k in m}
             if name.startswith(OURS):
@@ -80,20 +78,17 @@ def merge(splits: dict[str, dict[str, Any]]) -> list[Row]:
                 Row("ml-1m-ctr", f"ctr, split seed {seed}", name, "mean over seeds", metrics)
             )
     for name in names:
-        seeds = [s for s in per_split if name in per_split[s]]
-        if len(seeds) < len(per_split):
-            continue  # a model missing on some split has no mean over all of them
-        auc = np.array([per_split[s][name]["auc"] for s in seeds])
+        auc = np.array([per_split[s][name]["auc"] for s in per_split])
         metrics = {
             "auc": float(auc.mean()),
             "auc_std": float(auc.std(ddof=1)) if len(auc) > 1 else 0.0,
-            "splits": float(len(seeds)),
+            "splits": float(len(auc)),
         }
         if name.startswith(OURS):
             metrics["auc_vs_best_recbole_gap"] = float(
-                np.mean([per_split[s][name]["auc"] - best_rb[s] for s in seeds])
+                np.mean([per_split[s][name]["auc"] - best_rb[s] for s in per_split])
             )
-        rows.append(Row("ml-1m-ctr", "ctr", name, f"mean over {len(seeds)} splits", metrics))
+        rows.append(Row("ml-1m-ctr", "ctr", name, f"mean over {len(auc)} splits", metrics))
     return rows
 
 

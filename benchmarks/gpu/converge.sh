@@ -56,8 +56,10 @@ nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv
 if has speed; then
   OUT_FINAL=$OUT; OUT=$(mktemp -d); bash benchmarks/gpu/longseq_speed.sh; OUT=$OUT_FINAL
   cp benchmarks/results/longseq_speed.json runs/results/
-  [ "${PROFILE:-1}" = 1 ] && timeout 100 python3 benchmarks/longseq_profile.py --device cuda --out runs/prof --rows 25 --length 16384 \
-    --method elastic --compile default > runs/prof/elastic_c.log 2>&1 || echo "profile rc $?"
+  if [ "${PROFILE:-1}" = 1 ]; then
+    timeout 100 python3 benchmarks/longseq_profile.py --device cuda --out runs/prof --rows 25 --length 16384 \
+      --method elastic --compile default > runs/prof/elastic_c.log 2>&1 || echo "profile rc $?"
+  fi
 fi
 export PARTS RB_S="${RB_S:-960}" BEAUTY_S="${BEAUTY_S:-780}" MLS_S="${MLS_S:-900}" ML_OURS="${ML_OURS:-1}" \
   SYN_S="${SYN_S:-900}" HSTU_S="${HSTU_S:-600}" HSTU_SEEDS="${HSTU_SEEDS:-0,1,2,3,4}" \

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Issue 4's speed table alone on the GPU (benchmarks/longseq_speed.py: eager rows at every length,
-# torch.compile(mode="reduce-overhead") rows at COMPILE_LENGTHS), about 5 minutes. Hands back
+# torch.compile(mode="reduce-overhead") rows at COMPILE_LENGTHS), 147 s on 2026-11-29. Hands back
 # $OUT/speed.tgz with benchmarks/results/longseq_speed.json and the log. No carry needed. KSA_BLOCK
 # sets KSA's FlexAttention block size (default 128; 64 aligns blocks with k = 64 chunks), ELASTIC_CHUNK
 # ELASTIC's dispatcher chunk (default 128: the fastest of 64/128/256 at 16k in speed_variants.sh, and
-# the result is the same whatever the chunk). The table includes ksa-banded (SPEED_S: 420 s for five
-# methods). Run it before anything else on the machine: other processes skew the timings.
+# the result is the same whatever the chunk). The table includes ksa-banded (SPEED_S: a 420 s limit for
+# five methods). Run it before anything else on the machine: other processes skew the timings.
 set -u
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 SHORTLIST_COMMIT="${SHORTLIST_COMMIT:-unknown}"

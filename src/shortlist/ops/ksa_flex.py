@@ -93,7 +93,7 @@ def padded_length(length: int, block_size: int) -> int:
     FlexAttention compiles one kernel per (batch, padded length), tens of seconds each at 10^4
     events. Rounding to a step that grows with L keeps at most 8 padded lengths per octave (about
     70 from 128 to 64k events, under dynamo's raised cache limit) for at most 12.5% padding; below
-    1,024 events the step is the block itself. Powers of 2 are never padded.
+    1,024 events the step is the block itself. Powers of 2 from the block up are never padded.
     """
     step = max(block_size, (1 << (max(length, 1).bit_length() - 1)) // 8)
     return -(-length // step) * step
@@ -106,9 +106,8 @@ def _kernel(device: torch.device) -> Callable[..., torch.Tensor]:
     if _compiled is None:
         # one kernel per (B, padded L): training with dynamic padding meets up to ~8 padded lengths
         # per octave (padded_length; x a last, smaller batch). Past dynamo's default of 8 compiled
-        # shapes it would fall
-        # back to eager FlexAttention, which materialises the (L, L + S) scores (tens of GiB at
-        # L = 2,048, B = 1,024): raise the limits instead.
+        # shapes it would fall back to eager FlexAttention, which materialises the (L, L + S)
+        # scores (tens of GiB at L = 2,048, B = 1,024): raise the limits instead.
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
         torch._dynamo.config.accumulated_cache_size_limit = max(
             torch._dynamo.config.accumulated_cache_size_limit, 4096
