@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--chunk", type=int, default=64)
     p.add_argument("--window", type=int, default=4)
     p.add_argument("--ksa-block", type=int, default=128)
+    p.add_argument("--ksa-span", type=int, default=2048)
     p.add_argument("--experts", type=int, default=16)
     p.add_argument("--elastic-chunk", type=int, default=64)
     p.add_argument("--warmup", type=int, default=3)

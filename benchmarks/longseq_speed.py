@@ -59,6 +59,7 @@ def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
             args.dim, args.heads, chunk=args.chunk, window=args.window,
             impl="banded" if method == "ksa-banded" else "fast",
             flex_block=getattr(args, "ksa_block", 128),
+            flex_span=getattr(args, "ksa_span", 2048),
         )  # fmt: skip
     if method == "elastic":
         return DispatcherAttentionLayer(
@@ -190,6 +191,7 @@ def _write(args: argparse.Namespace, results: dict[tuple[str, str, int], dict[st
         "chunk",
         "window",
         "ksa_block",
+        "ksa_span",
         "experts",
         "elastic_chunk",
     )
@@ -232,6 +234,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--chunk", type=int, default=64, help="KSA k: events per chunk")
     p.add_argument("--window", type=int, default=4, help="KSA W: previous chunks seen in full")
     p.add_argument("--ksa-block", type=int, default=128, help="KSA FlexAttention block size")
+    p.add_argument(
+        "--ksa-span", type=int, default=2048, help="KSA FlexAttention queries per summary copy"
+    )
     p.add_argument("--experts", type=int, default=16, help="ELASTIC k: interest experts")
     p.add_argument("--elastic-chunk", type=int, default=64)
     p.add_argument("--naive-max-len", type=int, default=16384, help="longest L for naive attention")

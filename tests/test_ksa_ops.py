@@ -19,10 +19,12 @@ from shortlist.ops.ksa import (
     num_chunks,
 )
 from shortlist.ops.ksa_flex import (
+    event_attention_flex,
     flex_kernel_options,
     ksa_block_mask,
     ksa_mask_mod,
     padded_length,
+    summary_layout,
 )
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -132,6 +134,85 @@ def test_flex_path_matches_reference_on_cpu(
         flex = ksa_attention(*t, chunk, window, impl="flex", flex_block=block)
     torch.testing.assert_close(flex.events, ref.events, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(flex.summaries, ref.summaries, rtol=1e-5, atol=1e-5)
+
+
+def test_summary_layout_by_hand() -> None:
+    # L = 100, k = 8: S = 13 summaries, one copy padded to 16 keys; span 20 -> 32: 4 copies
+    assert summary_layout(100, 8, 20, 16) == (13, 16, 4, 32)
+    assert summary_layout(100, 8, None, 16) == (13, 13, 1, 100)  # one unpadded copy
+    assert summary_layout(100, 8, 4096, 16) == (13, 16, 1, 4096)
+    # the issue's 16k case: 8 copies of 256 summaries, 2,048 extra keys beside the first copy
+    assert summary_layout(16384, 64, 2048, 128) == (256, 256, 8, 2048)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    L=st.integers(1, 70),
+    chunk=st.integers(1, 9),
+    window=st.integers(0, 5),
+    span=st.integers(1, 40),
+)
+def test_mask_mod_with_summary_copies_matches_dense_mask(
+    L: int, chunk: int, window: int, span: int
+) -> None:
+    """Query q sees copy q // span of the summaries exactly as the dense mask's summary columns."""
+    block = 8
+    dense = ksa_mask(L, chunk, window)[:L]  # (L, L + S)
+    S, Sb, G, span_q = summary_layout(L, chunk, span, block)
+    got = ksa_mask_mod(L, chunk, window, span, block)(
+        0, 0, torch.arange(L)[:, None], torch.arange(L + G * Sb)[None, :]
+    )
+    want = torch.zeros(L, L + G * Sb, dtype=torch.bool)
+    want[:, :L] = dense[:, :L]
+    for q in range(L):
+        g = q // span_q
+        want[q, L + g * Sb : L + g * Sb + S] = dense[q, L:]
+    assert torch.equal(got, want)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    L=st.integers(1, 70),
+    chunk=st.integers(1, 6),
+    window=st.integers(0, 4),
+    span=st.sampled_from([16, 32, 48]),
+    seed=st.integers(0, 2**16),
+)
+def test_flex_path_with_summary_copies_matches_reference(
+    L: int, chunk: int, window: int, span: int, seed: int
+) -> None:
+    t = [x.float() for x in _inputs(2, 2, L, 8, chunk, seed)]
+    ref = ksa_attention(*t, chunk, window, impl="reference")
+    q, k, v, _, sk, sv = t
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # eager FlexAttention on CPU warns
+        ev = event_attention_flex(q, k, v, sk, sv, chunk, window, 8**-0.5, 16, summary_span=span)
+    torch.testing.assert_close(ev, ref.events, rtol=1e-5, atol=1e-5)
+
+
+def _dense_flex(q, k, v, block_mask, scale, kernel_options=None):  # type: ignore[no-untyped-def]
+    """What flex_attention computes, densely (CPU FlexAttention has no backward)."""
+    allowed = block_mask.mask_mod(
+        0, 0, torch.arange(q.shape[2])[:, None], torch.arange(k.shape[2])[None, :]
+    )
+    scores = (q @ k.transpose(-1, -2) * scale).masked_fill(~allowed, float("-inf"))
+    return torch.nan_to_num(scores.softmax(-1)) @ v  # fully masked (padded) rows -> 0
+
+
+def test_flex_summary_copies_sum_their_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 70 events, span 16: 5 copies of the summaries; their gradients must add up to the reference's
+    import shortlist.ops.ksa_flex as kf
+
+    monkeypatch.setattr(kf, "_kernel", lambda device: _dense_flex)
+    t = [x.requires_grad_() for x in _inputs(1, 2, 70, 8, 4, 1)]
+    q, k, v, _, sk, sv = t
+    ref = ksa_attention(*t, 4, 2, impl="reference").events
+    grads_ref = torch.autograd.grad(ref.square().sum(), (q, k, v, sk, sv))
+    ev = event_attention_flex(q, k, v, sk, sv, 4, 2, 8**-0.5, 16, summary_span=16)
+    grads = torch.autograd.grad(ev.square().sum(), (q, k, v, sk, sv))
+    for a, b in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert grads[3].abs().sum() > 0  # the summaries do get a gradient
 
 
 def test_padded_length_by_hand() -> None:

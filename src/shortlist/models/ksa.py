@@ -53,6 +53,9 @@ class KSAConfig:
     rope_base: float = 10_000.0
     attention_impl: Literal["fast", "reference", "blocked", "banded", "flex"] = "fast"
     flex_block: int = 128  # block size of the GPU FlexAttention path (64 aligns with chunk_size 64)
+    flex_span: int = (
+        2048  # GPU FlexAttention path: queries per copy of the summaries (ops/ksa_flex)
+    )
     loss: Literal["softmax", "sampled_softmax"] = "softmax"
     num_negatives: int = 128  # sampled softmax: uniform negatives shared by the batch
     in_batch_negatives: int = 0  # sampled softmax: targets of other positions used as negatives
@@ -71,6 +74,10 @@ class KSAConfig:
                 f"The 'attention_impl' parameter of KSAConfig must be one of {list(IMPLS)}. Got {self.attention_impl!r} instead."
             )
         check_flex_block(self.flex_block, "KSAConfig")
+        if self.flex_span < 1:
+            raise ValueError(
+                f"The 'flex_span' parameter of KSAConfig must be >= 1. Got {self.flex_span}."
+            )
         if not self.rope_base > 0:
             raise ValueError(
                 f"The 'rope_base' parameter of KSAConfig must be > 0. Got {self.rope_base!r} instead."
@@ -98,6 +105,7 @@ class KSABlock(nn.Module):
             independent_summary_qkv=c.independent_summary_qkv,
             rope_base=c.rope_base,
             flex_block=c.flex_block,
+            flex_span=c.flex_span,
         )
         self.ln2 = nn.LayerNorm(c.dim)
         ffn_dim = c.ffn_dim or 4 * c.dim

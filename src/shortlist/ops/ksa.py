@@ -333,6 +333,7 @@ def ksa_attention(
     impl: Impl = "fast",
     scale: float | None = None,
     flex_block: int = 128,
+    flex_span: int = 2048,
 ) -> KSAOutput:
     """KSA attention over events and their summaries: the one dispatch point of the implementations.
 
@@ -343,6 +344,8 @@ def ksa_attention(
         impl: ``"reference" | "blocked" | "banded" | "flex" | "fast"`` (module docstring).
         scale: score scale, default 1/sqrt(dh).
         flex_block: block size of the ``"flex"`` path's block mask (see ``ops/ksa_flex.py``).
+        flex_span: queries per copy of the summaries on the ``"flex"`` path (``ops/ksa_flex.py``:
+            shorter spans shorten the backward's serial chain over a summary block).
 
     Returns:
         :class:`KSAOutput` with events (B, H, L, dh) and summaries (B, H, S, dh).
@@ -365,7 +368,9 @@ def ksa_attention(
         if impl == "flex":
             from shortlist.ops.ksa_flex import event_attention_flex
 
-            events = event_attention_flex(q, k, v, sk, sv, chunk, window, scale, flex_block)
+            events = event_attention_flex(
+                q, k, v, sk, sv, chunk, window, scale, flex_block, flex_span
+            )
         elif impl == "banded":
             events = event_attention_banded(q, k, v, sk, sv, chunk, window, scale)
         else:
@@ -397,6 +402,7 @@ class KSAAttentionLayer(nn.Module):
         independent_summary_qkv: separate Q/K/V projections for summary tokens (else shared).
         rope_base: RoPE frequency base.
         flex_block: block size of the ``"flex"`` path (GPU), see :func:`ksa_attention`.
+        flex_span: queries per summary copy of the ``"flex"`` path, see :func:`ksa_attention`.
 
     Example:
         >>> layer = KSAAttentionLayer(64, 2, chunk=8, window=4, impl="blocked")
@@ -414,11 +420,16 @@ class KSAAttentionLayer(nn.Module):
         independent_summary_qkv: bool = True,
         rope_base: float = 10_000.0,
         flex_block: int = 128,
+        flex_span: int = 2048,
     ) -> None:
         super().__init__()
         _check_params(chunk, window)
         check_flex_block(flex_block, "KSAAttentionLayer")
-        self.flex_block = flex_block
+        if flex_span < 1:
+            raise ValueError(
+                f"The 'flex_span' parameter of KSAAttentionLayer must be >= 1. Got {flex_span}."
+            )
+        self.flex_block, self.flex_span = flex_block, flex_span
         if dim % heads or (dim // heads) % 2:
             raise ValueError(
                 f"KSAAttentionLayer needs dim divisible by heads with an even head width. "
@@ -478,8 +489,9 @@ class KSAAttentionLayer(nn.Module):
         q, k, v = self.project_events(x, torch.arange(L, device=x.device))
         sq, sk, sv = self.project_summaries(s, self.summary_positions(S, x.device))
         out = ksa_attention(
-            q, k, v, sq, sk, sv, self.chunk, self.window, impl=self.impl, flex_block=self.flex_block
-        )
+            q, k, v, sq, sk, sv, self.chunk, self.window, impl=self.impl,
+            flex_block=self.flex_block, flex_span=self.flex_span,
+        )  # fmt: skip
         return KSAStreams(events=self.output(out.events), summaries=self.output(out.summaries))
 
     def forward(self, x: torch.Tensor, summaries: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,14 +1,25 @@
 """KSA event attention with FlexAttention: one block-sparse kernel over ``[events | summaries]``.
 
 The GPU fast path of ``ops/ksa.py`` (notation and mask there). The key sequence is the event keys
-followed by the contiguous summary keys (L + S keys). With blocks of 128, a block of event queries
-touches about (W*k + 128) / 128 + 1 event blocks and ceil((c - W) / 128) summary blocks, most of
-them full (no mask evaluated inside), so almost all of the (L, L + S) grid is skipped; an
-interleaved layout would leave a summary key in every block (ANCHORS.md, section 4).
+followed by the contiguous summary keys. With blocks of 128, a block of event queries touches
+about (W*k + 128) / 128 + 1 event blocks and ceil((c - W) / 128) summary blocks, most of them full
+(no mask evaluated inside), so almost all of the (L, L + S) grid is skipped; an interleaved layout
+would leave a summary key in every block (ANCHORS.md, section 4).
+
+Summary copies. Every summary is seen by every later query, so in the backward pass the program
+that accumulates a summary block's dK/dV walks over all L / 128 query blocks one after another,
+while an event block's walks over about W*k / 128 + 2: at L = 16k that one serial chain made the
+backward 5x the forward (``benchmarks/gpu/tiles.sh`` profile, 2026-11-29). So the summaries are
+laid out G = ceil(L / span) times, ``[events | copy 0 | ... | copy G-1]`` (each copy padded to whole
+blocks), and the queries of span g (positions g*span .. g*span + span - 1) see copy g only. The
+forward does the same work (a query block still meets one copy's few blocks), each summary
+program's chain shrinks to span / 128 query blocks, and autograd sums the copies' gradients back
+into the summaries. G*S extra keys: L^2 / (k * span), 4,096 at L = 16k, k = 64, span = 2,048.
 
 On CUDA the kernel is compiled once per process (``torch.compile(flex_attention)``) and block masks
-are cached per (L, k, W, device). Elsewhere the eager FlexAttention runs (it materialises the
-scores: tests only).
+are cached per (L, k, W, span, device), in a function dynamo does not trace (it would otherwise
+inline the cache away and rebuild the mask, an (L, L + G*S) evaluation, on every compiled step).
+Elsewhere the eager FlexAttention runs (it materialises the scores: tests only).
 """
 
 from __future__ import annotations
@@ -23,23 +34,49 @@ from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex
 from shortlist.ops.ksa import num_chunks
 
 BLOCK_SIZE = 128
+SUMMARY_SPAN = 2048  # queries per summary copy (module docstring)
 _compiled: Callable[..., torch.Tensor] | None = None
 
 
-def ksa_mask_mod(length: int, chunk: int, window: int) -> Callable[..., torch.Tensor]:
-    """FlexAttention ``mask_mod(b, h, q_idx, kv_idx)`` of event queries over ``[events | summaries]``.
+def summary_layout(
+    length: int, chunk: int, span: int | None, block_size: int
+) -> tuple[int, int, int, int]:
+    """(S, Sb, G, span): summaries, the width of one copy, copies, queries per copy.
 
-    Event key u (kv_idx < L): u <= q and chunk(u) >= chunk(q) - W. Summary key j = kv_idx - L:
-    j < chunk(q) - W. Keys past L + S (block padding) are masked.
+    ``span=None``: one unpadded copy (``[events | summaries]``, the layout of ``ops/ksa.ksa_mask``).
+    Otherwise ``span`` is rounded up to whole blocks, each copy is padded to whole blocks and
+    G = ceil(L / span).
     """
-    total = length + num_chunks(length, chunk)
+    S = num_chunks(length, chunk)
+    if span is None:
+        return S, S, 1, max(length, 1)
+    span = -(-max(span, 1) // block_size) * block_size
+    Sb = -(-max(S, 1) // block_size) * block_size
+    return S, Sb, max(1, -(-length // span)), span
+
+
+def ksa_mask_mod(
+    length: int, chunk: int, window: int, span: int | None = None, block_size: int = BLOCK_SIZE
+) -> Callable[..., torch.Tensor]:
+    """FlexAttention ``mask_mod(b, h, q_idx, kv_idx)`` of event queries over ``[events | copies]``.
+
+    Event key u (kv_idx < L): u <= q and chunk(u) >= chunk(q) - W. Summary key j of copy g
+    (kv_idx = L + g*Sb + j, :func:`summary_layout`): g == q // span, j < S and j < chunk(q) - W.
+    """
+    S, Sb, G, span_q = summary_layout(length, chunk, span, block_size)
 
     def mask_mod(
         b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor
     ) -> torch.Tensor:
         cq = q_idx // chunk
         event = (kv_idx < length) & (kv_idx <= q_idx) & (kv_idx // chunk >= cq - window)
-        summary = (kv_idx >= length) & (kv_idx < total) & (kv_idx - length < cq - window)
+        s = kv_idx - length
+        if G == 1:
+            j, same_copy = s, s >= 0
+        else:
+            g = s // Sb
+            j, same_copy = s - g * Sb, (s >= 0) & (g == q_idx // span_q)
+        summary = same_copy & (j < S) & (j < cq - window)
         return event | summary
 
     return mask_mod
@@ -47,19 +84,33 @@ def ksa_mask_mod(length: int, chunk: int, window: int) -> Callable[..., torch.Te
 
 @lru_cache(maxsize=16)
 def ksa_block_mask(
-    length: int, chunk: int, window: int, device: str, block_size: int = BLOCK_SIZE
+    length: int,
+    chunk: int,
+    window: int,
+    device: str,
+    block_size: int = BLOCK_SIZE,
+    span: int | None = None,
 ) -> BlockMask:
-    """The :class:`BlockMask` of event queries (L) over ``[events | summaries]`` (L + S) keys."""
+    """The :class:`BlockMask` of event queries (L) over ``[events | G summary copies]`` keys."""
+    _, Sb, G, _ = summary_layout(length, chunk, span, block_size)
     return create_block_mask(
-        ksa_mask_mod(length, chunk, window),
+        ksa_mask_mod(length, chunk, window, span, block_size),
         B=None,
         H=None,
         Q_LEN=length,
-        KV_LEN=length + num_chunks(length, chunk),
+        KV_LEN=length + G * Sb,
         device=device,
         BLOCK_SIZE=block_size,
         _compile=device.startswith("cuda"),
     )
+
+
+@torch.compiler.disable
+def _cached_block_mask(
+    length: int, chunk: int, window: int, device: str, block_size: int, span: int
+) -> BlockMask:
+    # a graph break on purpose: traced, the lru_cache would be inlined away (see module docstring)
+    return ksa_block_mask(length, chunk, window, device, block_size, span)
 
 
 def flex_kernel_options(block_size: int) -> dict[str, int] | None:
@@ -126,11 +177,13 @@ def event_attention_flex(
     window: int,
     scale: float,
     block_size: int = BLOCK_SIZE,
+    summary_span: int = SUMMARY_SPAN,
 ) -> torch.Tensor:
     """Event queries (B, H, L, dh) over events (B, H, L, dh) and summaries (B, H, S, dh) -> (B, H, L, dh).
 
     ``block_size``: the block mask's (and kernel's) block; with k = 64, blocks of 64 align with the
     chunks (fewer partly masked blocks, about a quarter less work at W = 4) but use smaller tiles.
+    ``summary_span``: queries per summary copy (module docstring); rounded up to whole blocks.
 
     L is padded up to :func:`padded_length` (zeros, sliced off at the end), so batches of nearby
     lengths share one compiled kernel and one block mask. The padding is exact: padded
@@ -139,16 +192,17 @@ def event_attention_flex(
     """
     L = q.shape[2]
     Lp = padded_length(L, block_size)
-    Sp = num_chunks(Lp, chunk)
+    _, Sb, G, _ = summary_layout(Lp, chunk, summary_span, block_size)
     if Lp > L:  # (F.pad copies even when there is nothing to pad: skip it then)
         pad_l = (0, 0, 0, Lp - L)
         q, k, v = F.pad(q, pad_l), F.pad(k, pad_l), F.pad(v, pad_l)
-    if Sp > sk.shape[2]:
-        pad_s = (0, 0, 0, Sp - sk.shape[2])
+    if Sb > sk.shape[2]:
+        pad_s = (0, 0, 0, Sb - sk.shape[2])
         sk, sv = F.pad(sk, pad_s), F.pad(sv, pad_s)
-    block_mask = ksa_block_mask(Lp, chunk, window, str(q.device), block_size)
-    keys = torch.cat((k, sk), 2)  # (B, H, Lp + Sp, dh): summaries after the events
-    values = torch.cat((v, sv), 2)
+    block_mask = _cached_block_mask(Lp, chunk, window, str(q.device), block_size, summary_span)
+    # (B, H, Lp + G*Sb, dh): the events, then G copies of the summaries (their gradients add up)
+    keys = torch.cat((k, sk.repeat(1, 1, G, 1)), 2)
+    values = torch.cat((v, sv.repeat(1, 1, G, 1)), 2)
     options = flex_kernel_options(block_size) if q.device.type == "cuda" else None
     out = _kernel(q.device)(
         q, keys, values, block_mask=block_mask, scale=scale, kernel_options=options
