@@ -19,6 +19,7 @@ from shortlist.ops.ksa import (
     num_chunks,
 )
 from shortlist.ops.ksa_flex import (
+    block_mask_from_tables,
     event_attention_flex,
     flex_kernel_options,
     ksa_block_mask,
@@ -188,6 +189,40 @@ def test_flex_path_with_summary_copies_matches_reference(
         warnings.simplefilter("ignore", UserWarning)  # eager FlexAttention on CPU warns
         ev = event_attention_flex(q, k, v, sk, sv, chunk, window, 8**-0.5, 16, summary_span=span)
     torch.testing.assert_close(ev, ref.events, rtol=1e-5, atol=1e-5)
+
+
+def _block_sets(bm, full: bool) -> list[set[int]]:  # type: ignore[no-untyped-def]
+    num = bm.full_kv_num_blocks if full else bm.kv_num_blocks
+    idx = bm.full_kv_indices if full else bm.kv_indices
+    return [set(idx[0, 0, i, : num[0, 0, i]].tolist()) for i in range(num.shape[-1])]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    blocks=st.integers(1, 6),
+    chunk=st.integers(1, 9),
+    window=st.integers(0, 5),
+    span=st.one_of(st.none(), st.integers(1, 60)),
+    block=st.sampled_from([8, 16]),
+)
+def test_block_tables_match_create_block_mask(
+    blocks: int, chunk: int, window: int, span: int | None, block: int
+) -> None:
+    """The block mask built from row intervals has the same partial and full blocks as
+    create_block_mask's pair-by-pair evaluation, and the same q-side (backward) tables."""
+    L = blocks * block
+    ref = ksa_block_mask(L, chunk, window, "cpu", block, span)
+    got = block_mask_from_tables(L, chunk, window, "cpu", block, span)
+    assert got.seq_lengths == ref.seq_lengths
+    for full in (False, True):
+        assert _block_sets(got, full) == _block_sets(ref, full)
+    torch.testing.assert_close(got.q_num_blocks, ref.q_num_blocks, check_dtype=False)
+    torch.testing.assert_close(got.full_q_num_blocks, ref.full_q_num_blocks, check_dtype=False)
+
+
+def test_block_tables_need_a_padded_length() -> None:
+    with pytest.raises(ValueError, match=r"multiple of the block \(16\). Got 20: pad it"):
+        block_mask_from_tables(20, 4, 2, "cpu", 16)
 
 
 def _dense_flex(q, k, v, block_mask, scale, kernel_options=None):  # type: ignore[no-untyped-def]

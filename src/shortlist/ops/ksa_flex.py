@@ -82,6 +82,73 @@ def ksa_mask_mod(
     return mask_mod
 
 
+def _block_tables(
+    length: int, chunk: int, window: int, span: int | None, block_size: int, device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(partial, full), each (L / block, KV_LEN / block) bool: blocks with some / only allowed pairs.
+
+    Built from the mask's row structure instead of evaluating it pair by pair: query q's allowed
+    keys are two intervals, the events [max(0, (c - W) k), q] (c = q // k) and the first
+    min(S, c - W) summaries of its copy g = q // span. A block holds an allowed pair iff one row's
+    interval meets it, and holds only allowed pairs iff every row's intervals cover it. Cost
+    O(L * KV_LEN / block) comparisons, no (L, KV_LEN) grid: cheap enough to trace into a compiled
+    graph, where a cache cannot be used.
+    """
+    S, Sb, G, span_q = summary_layout(length, chunk, span, block_size)
+    n_kv = -(-(length + G * Sb) // block_size)
+    q = torch.arange(length, device=device)
+    c = q // chunk
+    ev_lo, ev_hi = ((c - window) * chunk).clamp(min=0), q + 1  # [lo, hi) per row
+    sum_lo = length + (q // span_q) * Sb
+    sum_hi = sum_lo + (c - window).clamp(min=0, max=S)
+    b_lo = torch.arange(n_kv, device=device) * block_size  # [b_lo, b_lo + block) per block
+    b_hi = b_lo + block_size
+
+    def meets(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:  # (L, n_kv)
+        return (lo[:, None] < b_hi[None, :]) & (hi[:, None] > b_lo[None, :]) & (hi > lo)[:, None]
+
+    def covers(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        return (lo[:, None] <= b_lo[None, :]) & (hi[:, None] >= b_hi[None, :])
+
+    n_q = length // block_size
+    any_ = (meets(ev_lo, ev_hi) | meets(sum_lo, sum_hi)).view(n_q, block_size, n_kv).any(1)
+    all_ = (covers(ev_lo, ev_hi) | covers(sum_lo, sum_hi)).view(n_q, block_size, n_kv).all(1)
+    return any_ & ~all_, all_
+
+
+def _ordered(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n_q, n_kv) bool -> (1, 1, n_q) counts and (1, 1, n_q, n_kv) indices, kept blocks first."""
+    counts = table.sum(-1, dtype=torch.int32)
+    order = torch.argsort(table.to(torch.int8), dim=-1, descending=True, stable=True)
+    return counts[None, None], order.to(torch.int32)[None, None]
+
+
+def block_mask_from_tables(
+    length: int,
+    chunk: int,
+    window: int,
+    device: str,
+    block_size: int = BLOCK_SIZE,
+    span: int | None = None,
+) -> BlockMask:
+    """The KSA :class:`BlockMask` from :func:`_block_tables` (the same blocks create_block_mask
+    finds, tested); ``length`` a multiple of ``block_size``."""
+    if length % block_size:
+        raise ValueError(
+            f"block_mask_from_tables needs a length that is a multiple of the block "
+            f"({block_size}). Got {length}: pad it with padded_length first."
+        )
+    _, Sb, G, _ = summary_layout(length, chunk, span, block_size)
+    partial, full = _block_tables(length, chunk, window, span, block_size, device)
+    kv_num, kv_idx = _ordered(partial)
+    full_num, full_idx = _ordered(full)
+    return BlockMask.from_kv_blocks(
+        kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=block_size,
+        mask_mod=ksa_mask_mod(length, chunk, window, span, block_size),
+        seq_lengths=(length, length + G * Sb),
+    )  # fmt: skip
+
+
 @lru_cache(maxsize=16)
 def ksa_block_mask(
     length: int,
@@ -91,7 +158,8 @@ def ksa_block_mask(
     block_size: int = BLOCK_SIZE,
     span: int | None = None,
 ) -> BlockMask:
-    """The :class:`BlockMask` of event queries (L) over ``[events | G summary copies]`` keys."""
+    """The :class:`BlockMask` of event queries (L) over ``[events | G summary copies]`` keys,
+    evaluated pair by pair by ``create_block_mask`` (the reference of :func:`block_mask_from_tables`)."""
     _, Sb, G, _ = summary_layout(length, chunk, span, block_size)
     return create_block_mask(
         ksa_mask_mod(length, chunk, window, span, block_size),
@@ -105,12 +173,21 @@ def ksa_block_mask(
     )
 
 
-@torch.compiler.disable
-def _cached_block_mask(
+@lru_cache(maxsize=16)
+def _cached_tables_mask(
     length: int, chunk: int, window: int, device: str, block_size: int, span: int
 ) -> BlockMask:
-    # a graph break on purpose: traced, the lru_cache would be inlined away (see module docstring)
-    return ksa_block_mask(length, chunk, window, device, block_size, span)
+    return block_mask_from_tables(length, chunk, window, device, block_size, span)
+
+
+def _block_mask(
+    length: int, chunk: int, window: int, device: str, block_size: int, span: int
+) -> BlockMask:
+    """Cached in eager mode; traced (cheaply) when the caller is being compiled, where a cache
+    lookup would be inlined away or cost a graph break."""
+    if torch.compiler.is_compiling():
+        return block_mask_from_tables(length, chunk, window, device, block_size, span)
+    return _cached_tables_mask(length, chunk, window, device, block_size, span)
 
 
 def flex_kernel_options(block_size: int) -> dict[str, int] | None:
@@ -199,7 +276,7 @@ def event_attention_flex(
     if Sb > sk.shape[2]:
         pad_s = (0, 0, 0, Sb - sk.shape[2])
         sk, sv = F.pad(sk, pad_s), F.pad(sv, pad_s)
-    block_mask = _cached_block_mask(Lp, chunk, window, str(q.device), block_size, summary_span)
+    block_mask = _block_mask(Lp, chunk, window, str(q.device), block_size, summary_span)
     # (B, H, Lp + G*Sb, dh): the events, then G copies of the summaries (their gradients add up)
     keys = torch.cat((k, sk.repeat(1, 1, G, 1)), 2)
     values = torch.cat((v, sv.repeat(1, 1, G, 1)), 2)
