@@ -309,6 +309,10 @@ def test_errors_name_the_bad_value() -> None:
         KSAAttentionLayer(12, 4, chunk=2, window=1)
     with pytest.raises(ValueError, match=r"'flex_block' parameter .* power of 2 >= 16. Got 48"):
         KSAAttentionLayer(16, 2, chunk=2, window=1, flex_block=48)
+    with pytest.raises(
+        ValueError, match=r"'flex_span' parameter of KSAAttentionLayer must be >= 1. Got 0"
+    ):
+        KSAAttentionLayer(16, 2, chunk=2, window=1, flex_span=0)
 
 
 @pytest.mark.parametrize("block", [16, 32, 64, 128, 256])

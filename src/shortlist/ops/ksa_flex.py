@@ -9,17 +9,20 @@ would leave a summary key in every block (ANCHORS.md, section 4).
 Summary copies. Every summary is seen by every later query, so in the backward pass the program
 that accumulates a summary block's dK/dV walks over all L / 128 query blocks one after another,
 while an event block's walks over about W*k / 128 + 2: at L = 16k that one serial chain made the
-backward 5x the forward (``benchmarks/gpu/tiles.sh`` profile, 2026-11-29). So the summaries are
+backward 5x the forward (``benchmarks/gpu/profile.sh``, 2026-11-29). So the summaries are
 laid out G = ceil(L / span) times, ``[events | copy 0 | ... | copy G-1]`` (each copy padded to whole
 blocks), and the queries of span g (positions g*span .. g*span + span - 1) see copy g only. The
 forward does the same work (a query block still meets one copy's few blocks), each summary
 program's chain shrinks to span / 128 query blocks, and autograd sums the copies' gradients back
-into the summaries. G*S extra keys: L^2 / (k * span), 4,096 at L = 16k, k = 64, span = 2,048.
+into the summaries. G*S summary keys in all, about L^2 / (k * span): 2,048 instead of 256 at
+L = 16k, k = 64, span = 2,048 (L + G*S keys against L + S).
 
-On CUDA the kernel is compiled once per process (``torch.compile(flex_attention)``) and block masks
-are cached per (L, k, W, span, device), in a function dynamo does not trace (it would otherwise
-inline the cache away and rebuild the mask, an (L, L + G*S) evaluation, on every compiled step).
-Elsewhere the eager FlexAttention runs (it materialises the scores: tests only).
+Block masks are built from each query's two allowed key intervals (:func:`block_mask_from_tables`),
+not by evaluating the mask pair by pair: cheap enough to trace into a compiled graph, where dynamo
+would inline a cache away (and a cache kept out of the graph costs a graph break); eager calls
+cache them per (L, k, W, span, device). On CUDA the kernel is compiled once per process
+(``torch.compile(flex_attention)``); elsewhere the eager FlexAttention runs (it materialises the
+scores: tests only).
 """
 
 from __future__ import annotations
