@@ -282,3 +282,31 @@ def test_mlp_dropout_first_drops_the_input_not_the_output_layer_input() -> None:
         ValueError, match="'dropout_first' parameter of DeepFMConfig must be a bool"
     ):
         build_model("deepfm", features=data.spec, dropout_first="yes")
+
+
+def test_can_fm_adds_deepfm_wide_part_over_the_main_embeddings() -> None:
+    """CAN with ``fm``: the same head output plus bias, first-order and FM terms (by hand)."""
+    from shortlist.models.rankers.deepfm import fm_interaction
+
+    data = tiny_ctr()
+    torch.manual_seed(0)
+    can = build_model("can", features=data.spec, embed_dim=8, hidden=[16], fm=True).eval()
+    batch = next(iter(CTRLoader(data, "train", batch_size=32)))
+    f = batch.features
+    with torch.no_grad():
+        torch.nn.init.normal_(can.fm_bias)
+        got = can.logits(f)
+        emb = can.embedding(f)
+        e = can.embedding.stack(f, emb)
+        head_in = torch.cat([e.flatten(1), can.tower(f, emb), can.coaction_outputs(f)], -1)
+        pairs = [(e[:, i] * e[:, j]).sum(-1) for i in range(e.shape[1]) for j in range(i)]
+        want = (
+            can.head(head_in).squeeze(-1)
+            + can.fm_bias
+            + can.first_order.stack(f).sum((1, 2))
+            + torch.stack(pairs, -1).sum(-1)
+        )
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fm_interaction(e), torch.stack(pairs, -1).sum(-1), rtol=1e-5, atol=1e-5)
+    plain = build_model("can", features=data.spec, embed_dim=8, hidden=[16])
+    assert not hasattr(plain, "first_order")

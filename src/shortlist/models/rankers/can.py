@@ -35,6 +35,12 @@ memorises ML-1M's training rows within two epochs, even with ``coaction_l2``; th
 therefore pairs ``item_id`` with ``gender``, ``age`` and ``occupation`` (per-item demographic
 preferences, each estimated from many rows). ``coaction_l2`` adds lambda * mean_rows(||induction||^2
 + ||feed||^2) over the co-action rows a batch uses, a frequency-aware L2 (not in the official code).
+
+Base model (``fm``). The paper presents the co-action unit as a plug-in beside a base model's
+feature-interaction modelling. ``fm=True`` makes that base DeepFM instead of DIN alone: the
+logit gains DeepFM's bias, first-order terms and FM second-order term over the same main
+embeddings (:func:`shortlist.models.rankers.deepfm.fm_interaction`), so CAN is then DeepFM +
+attention tower + co-action features in the DNN head.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from shortlist.data.ctr.batches import CTRBatch
 from shortlist.data.ctr.features import FeatureSpec
 from shortlist.models.base import LossOutput, register
 from shortlist.models.rankers.base import Features, Ranker
+from shortlist.models.rankers.deepfm import fm_interaction
 from shortlist.models.rankers.din import DINConfig, DINTower, behaviour_group
 from shortlist.models.rankers.features import FeatureEmbedding
 
@@ -62,6 +69,7 @@ class CANConfig(DINConfig):
     coaction_std: float = 0.1  # initial std of the co-action (induction and feed) embeddings
     use_attention: bool = True  # the DIN-style attention tower beside the co-action
     coaction_l2: float = 0.0  # L2 penalty on the co-action embedding rows a batch uses (per row)
+    fm: bool = False  # add DeepFM's first-order and FM terms over the main embeddings (a DeepFM base)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -181,6 +189,9 @@ class CAN(Ranker):
         in_dim = len(spec.fields) * c.embed_dim + self.coaction_dim
         in_dim += self.tower.out_dim if self.tower is not None else 0
         self.head = self.head_mlp(in_dim)
+        if c.fm:  # DeepFM's wide part over the same main embeddings (models/rankers/deepfm.py)
+            self.first_order = FeatureEmbedding(spec, 1, std=1e-4)
+            self.fm_bias = nn.Parameter(torch.zeros(1))
         self.init_linear()
 
     def coaction_outputs(self, features: Features) -> torch.Tensor:
@@ -221,8 +232,13 @@ class CAN(Ranker):
 
     def logits(self, features: Features) -> torch.Tensor:
         emb = self.embedding(features)
-        parts = [self.embedding.stack(features, emb).flatten(1)]  # (B, F * D)
+        e = self.embedding.stack(features, emb)  # (B, F, D)
+        parts = [e.flatten(1)]
         if self.tower is not None:
             parts.append(self.tower(features, emb))
         parts.append(self.coaction_outputs(features))
-        return self.head(torch.cat(parts, dim=-1)).squeeze(-1)
+        out = self.head(torch.cat(parts, dim=-1)).squeeze(-1)
+        if self.config.fm:
+            wide = self.first_order.stack(features).sum((1, 2))  # (B,)
+            out = out + self.fm_bias + wide + fm_interaction(e)
+        return out
