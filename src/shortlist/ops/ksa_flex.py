@@ -176,11 +176,7 @@ def ksa_block_mask(
     )
 
 
-@lru_cache(maxsize=16)
-def _cached_tables_mask(
-    length: int, chunk: int, window: int, device: str, block_size: int, span: int
-) -> BlockMask:
-    return block_mask_from_tables(length, chunk, window, device, block_size, span)
+_cached_tables_mask = lru_cache(maxsize=16)(block_mask_from_tables)
 
 
 def _block_mask(
