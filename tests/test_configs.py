@@ -94,3 +94,25 @@ def test_ml1m_configs_run_on_an_official_format_fixture(model: str, tmp_path: Pa
     assert (
         saved["protocol"] == "hstu" and saved["split"]["test"] == 7
     )  # users 1 and 3..8 have >= 3 ratings
+
+
+def test_sequential_run_is_reproducible_from_its_seed(tmp_path: Path) -> None:
+    """The seed fixes the initial weights as well as the batches: the same config and seed twice
+    give the same metrics, another seed other ones."""
+    metrics = []
+    for run, seed in (("a", 0), ("b", 0), ("c", 1)):
+        overrides = {
+            "dataset.params": {"n_users": 60, "n_items": 40},
+            "output_dir": str(tmp_path / run),
+            "train.epochs": 1,
+            "train.progress": False,
+            "train.threads": 0,
+            "train.seed": seed,
+            "model.dim": 8,
+            "model.max_len": 8,
+            "train.batch_size": 16,
+        }
+        cfg = load_config(ROOT / "configs" / "synthetic" / "sasrec.yaml", overrides)
+        metrics.append(run_experiment(cfg).valid)
+    assert metrics[0] == metrics[1]
+    assert metrics[0] != metrics[2]

@@ -38,3 +38,26 @@ def test_ml1m_ctr_config_runs_end_to_end(tmp_path: Path) -> None:
     again = load_ctr_dataset("ml-1m-ctr", prepared=str(path))
     assert isinstance(again, CTRData)
     assert (again.parts["test"].columns["item_id"] == data.parts["test"].columns["item_id"]).all()
+
+
+def test_same_seed_same_run_different_seed_different_weights(tmp_path: Path) -> None:
+    """The seed fixes the initial weights as well as the batch order: two runs of one config and
+    seed give the same results; another seed does not."""
+    folder = write_ml1m(tmp_path / "ml-1m", fixture_ratings())
+    results = []
+    for run, seed in (("a", 0), ("b", 0), ("c", 1)):
+        overrides = {
+            "dataset.data_dir": str(folder),
+            "output_dir": str(tmp_path / run),
+            "train.epochs": 1,
+            "train.batch_size": 16,
+            "train.progress": False,
+            "train.threads": 0,
+            "train.seed": seed,
+            "model.embed_dim": 4,
+            "model.hidden": [8],
+        }
+        cfg = load_config(ROOT / "configs" / "ml-1m-ctr" / "deepfm.yaml", overrides)
+        results.append(run_experiment(cfg).valid["logloss"])
+    assert results[0] == results[1]
+    assert results[0] != results[2]

@@ -327,3 +327,17 @@ def test_flex_kernel_tiles_divide_the_block(block: int) -> None:
     assert opts["bwd_BLOCK_N1"] % opts["bwd_BLOCK_M1"] == 0
     assert opts["bwd_BLOCK_M2"] % opts["bwd_BLOCK_N2"] == 0
     assert min(opts.values()) >= 16
+
+
+def test_block_mask_is_cached_in_eager_and_rebuilt_when_compiling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shortlist.ops.ksa_flex as kf
+
+    a = kf._block_mask(256, 8, 2, "cpu", 16, 64)
+    assert kf._block_mask(256, 8, 2, "cpu", 16, 64) is a  # eager: one mask per key
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    b = kf._block_mask(256, 8, 2, "cpu", 16, 64)  # traced: built again (cheaply), same blocks
+    assert b is not a
+    for full in (False, True):
+        assert _block_sets(b, full) == _block_sets(a, full)

@@ -27,7 +27,7 @@ from shortlist.eval.ctr_protocol import evaluate_ctr
 from shortlist.models.base import Model, build_model, load_model
 from shortlist.models.rankers.base import Ranker
 from shortlist.train.experiment import RunResult
-from shortlist.train.trainer import TrainConfig, Trainer, resolve_device
+from shortlist.train.trainer import TrainConfig, Trainer, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ def run_ctr(
         raise ValueError(
             f"A CTR run stops early on 'auc' or 'gauc' (higher is better). Got train.metric={train_cfg.metric!r}."
         )
+    seed_everything(train_cfg.seed)  # the initial weights too, not only the batches
     model = build_ranker(model_section, data)
     device = resolve_device(train_cfg.device)
     log.info(

@@ -25,7 +25,7 @@ from shortlist.data.sequences import EvalExamples, SequenceSplit
 from shortlist.eval.protocols import EvalResult, evaluate
 from shortlist.models.base import Model, build_model, load_model
 from shortlist.train.config import ExperimentConfig
-from shortlist.train.trainer import Trainer, TrainResult, resolve_device
+from shortlist.train.trainer import Trainer, TrainResult, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,9 @@ def run_on_split(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
     model_kwargs = {k: v for k, v in config.model.items() if k != "name"}
-    model = build_model(config.model["name"], num_items=split.num_items, **model_kwargs)
     train_cfg = config.train_config()
+    seed_everything(train_cfg.seed)  # the initial weights too, not only the batches
+    model = build_model(config.model["name"], num_items=split.num_items, **model_kwargs)
     device = resolve_device(train_cfg.device)
     log.info(
         "%s: %s, %s parameters, %s",
