@@ -90,32 +90,40 @@ def _block_tables(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(partial, full), each (L / block, KV_LEN / block) bool: blocks with some / only allowed pairs.
 
-    Built from the mask's row structure instead of evaluating it pair by pair: query q's allowed
-    keys are two intervals, the events [max(0, (c - W) k), q] (c = q // k) and the first
-    min(S, c - W) summaries of its copy g = q // span. A block holds an allowed pair iff one row's
-    interval meets it, and holds only allowed pairs iff every row's intervals cover it. Cost
-    O(L * KV_LEN / block) comparisons, no (L, KV_LEN) grid: cheap enough to trace into a compiled
-    graph, where a cache cannot be used.
+    Built from the mask's row structure instead of evaluating it pair by pair. Query q's allowed
+    keys are two intervals: the events [lo(q), q + 1), lo(q) = max(0, (c - W) k) with c = q // k,
+    and its copy's first m(q) = min(S, max(0, c - W)) summaries [base, base + m(q)), base =
+    L + (q // span) Sb. Within a query block of rows q0..q1 both ends grow with q and consecutive
+    event intervals touch (lo(q + 1) <= q + 1), and the copy is the same for every row (the span is
+    whole blocks): so the union of the rows' intervals is [lo(q0), q1 + 1) and [base, base + m(q1)),
+    their intersection [lo(q1), q0 + 1) and [base, base + m(q0)). A key block holds an allowed pair
+    iff it meets a union, and only allowed pairs iff it lies inside an intersection (a block lies
+    wholly among the events or wholly among the summaries: L is whole blocks). O(L/block * KV/block)
+    comparisons: cheap enough to trace into a compiled graph, where a cache cannot be used.
     """
     S, Sb, G, span_q = summary_layout(length, chunk, span, block_size)
-    n_kv = -(-(length + G * Sb) // block_size)
-    q = torch.arange(length, device=device)
-    c = q // chunk
-    ev_lo, ev_hi = ((c - window) * chunk).clamp(min=0), q + 1  # [lo, hi) per row
-    sum_lo = length + (q // span_q) * Sb
-    sum_hi = sum_lo + (c - window).clamp(min=0, max=S)
-    b_lo = torch.arange(n_kv, device=device) * block_size  # [b_lo, b_lo + block) per block
+    n_q, n_kv = length // block_size, -(-(length + G * Sb) // block_size)
+    q0 = torch.arange(n_q, device=device) * block_size  # first and last row of each query block
+    q1 = q0 + block_size - 1
+
+    def lo(q: torch.Tensor) -> torch.Tensor:
+        return ((q // chunk - window) * chunk).clamp(min=0)
+
+    def m(q: torch.Tensor) -> torch.Tensor:
+        return (q // chunk - window).clamp(min=0, max=S)
+
+    base = length + (q0 // span_q) * Sb
+    b_lo = torch.arange(n_kv, device=device)[None, :] * block_size  # [b_lo, b_hi) per key block
     b_hi = b_lo + block_size
 
-    def meets(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:  # (L, n_kv)
-        return (lo[:, None] < b_hi[None, :]) & (hi[:, None] > b_lo[None, :]) & (hi > lo)[:, None]
+    def meets(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # (n_q, n_kv), [a, b) per row
+        return (a[:, None] < b_hi) & (b[:, None] > b_lo) & (b > a)[:, None]
 
-    def covers(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-        return (lo[:, None] <= b_lo[None, :]) & (hi[:, None] >= b_hi[None, :])
+    def inside(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a[:, None] <= b_lo) & (b[:, None] >= b_hi)
 
-    n_q = length // block_size
-    any_ = (meets(ev_lo, ev_hi) | meets(sum_lo, sum_hi)).view(n_q, block_size, n_kv).any(1)
-    all_ = (covers(ev_lo, ev_hi) | covers(sum_lo, sum_hi)).view(n_q, block_size, n_kv).all(1)
+    any_ = meets(lo(q0), q1 + 1) | meets(base, base + m(q1))
+    all_ = inside(lo(q1), q0 + 1) | inside(base, base + m(q0))
     return any_ & ~all_, all_
 
 
