@@ -22,6 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from longseq_speed import METHODS, build_layer
+from shortlist.ops.ksa import FLEX_SPAN
 
 log = logging.getLogger("benchmarks.longseq_profile")
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--chunk", type=int, default=64)
     p.add_argument("--window", type=int, default=4)
     p.add_argument("--ksa-block", type=int, default=128)
-    p.add_argument("--ksa-span", type=int, default=2048)
+    p.add_argument("--ksa-span", type=int, default=FLEX_SPAN)
     p.add_argument("--experts", type=int, default=16)
     p.add_argument("--elastic-chunk", type=int, default=64)
     p.add_argument("--warmup", type=int, default=3)

@@ -42,6 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, write_result
+from shortlist.ops.ksa import FLEX_SPAN
 
 log = logging.getLogger("benchmarks.longseq_speed")
 
@@ -59,7 +60,7 @@ def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
             args.dim, args.heads, chunk=args.chunk, window=args.window,
             impl="banded" if method == "ksa-banded" else "fast",
             flex_block=getattr(args, "ksa_block", 128),
-            flex_span=getattr(args, "ksa_span", 2048),
+            flex_span=getattr(args, "ksa_span", FLEX_SPAN),
         )  # fmt: skip
     if method == "elastic":
         return DispatcherAttentionLayer(
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--window", type=int, default=4, help="KSA W: previous chunks seen in full")
     p.add_argument("--ksa-block", type=int, default=128, help="KSA FlexAttention block size")
     p.add_argument(
-        "--ksa-span", type=int, default=2048, help="KSA FlexAttention queries per summary copy"
+        "--ksa-span", type=int, default=FLEX_SPAN, help="KSA FlexAttention queries per summary copy"
     )
     p.add_argument("--experts", type=int, default=16, help="ELASTIC k: interest experts")
     p.add_argument("--elastic-chunk", type=int, default=64)

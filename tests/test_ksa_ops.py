@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask
 
 from shortlist.ops.ksa import (
     KSAAttentionLayer,
@@ -22,13 +23,23 @@ from shortlist.ops.ksa_flex import (
     block_mask_from_tables,
     event_attention_flex,
     flex_kernel_options,
-    ksa_block_mask,
     ksa_mask_mod,
     padded_length,
     summary_layout,
 )
 
 SETTINGS = settings(max_examples=40, deadline=None)
+
+
+def ksa_block_mask(
+    L: int, chunk: int, window: int, device: str, block: int, span: int | None = None
+) -> BlockMask:
+    """The reference block mask: ``create_block_mask`` evaluating the mask pair by pair."""
+    _, Sb, G, _ = summary_layout(L, chunk, span, block)
+    return create_block_mask(
+        ksa_mask_mod(L, chunk, window, span, block), B=None, H=None, Q_LEN=L,
+        KV_LEN=L + G * Sb, device=device, BLOCK_SIZE=block,
+    )  # fmt: skip
 
 
 def _inputs(B: int, H: int, L: int, dh: int, chunk: int, seed: int) -> list[torch.Tensor]:

@@ -334,6 +334,11 @@ def _draw_slot(cum: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.minimum((cum <= u[:, None]).sum(1), cum.shape[1] - 1)
 
 
+def _topic_draws(world: _World, topics: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Items (0-based) drawn within ``topics`` by popularity (w_i), one per uniform in ``u``."""
+    return world.topic_items[_sample_segments(world.topic_cdf, world.topic_end, topics, u)]
+
+
 def _draw_items(
     world: _World, topic: np.ndarray, explore: np.ndarray, u: np.ndarray, *, uniform: bool = False
 ) -> np.ndarray:
@@ -345,9 +350,9 @@ def _draw_items(
         end = world.topic_end[k]
         start = end - np.diff(world.topic_end, prepend=0)[k]
         pos = np.minimum(start + np.floor(ut * (end - start)).astype(np.int64), end - 1)
+        item[~explore] = world.topic_items[pos]
     else:
-        pos = _sample_segments(world.topic_cdf, world.topic_end, k, ut)
-    item[~explore] = world.topic_items[pos]
+        item[~explore] = _topic_draws(world, k, ut)
     n = len(world.global_cdf)
     if uniform:
         item[explore] = np.minimum(np.floor(u[explore] * n).astype(np.int64), n - 1)
@@ -621,9 +626,7 @@ def _plant(
     burst_topic = np.repeat(topic, 2 * burst)
     events = bursts.ravel()
     u = rng.random(len(events))
-    item[events] = world.topic_items[
-        _sample_segments(world.topic_cdf, world.topic_end, burst_topic, u)
-    ]
+    item[events] = _topic_draws(world, burst_topic, u)
     if cfg.avoid_repeats:
         allowed = np.zeros(len(item), dtype=bool)
         allowed[events] = True
@@ -638,9 +641,7 @@ def _plant(
     redo, redo_owner = between[hit], owner[hit]
     u = rng.random(len(redo))
     redo_topic = top_topic[users[redo_owner]]
-    item[redo] = world.topic_items[
-        _sample_segments(world.topic_cdf, world.topic_end, redo_topic, u)
-    ]
+    item[redo] = _topic_draws(world, redo_topic, u)
     return _Planted(users=users, topic=topic, at=at, events=events)
 
 
@@ -1178,19 +1179,13 @@ def _long_block(
     kind[planted_events[:, :burst]] = EVENT_BURST
     kind[planted_events[:, burst:]] = EVENT_RETURN
     p_topic = np.repeat(choice, burst + cfg.planted_return)
-    item[planted_events.ravel()] = world.topic_items[
-        _sample_segments(world.topic_cdf, world.topic_end, p_topic, rng.random(p_topic.size))
-    ]
+    item[planted_events.ravel()] = _topic_draws(world, p_topic, rng.random(p_topic.size))
     # No event of p in the gap: exploration hits are redrawn from the user's top topic.
     between = ((first + burst)[:, None] + np.arange(gap)).ravel()  # (P G,)
     owner = np.repeat(np.arange(len(chosen)), gap)
     hit = world.item_topic[item[between]] == choice[owner]
     redo = between[hit]
-    item[redo] = world.topic_items[
-        _sample_segments(
-            world.topic_cdf, world.topic_end, top_topic[chosen[owner[hit]]], rng.random(redo.size)
-        )
-    ]
+    item[redo] = _topic_draws(world, top_topic[chosen[owner[hit]]], rng.random(redo.size))
     if cfg.planted_repeat:  # drawn last, so that the stream above is the same either way
         pick = np.floor(rng.random((len(chosen), cfg.planted_return)) * burst).astype(np.int64)
         item[planted_events[:, burst:]] = item[first[:, None] + pick]  # (P, R) from the burst
@@ -1233,21 +1228,12 @@ def _plant_extra(
                 continue
             planted = events[int(np.argmax(free))]  # (B + R,)
             kind[planted[:burst]], kind[planted[burst:]] = EVENT_BURST, EVENT_RETURN
-            draws = rng.random(burst + ret)
-            topic = np.full(burst + ret, p)
-            item[planted] = world.topic_items[
-                _sample_segments(world.topic_cdf, world.topic_end, topic, draws)
-            ]
+            item[planted] = _topic_draws(world, np.full(burst + ret, p), rng.random(burst + ret))
             between = np.arange(planted[burst - 1] + 1, planted[burst])  # (G,) the gap
             hit = between[
                 (world.item_topic[item[between]] == p) & (kind[between] == EVENT_ORDINARY)
             ]
-            item[hit] = world.topic_items[
-                _sample_segments(
-                    world.topic_cdf, world.topic_end, np.full(len(hit), top_topic[u]),
-                    rng.random(len(hit)),
-                )
-            ]  # fmt: skip
+            item[hit] = _topic_draws(world, np.full(len(hit), top_topic[u]), rng.random(len(hit)))
             if cfg.planted_repeat:
                 pick = np.floor(rng.random(ret) * burst).astype(np.int64)
                 item[planted[burst:]] = item[planted[pick]]

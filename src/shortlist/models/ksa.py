@@ -34,7 +34,7 @@ from torch import nn
 
 from shortlist.models.base import register
 from shortlist.models.next_item import NextItemRetriever, check_next_item_config
-from shortlist.ops.ksa import IMPLS, KSAAttentionLayer, check_flex_block, num_chunks
+from shortlist.ops.ksa import FLEX_SPAN, IMPLS, KSAAttentionLayer, check_flex_block, num_chunks
 
 
 @dataclass
@@ -53,7 +53,7 @@ class KSAConfig:
     rope_base: float = 10_000.0
     attention_impl: Literal["fast", "reference", "blocked", "banded", "flex"] = "fast"
     flex_block: int = 128  # block size of the GPU FlexAttention path (64 aligns with chunk_size 64)
-    flex_span: int = 2048  # GPU FlexAttention path: queries per summary copy (ops/ksa_flex)
+    flex_span: int = FLEX_SPAN  # GPU FlexAttention path: queries per summary copy (ops/ksa_flex)
     loss: Literal["softmax", "sampled_softmax"] = "softmax"
     num_negatives: int = 128  # sampled softmax: uniform negatives shared by the batch
     in_batch_negatives: int = 0  # sampled softmax: targets of other positions used as negatives

@@ -61,6 +61,7 @@ from shortlist.ops.rope import apply_rope, rope_tables
 
 Impl = Literal["reference", "blocked", "banded", "flex", "fast"]
 IMPLS: tuple[str, ...] = ("reference", "blocked", "banded", "flex", "fast")
+FLEX_SPAN = 2048  # "flex" path: queries per copy of the summaries (ops/ksa_flex.py)
 
 
 @dataclass
@@ -333,7 +334,7 @@ def ksa_attention(
     impl: Impl = "fast",
     scale: float | None = None,
     flex_block: int = 128,
-    flex_span: int = 2048,
+    flex_span: int = FLEX_SPAN,
 ) -> KSAOutput:
     """KSA attention over events and their summaries: the one dispatch point of the implementations.
 
@@ -420,7 +421,7 @@ class KSAAttentionLayer(nn.Module):
         independent_summary_qkv: bool = True,
         rope_base: float = 10_000.0,
         flex_block: int = 128,
-        flex_span: int = 2048,
+        flex_span: int = FLEX_SPAN,
     ) -> None:
         super().__init__()
         _check_params(chunk, window)

@@ -32,12 +32,11 @@ from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
-from shortlist.ops.ksa import num_chunks
+from shortlist.ops.ksa import FLEX_SPAN, num_chunks
 
 BLOCK_SIZE = 128
-SUMMARY_SPAN = 2048  # queries per summary copy (module docstring)
 _compiled: Callable[..., torch.Tensor] | None = None
 
 
@@ -142,8 +141,10 @@ def block_mask_from_tables(
     block_size: int = BLOCK_SIZE,
     span: int | None = None,
 ) -> BlockMask:
-    """The KSA :class:`BlockMask` from :func:`_block_tables` (the same blocks create_block_mask
-    finds, tested); ``length`` a multiple of ``block_size``."""
+    """The :class:`BlockMask` of event queries (L) over ``[events | G summary copies]`` keys, from
+    :func:`_block_tables`: the blocks ``create_block_mask`` finds by evaluating
+    :func:`ksa_mask_mod` pair by pair (tested), without that (L, L + G*S) evaluation. ``length``
+    must be a multiple of ``block_size`` (:func:`padded_length`)."""
     if length % block_size:
         raise ValueError(
             f"block_mask_from_tables needs a length that is a multiple of the block "
@@ -158,30 +159,6 @@ def block_mask_from_tables(
         mask_mod=ksa_mask_mod(length, chunk, window, span, block_size),
         seq_lengths=(length, length + G * Sb),
     )  # fmt: skip
-
-
-@lru_cache(maxsize=16)
-def ksa_block_mask(
-    length: int,
-    chunk: int,
-    window: int,
-    device: str,
-    block_size: int = BLOCK_SIZE,
-    span: int | None = None,
-) -> BlockMask:
-    """The :class:`BlockMask` of event queries (L) over ``[events | G summary copies]`` keys,
-    evaluated pair by pair by ``create_block_mask`` (the reference of :func:`block_mask_from_tables`)."""
-    _, Sb, G, _ = summary_layout(length, chunk, span, block_size)
-    return create_block_mask(
-        ksa_mask_mod(length, chunk, window, span, block_size),
-        B=None,
-        H=None,
-        Q_LEN=length,
-        KV_LEN=length + G * Sb,
-        device=device,
-        BLOCK_SIZE=block_size,
-        _compile=device.startswith("cuda"),
-    )
 
 
 _cached_tables_mask = lru_cache(maxsize=16)(block_mask_from_tables)
@@ -261,7 +238,7 @@ def event_attention_flex(
     window: int,
     scale: float,
     block_size: int = BLOCK_SIZE,
-    summary_span: int = SUMMARY_SPAN,
+    summary_span: int = FLEX_SPAN,
 ) -> torch.Tensor:
     """Event queries (B, H, L, dh) over events (B, H, L, dh) and summaries (B, H, S, dh) -> (B, H, L, dh).
 

@@ -39,7 +39,7 @@ preferences, each estimated from many rows). ``coaction_l2`` adds lambda * mean_
 Base model (``fm``). The paper presents the co-action unit as a plug-in beside a base model's
 feature-interaction modelling. ``fm=True`` makes that base DeepFM instead of DIN alone: the
 logit gains DeepFM's bias, first-order terms and FM second-order term over the same main
-embeddings (:func:`shortlist.models.rankers.deepfm.fm_interaction`), so CAN is then DeepFM +
+embeddings (:func:`shortlist.models.rankers.deepfm.fm_terms`), so CAN is then DeepFM +
 attention tower + co-action features in the DNN head.
 """
 
@@ -54,7 +54,7 @@ from shortlist.data.ctr.batches import CTRBatch
 from shortlist.data.ctr.features import FeatureSpec
 from shortlist.models.base import LossOutput, register
 from shortlist.models.rankers.base import Features, Ranker
-from shortlist.models.rankers.deepfm import fm_interaction
+from shortlist.models.rankers.deepfm import fm_terms
 from shortlist.models.rankers.din import DINConfig, DINTower, behaviour_group
 from shortlist.models.rankers.features import FeatureEmbedding
 
@@ -69,7 +69,7 @@ class CANConfig(DINConfig):
     coaction_std: float = 0.1  # initial std of the co-action (induction and feed) embeddings
     use_attention: bool = True  # the DIN-style attention tower beside the co-action
     coaction_l2: float = 0.0  # L2 penalty on the co-action embedding rows a batch uses (per row)
-    fm: bool = False  # add DeepFM's first-order and FM terms over the main embeddings (a DeepFM base)
+    fm: bool = False  # DeepFM's first-order and FM terms over the main embeddings (DeepFM base)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -239,6 +239,5 @@ class CAN(Ranker):
         parts.append(self.coaction_outputs(features))
         out = self.head(torch.cat(parts, dim=-1)).squeeze(-1)
         if self.config.fm:
-            wide = self.first_order.stack(features).sum((1, 2))  # (B,)
-            out = out + self.fm_bias + wide + fm_interaction(e)
+            out = out + self.fm_bias + fm_terms(self.first_order, features, e)
         return out

@@ -32,6 +32,12 @@ def fm_interaction(e: torch.Tensor) -> torch.Tensor:
     return 0.5 * (square_of_sum - sum_of_square).sum(-1)
 
 
+def fm_terms(first_order: FeatureEmbedding, features: Features, e: torch.Tensor) -> torch.Tensor:
+    """(B,) DeepFM's first-order terms (1-wide embeddings ``first_order``) plus the FM second-order
+    term over the (B, F, D) field embeddings ``e`` (module docstring, without w_0)."""
+    return first_order.stack(features).sum((1, 2)) + fm_interaction(e)
+
+
 @register("deepfm")
 class DeepFM(Ranker):
     config_class = DeepFMConfig
@@ -47,5 +53,5 @@ class DeepFM(Ranker):
 
     def logits(self, features: Features) -> torch.Tensor:
         e = self.embedding.stack(features)  # (B, F, D)
-        linear = self.first_order.stack(features).sum((1, 2))  # (B,)
-        return self.bias + linear + fm_interaction(e) + self.dnn(e.flatten(1)).squeeze(-1)
+        deep = self.dnn(e.flatten(1)).squeeze(-1)
+        return self.bias + fm_terms(self.first_order, features, e) + deep
