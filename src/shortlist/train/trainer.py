@@ -1,6 +1,7 @@
 """One training loop for every model that implements ``compute_loss(batch) -> LossOutput``.
 
 AdamW with linear warm-up (then constant or cosine decay), gradient clipping, bf16 autocast on GPU,
+an optional moving average of the weights for validation and the saved model (``ema_decay``),
 evaluation after every ``eval_every`` epochs with early stopping on a validation metric, an atomic
 checkpoint after every epoch (resume continues bit-for-bit on CPU), a JSONL metrics log, rich
 progress bars, and DDP when started by ``torchrun`` (same code path; rank 0 evaluates and writes).
@@ -52,6 +53,7 @@ from shortlist.train.distributed import (
     cleanup,
     init_distributed,
 )
+from shortlist.train.ema import WeightAverage, check_decay
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,8 @@ class TrainConfig:
     # targets); "all": long sequences are cut into windows of max_len targets so every event is one
     windows: Literal["last", "all"] = "last"
     time_limit_s: float = 0.0  # stop after the epoch in which training time passes this; 0 = none
+    # > 0: validate and save the exponential moving average of the weights (train/ema.py), e.g. 0.999
+    ema_decay: float = 0.0
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -112,6 +116,8 @@ class TrainConfig:
             raise ValueError(
                 f"The 'eval_every' parameter of TrainConfig must be >= 1. Got {self.eval_every!r} instead."
             )
+        if self.ema_decay != 0:
+            check_decay(self.ema_decay, "TrainConfig")
         self.betas = tuple(self.betas)  # type: ignore[assignment]
 
 
@@ -258,12 +264,17 @@ class Trainer:
         with (self.run_dir / "metrics.jsonl").open("a") as fh:
             fh.write(json.dumps(record) + "\n")
 
-    def _validate(self) -> dict[str, float]:
+    def _averaged(self, ema: WeightAverage | None) -> Any:
+        """The weights to validate and save: the moving average when there is one."""
+        return ema.applied(self.model) if ema is not None else nullcontext()
+
+    def _validate(self, ema: WeightAverage | None = None) -> dict[str, float]:
         if self.evaluate is None:
             return {}
         metrics: dict[str, float] = {}
         if self.dist.is_main:
-            metrics = self.evaluate(self.model)
+            with self._averaged(ema):
+                metrics = self.evaluate(self.model)
         return broadcast_object(metrics, self.dist)
 
     # -- the loop ----------------------------------------------------------------------------
@@ -305,12 +316,20 @@ class Trainer:
             "sequences": 0,
             "stopped_early": False,
         }
+        ema = WeightAverage(self.model, c.ema_decay) if c.ema_decay else None
         last = self.run_dir / "checkpoints" / ckpt.LAST
         if resume and last.exists():
             saved = ckpt.load_checkpoint(last, map_location=self.device)
             self.model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
+            if ema is not None:
+                if saved.get("ema") is None:
+                    raise ValueError(
+                        f"{last} was written without train.ema_decay; resume it with the same "
+                        "config, or start a new run folder."
+                    )
+                ema.load_state_dict(saved["ema"])
             state = saved["state"]
             ckpt.set_rng_state(saved["rng"])
             log.info("resumed from %s at epoch %d", last, state["epoch"])
@@ -370,6 +389,8 @@ class Trainer:
                         torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
                     optimizer.step()
                     scheduler.step()
+                    if ema is not None:
+                        ema.update(self.model)
                     state["step"] += 1
                     seqs += rows
                     if state["step"] % c.log_every == 0 or i == steps_per_epoch - 1:
@@ -404,7 +425,7 @@ class Trainer:
                     "loss": float(loss.detach()),
                 }
                 if self.evaluate is not None and (epoch + 1) % c.eval_every == 0:
-                    metrics = self._validate()
+                    metrics = self._validate(ema)
                     record["valid"] = metrics
                     score = metrics.get(c.metric)
                     if score is None:
@@ -416,7 +437,8 @@ class Trainer:
                             best=score, best_epoch=epoch + 1, best_metrics=metrics, bad_evals=0
                         )
                         if self.dist.is_main:
-                            self.model.save_pretrained(self.run_dir / "best")
+                            with self._averaged(ema):
+                                self.model.save_pretrained(self.run_dir / "best")
                     else:
                         state["bad_evals"] += 1
                     stopped_early = bool(c.patience) and state["bad_evals"] >= c.patience
@@ -447,10 +469,12 @@ class Trainer:
                             "state": state,
                             "rng": ckpt.rng_state(),
                             "config": asdict(c),
+                            "ema": None if ema is None else ema.state_dict(),
                         },
                     )
         if self.evaluate is None and self.dist.is_main:
-            self.model.save_pretrained(self.run_dir / "best")
+            with self._averaged(ema):
+                self.model.save_pretrained(self.run_dir / "best")
             state["best_epoch"] = state["epoch"]
         if self.dist.enabled:
             torch.distributed.barrier()  # rank 0 has written best/ and the checkpoint
