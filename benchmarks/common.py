@@ -323,7 +323,7 @@ class SeedRuns:
         """``notes`` plus the runs that have no result (``--collect`` on an unfinished job)."""
         if not self.missing:
             return notes
-        return f"{notes} Runs without results (not finished): {', '.join(self.missing)}.".strip()
+        return f"{notes} Runs without results (not run, or not finished): {', '.join(self.missing)}.".strip()
 
 
 def run_seed_jobs(
