@@ -94,7 +94,7 @@ def test_run_seed_jobs_collect_reads_finished_runs_and_lists_the_rest(tmp_path: 
     )
     assert runs.results == {"a": [(0, {"auc": 0.7})], "b": [(1, {"auc": 0.8})]}
     assert runs.missing == ["a-s1", "b-s0"]
-    assert runs.notes("N.") == "N. Runs without results (not finished): a-s1, b-s0."
+    assert runs.notes("N.") == "N. Runs without results (not run, or not finished): a-s1, b-s0."
     assert runs.config_dir == common.ROOT / "configs" / "d"
 
 
