@@ -72,3 +72,22 @@ def learn_successor(model: torch.nn.Module, length: int, steps: int) -> tuple[fl
     )
     hit = (model.recommend(ev, 1).ids[:, 0] == ev.target).float().mean().item()
     return hit, losses[0], losses[-1]
+
+
+def cyclic_sequences(n_users: int = 64, n_items: int = 20, seed: int = 0) -> Jagged:
+    """Users walking the item cycle 1..n_items from a random start (3-11 events): learnable."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 12, n_users)
+    starts = rng.integers(1, n_items + 1, n_users)
+    values = np.concatenate(
+        [(s - 1 + np.arange(n)) % n_items + 1 for s, n in zip(starts, lengths, strict=True)]
+    )
+    return Jagged.from_lengths(values.astype(np.int64), lengths)
+
+
+def tiny_sasrec():
+    """A 16-wide SASRec over 20 items with fixed initial weights (trainer tests)."""
+    from shortlist.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("sasrec", num_items=20, max_len=10, dim=16, num_heads=2, dropout=0.3)

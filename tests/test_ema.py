@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from shortlist.data.sequences import Jagged
-from shortlist.models import build_model, load_model
+from seq_helpers import cyclic_sequences, tiny_sasrec
+from shortlist.models import load_model
 from shortlist.train import checkpoint as ckpt
 from shortlist.train.ema import WeightAverage
 from shortlist.train.trainer import TrainConfig, Trainer
@@ -82,21 +81,6 @@ def test_decay_outside_the_open_interval_is_a_clear_error(decay: float) -> None:
 # -- in the trainer -------------------------------------------------------------------------------
 
 
-def _sequences(n_users: int = 48, n_items: int = 20) -> Jagged:
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(3, 12, n_users)
-    starts = rng.integers(1, n_items + 1, n_users)
-    values = np.concatenate(
-        [(s - 1 + np.arange(n)) % n_items + 1 for s, n in zip(starts, lengths, strict=True)]
-    )
-    return Jagged.from_lengths(values.astype(np.int64), lengths)
-
-
-def _model():
-    torch.manual_seed(0)
-    return build_model("sasrec", num_items=20, max_len=10, dim=16, num_heads=2, dropout=0.3)
-
-
 def _config(**kw: object) -> TrainConfig:
     base = {"epochs": 3, "batch_size": 16, "lr": 0.01, "num_workers": 0, "progress": False}
     return TrainConfig(**{**base, "ema_decay": 0.9, **kw})
@@ -107,14 +91,14 @@ def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def test_trainer_validates_and_saves_the_average(tmp_path: Path) -> None:
-    model = _model()
+    model = tiny_sasrec()
     seen: list[dict[str, torch.Tensor]] = []
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         seen.append(_weights(m))
         return {"ndcg@10": float(len(seen))}  # always improving: the last epoch is the best
 
-    Trainer(model, _sequences(), _config(), tmp_path, evaluate=evaluate).fit()
+    Trainer(model, cyclic_sequences(), _config(), tmp_path, evaluate=evaluate).fit()
     saved = ckpt.load_checkpoint(tmp_path / "checkpoints" / ckpt.LAST)
     shadow = saved["ema"]["shadow"]
     assert saved["ema"]["updates"] == saved["state"]["step"] > 0
@@ -128,11 +112,11 @@ def test_trainer_validates_and_saves_the_average(tmp_path: Path) -> None:
 
 
 def test_resume_with_the_average_gives_the_same_weights(tmp_path: Path) -> None:
-    data = _sequences()
-    straight = _model()
+    data = cyclic_sequences()
+    straight = tiny_sasrec()
     Trainer(straight, data, _config(), tmp_path / "a").fit()
-    Trainer(_model(), data, _config(epochs=1), tmp_path / "b").fit()  # "killed" after epoch 1
-    resumed = _model()
+    Trainer(tiny_sasrec(), data, _config(epochs=1), tmp_path / "b").fit()  # "killed" after epoch 1
+    resumed = tiny_sasrec()
     Trainer(resumed, data, _config(), tmp_path / "b").fit()
     a = ckpt.load_checkpoint(tmp_path / "a" / "checkpoints" / ckpt.LAST)["ema"]
     b = ckpt.load_checkpoint(tmp_path / "b" / "checkpoints" / ckpt.LAST)["ema"]
@@ -146,6 +130,6 @@ def test_resume_with_the_average_gives_the_same_weights(tmp_path: Path) -> None:
 
 
 def test_resuming_a_run_without_average_under_one_is_a_clear_error(tmp_path: Path) -> None:
-    Trainer(_model(), _sequences(), _config(epochs=1, ema_decay=0.0), tmp_path).fit()
+    Trainer(tiny_sasrec(), cyclic_sequences(), _config(epochs=1, ema_decay=0.0), tmp_path).fit()
     with pytest.raises(ValueError, match=r"written without train\.ema_decay"):
-        Trainer(_model(), _sequences(), _config(epochs=2), tmp_path).fit()
+        Trainer(tiny_sasrec(), cyclic_sequences(), _config(epochs=2), tmp_path).fit()

@@ -12,25 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from seq_helpers import cyclic_sequences, tiny_sasrec
 from shortlist.data.sequences import Jagged
-from shortlist.models import build_model, load_model
+from shortlist.models import load_model
 from shortlist.train import checkpoint as ckpt
 from shortlist.train.trainer import TrainConfig, Trainer, trim_padding
-
-
-def _sequences(n_users: int = 64, n_items: int = 20, seed: int = 0) -> Jagged:
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(3, 12, n_users)
-    starts = rng.integers(1, n_items + 1, n_users)
-    values = np.concatenate(
-        [(s - 1 + np.arange(n)) % n_items + 1 for s, n in zip(starts, lengths, strict=True)]
-    )
-    return Jagged.from_lengths(values.astype(np.int64), lengths)
-
-
-def _model():
-    torch.manual_seed(0)
-    return build_model("sasrec", num_items=20, max_len=10, dim=16, num_heads=2, dropout=0.3)
 
 
 def _config(**kw: object) -> TrainConfig:
@@ -40,13 +26,13 @@ def _config(**kw: object) -> TrainConfig:
 
 
 def test_resume_after_kill_gives_the_same_weights(tmp_path: Path) -> None:
-    data = _sequences()
-    straight = _model()
+    data = cyclic_sequences()
+    straight = tiny_sasrec()
     Trainer(straight, data, _config(), tmp_path / "a").fit()
 
-    interrupted = _model()
+    interrupted = tiny_sasrec()
     Trainer(interrupted, data, _config(epochs=1), tmp_path / "b").fit()  # "killed" after epoch 1
-    resumed = _model()  # a new process: fresh weights, then the checkpoint
+    resumed = tiny_sasrec()  # a new process: fresh weights, then the checkpoint
     result = Trainer(resumed, data, _config(), tmp_path / "b").fit()
     assert result.epochs_run == 3
     for (name, a), (_, b) in zip(
@@ -60,15 +46,15 @@ def test_resume_after_kill_gives_the_same_weights(tmp_path: Path) -> None:
 def test_early_stopping_and_best_model(tmp_path: Path) -> None:
     scores = iter([0.1, 0.3, 0.2, 0.25, 0.1, 0.05, 0.4])
     result = Trainer(
-        _model(),
-        _sequences(),
+        tiny_sasrec(),
+        cyclic_sequences(),
         _config(epochs=7, patience=2),
         tmp_path,
         evaluate=lambda m: {"ndcg@10": next(scores)},
     ).fit()
     assert result.best_epoch == 2 and result.epochs_run == 4 and result.stopped_early
     assert result.best_metrics == {"ndcg@10": 0.3}
-    assert isinstance(load_model(tmp_path / "best"), type(_model()))
+    assert isinstance(load_model(tmp_path / "best"), type(tiny_sasrec()))
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in records if r["type"] == "epoch"]
     assert [r["valid"]["ndcg@10"] for r in epochs] == [0.1, 0.3, 0.2, 0.25]
@@ -76,8 +62,8 @@ def test_early_stopping_and_best_model(tmp_path: Path) -> None:
     assert any(r["type"] == "train" and np.isfinite(r["loss"]) for r in records)
     # resuming a run that already stopped early trains no further
     again = Trainer(
-        _model(),
-        _sequences(),
+        tiny_sasrec(),
+        cyclic_sequences(),
         _config(epochs=7, patience=2),
         tmp_path,
         evaluate=lambda m: {"ndcg@10": 1.0},
@@ -86,15 +72,19 @@ def test_early_stopping_and_best_model(tmp_path: Path) -> None:
 
 
 def test_loss_goes_down(tmp_path: Path) -> None:
-    model = _model()
-    result = Trainer(model, _sequences(), _config(epochs=8), tmp_path).fit()
+    model = tiny_sasrec()
+    result = Trainer(model, cyclic_sequences(), _config(epochs=8), tmp_path).fit()
     losses = [r["loss"] for r in result.history]
     assert losses[-1] < losses[0] * 0.8
 
 
 def test_missing_metric_is_a_clear_error(tmp_path: Path) -> None:
     trainer = Trainer(
-        _model(), _sequences(), _config(epochs=1), tmp_path, evaluate=lambda m: {"hr@10": 0.5}
+        tiny_sasrec(),
+        cyclic_sequences(),
+        _config(epochs=1),
+        tmp_path,
+        evaluate=lambda m: {"hr@10": 0.5},
     )
     with pytest.raises(
         ValueError,
@@ -208,8 +198,10 @@ def test_cli_train_under_torchrun(tmp_path: Path) -> None:
 
 def test_windows_all_trains_on_every_target(tmp_path: Path) -> None:
     seqs = Jagged.from_lengths(np.arange(40) % 20 + 1, np.array([25, 15]))  # longer than max_len
-    last = Trainer(_model(), seqs, _config(epochs=1, batch_size=1), tmp_path / "a")
-    every = Trainer(_model(), seqs, _config(epochs=1, batch_size=1, windows="all"), tmp_path / "b")
+    last = Trainer(tiny_sasrec(), seqs, _config(epochs=1, batch_size=1), tmp_path / "a")
+    every = Trainer(
+        tiny_sasrec(), seqs, _config(epochs=1, batch_size=1, windows="all"), tmp_path / "b"
+    )
     assert len(last.train) == 2 and len(every.train) == 3 + 2  # ceil(24/10) + ceil(14/10)
     n_last = sum(int(b.lengths.sum()) for b in last._loader())
     n_every = sum(int(b.lengths.sum()) for b in every._loader())
@@ -218,6 +210,8 @@ def test_windows_all_trains_on_every_target(tmp_path: Path) -> None:
 
 
 def test_time_limit_stops_after_the_epoch_that_passes_it(tmp_path: Path) -> None:
-    result = Trainer(_model(), _sequences(), _config(epochs=50, time_limit_s=1e-9), tmp_path).fit()
+    result = Trainer(
+        tiny_sasrec(), cyclic_sequences(), _config(epochs=50, time_limit_s=1e-9), tmp_path
+    ).fit()
     assert result.epochs_run == 1 and result.stopped_early
     assert result.history[-1]["time_limit"] is True
