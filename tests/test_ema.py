@@ -133,3 +133,10 @@ def test_resuming_a_run_without_average_under_one_is_a_clear_error(tmp_path: Pat
     Trainer(tiny_sasrec(), cyclic_sequences(), _config(epochs=1, ema_decay=0.0), tmp_path).fit()
     with pytest.raises(ValueError, match=r"written without train\.ema_decay"):
         Trainer(tiny_sasrec(), cyclic_sequences(), _config(epochs=2), tmp_path).fit()
+
+
+def test_weight_average_names_its_own_parameter_in_errors() -> None:
+    with pytest.raises(
+        ValueError, match=r"The 'decay' parameter of WeightAverage .* Got 0 instead"
+    ):
+        WeightAverage(nn.Linear(1, 1), decay=0)

@@ -32,12 +32,13 @@ from torch import nn
 WARMUP_OFFSET = 10  # d_t = (1 + t) / (WARMUP_OFFSET + t) until it reaches ``decay``
 
 
-def check_decay(decay: float, owner: str = "WeightAverage") -> None:
+def check_decay(decay: float, owner: str = "WeightAverage", name: str = "decay") -> None:
     """``decay`` must lie in (0, 1): 0 would copy the live weights, 1 never move."""
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
+        off = ", or 0 to turn averaging off" if name == "ema_decay" else ""
         raise ValueError(
-            f"The 'ema_decay' parameter of {owner} must be a float in (0, 1) "
-            f"(e.g. 0.999), or 0 to turn averaging off. Got {decay!r} instead."
+            f"The {name!r} parameter of {owner} must be a float in (0, 1) (e.g. 0.999){off}. "
+            f"Got {decay!r} instead."
         )
 
 

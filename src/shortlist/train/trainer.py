@@ -117,7 +117,7 @@ class TrainConfig:
                 f"The 'eval_every' parameter of TrainConfig must be >= 1. Got {self.eval_every!r} instead."
             )
         if self.ema_decay != 0:
-            check_decay(self.ema_decay, "TrainConfig")
+            check_decay(self.ema_decay, "TrainConfig", "ema_decay")
         self.betas = tuple(self.betas)  # type: ignore[assignment]
 
 
