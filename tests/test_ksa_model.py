@@ -178,6 +178,8 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
 def test_config_errors() -> None:
     with pytest.raises(ValueError, match=r"'flex_block' parameter of KSAConfig .* Got 100"):
         build_model("ksa", num_items=5, flex_block=100)
+    with pytest.raises(ValueError, match=r"'flex_span' parameter of KSAConfig must be an int >= 1"):
+        build_model("ksa", num_items=5, flex_span=0)
     with pytest.raises(ValueError, match=r"'dim' parameter of KSAConfig \(12\) .* even head width"):
         build_model("ksa", num_items=5, dim=12, num_heads=4)
     with pytest.raises(

@@ -198,7 +198,7 @@ def test_flex_path_with_summary_copies_matches_reference(
     q, k, v, _, sk, sv = t
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # eager FlexAttention on CPU warns
-        ev = event_attention_flex(q, k, v, sk, sv, chunk, window, 8**-0.5, 16, summary_span=span)
+        ev = event_attention_flex(q, k, v, sk, sv, chunk, window, 8**-0.5, 16, flex_span=span)
     torch.testing.assert_close(ev, ref.events, rtol=1e-5, atol=1e-5)
 
 
@@ -254,7 +254,7 @@ def test_flex_summary_copies_sum_their_gradients(monkeypatch: pytest.MonkeyPatch
     q, k, v, _, sk, sv = t
     ref = ksa_attention(*t, 4, 2, impl="reference").events
     grads_ref = torch.autograd.grad(ref.square().sum(), (q, k, v, sk, sv))
-    ev = event_attention_flex(q, k, v, sk, sv, 4, 2, 8**-0.5, 16, summary_span=16)
+    ev = event_attention_flex(q, k, v, sk, sv, 4, 2, 8**-0.5, 16, flex_span=16)
     grads = torch.autograd.grad(ev.square().sum(), (q, k, v, sk, sv))
     for a, b in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
@@ -320,10 +320,11 @@ def test_errors_name_the_bad_value() -> None:
         KSAAttentionLayer(12, 4, chunk=2, window=1)
     with pytest.raises(ValueError, match=r"'flex_block' parameter .* power of 2 >= 16. Got 48"):
         KSAAttentionLayer(16, 2, chunk=2, window=1, flex_block=48)
-    with pytest.raises(
-        ValueError, match=r"'flex_span' parameter of KSAAttentionLayer must be >= 1. Got 0"
-    ):
-        KSAAttentionLayer(16, 2, chunk=2, window=1, flex_span=0)
+    for span in (0, 2.5):
+        with pytest.raises(
+            ValueError, match=r"'flex_span' parameter of KSAAttentionLayer must be an int >= 1"
+        ):
+            KSAAttentionLayer(16, 2, chunk=2, window=1, flex_span=span)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("block", [16, 32, 64, 128, 256])

@@ -34,7 +34,14 @@ from torch import nn
 
 from shortlist.models.base import register
 from shortlist.models.next_item import NextItemRetriever, check_next_item_config
-from shortlist.ops.ksa import FLEX_SPAN, IMPLS, KSAAttentionLayer, check_flex_block, num_chunks
+from shortlist.ops.ksa import (
+    FLEX_SPAN,
+    IMPLS,
+    KSAAttentionLayer,
+    check_flex_block,
+    check_flex_span,
+    num_chunks,
+)
 
 
 @dataclass
@@ -72,10 +79,7 @@ class KSAConfig:
                 f"The 'attention_impl' parameter of KSAConfig must be one of {list(IMPLS)}. Got {self.attention_impl!r} instead."
             )
         check_flex_block(self.flex_block, "KSAConfig")
-        if self.flex_span < 1:
-            raise ValueError(
-                f"The 'flex_span' parameter of KSAConfig must be >= 1. Got {self.flex_span}."
-            )
+        check_flex_span(self.flex_span, "KSAConfig")
         if not self.rope_base > 0:
             raise ValueError(
                 f"The 'rope_base' parameter of KSAConfig must be > 0. Got {self.rope_base!r} instead."

@@ -86,6 +86,14 @@ def check_flex_block(block: int, owner: str) -> None:
         )
 
 
+def check_flex_span(span: int, owner: str) -> None:
+    """Queries per summary copy of the FlexAttention path: an int >= 1 (ValueError naming ``owner``)."""
+    if isinstance(span, bool) or not isinstance(span, int) or span < 1:
+        raise ValueError(
+            f"The 'flex_span' parameter of {owner} must be an int >= 1. Got {span!r} instead."
+        )
+
+
 def _check_params(chunk: int, window: int | None) -> None:
     if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
         raise ValueError(
@@ -426,10 +434,7 @@ class KSAAttentionLayer(nn.Module):
         super().__init__()
         _check_params(chunk, window)
         check_flex_block(flex_block, "KSAAttentionLayer")
-        if flex_span < 1:
-            raise ValueError(
-                f"The 'flex_span' parameter of KSAAttentionLayer must be >= 1. Got {flex_span}."
-            )
+        check_flex_span(flex_span, "KSAAttentionLayer")
         self.flex_block, self.flex_span = flex_block, flex_span
         if dim % heads or (dim // heads) % 2:
             raise ValueError(

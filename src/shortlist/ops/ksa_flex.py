@@ -238,13 +238,13 @@ def event_attention_flex(
     window: int,
     scale: float,
     block_size: int = BLOCK_SIZE,
-    summary_span: int = FLEX_SPAN,
+    flex_span: int = FLEX_SPAN,
 ) -> torch.Tensor:
     """Event queries (B, H, L, dh) over events (B, H, L, dh) and summaries (B, H, S, dh) -> (B, H, L, dh).
 
     ``block_size``: the block mask's (and kernel's) block; with k = 64, blocks of 64 align with the
     chunks (fewer partly masked blocks, about a quarter less work at W = 4) but use smaller tiles.
-    ``summary_span``: queries per summary copy (module docstring); rounded up to whole blocks.
+    ``flex_span``: queries per summary copy (module docstring); rounded up to whole blocks.
 
     L is padded up to :func:`padded_length` (zeros, sliced off at the end), so batches of nearby
     lengths share one compiled kernel and one block mask. The padding is exact: padded
@@ -253,14 +253,14 @@ def event_attention_flex(
     """
     L = q.shape[2]
     Lp = padded_length(L, block_size)
-    _, Sb, G, _ = summary_layout(Lp, chunk, summary_span, block_size)
+    _, Sb, G, _ = summary_layout(Lp, chunk, flex_span, block_size)
     if Lp > L:  # (F.pad copies even when there is nothing to pad: skip it then)
         pad_l = (0, 0, 0, Lp - L)
         q, k, v = F.pad(q, pad_l), F.pad(k, pad_l), F.pad(v, pad_l)
     if Sb > sk.shape[2]:
         pad_s = (0, 0, 0, Sb - sk.shape[2])
         sk, sv = F.pad(sk, pad_s), F.pad(sv, pad_s)
-    block_mask = _block_mask(Lp, chunk, window, str(q.device), block_size, summary_span)
+    block_mask = _block_mask(Lp, chunk, window, str(q.device), block_size, flex_span)
     # (B, H, Lp + G*Sb, dh): the events, then G copies of the summaries (their gradients add up)
     keys = torch.cat((k, sk.repeat(1, 1, G, 1)), 2)
     values = torch.cat((v, sv.repeat(1, 1, G, 1)), 2)

@@ -268,14 +268,31 @@ class Trainer:
         """The weights to validate and save: the moving average when there is one."""
         return ema.applied(self.model) if ema is not None else nullcontext()
 
-    def _validate(self, ema: WeightAverage | None = None) -> dict[str, float]:
-        if self.evaluate is None:
-            return {}
-        metrics: dict[str, float] = {}
-        if self.dist.is_main:
-            with self._averaged(ema):
+    def _validate(
+        self, state: dict[str, Any], epoch: int, ema: WeightAverage | None
+    ) -> dict[str, float]:
+        """Validate the weights the run keeps (the average when there is one; one swap for the
+        evaluation and the save), update the early-stopping ``state`` and save ``best/`` when the
+        metric improves. Rank 0 evaluates and writes; the metrics are broadcast to every rank."""
+        assert self.evaluate is not None
+        c = self.config
+        with self._averaged(ema):
+            metrics: dict[str, float] = {}
+            if self.dist.is_main:
                 metrics = self.evaluate(self.model)
-        return broadcast_object(metrics, self.dist)
+            metrics = broadcast_object(metrics, self.dist)
+            score = metrics.get(c.metric)
+            if score is None:
+                raise ValueError(
+                    f"Early-stopping metric {c.metric!r} not among the validation metrics {sorted(metrics)}."
+                )
+            if score > state["best"]:
+                state.update(best=score, best_epoch=epoch, best_metrics=metrics, bad_evals=0)
+                if self.dist.is_main:
+                    self.model.save_pretrained(self.run_dir / "best")
+            else:
+                state["bad_evals"] += 1
+        return metrics
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self, *, resume: bool = True) -> TrainResult:
@@ -425,26 +442,13 @@ class Trainer:
                     "loss": float(loss.detach()),
                 }
                 if self.evaluate is not None and (epoch + 1) % c.eval_every == 0:
-                    metrics = self._validate(ema)
-                    record["valid"] = metrics
-                    score = metrics.get(c.metric)
-                    if score is None:
-                        raise ValueError(
-                            f"Early-stopping metric {c.metric!r} not among the validation metrics {sorted(metrics)}."
-                        )
-                    if score > state["best"]:
-                        state.update(
-                            best=score, best_epoch=epoch + 1, best_metrics=metrics, bad_evals=0
-                        )
-                        if self.dist.is_main:
-                            with self._averaged(ema):
-                                self.model.save_pretrained(self.run_dir / "best")
-                    else:
-                        state["bad_evals"] += 1
+                    record["valid"] = self._validate(state, epoch + 1, ema)
                     stopped_early = bool(c.patience) and state["bad_evals"] >= c.patience
                     state["stopped_early"] = stopped_early
                 if c.time_limit_s and state["train_seconds"] >= c.time_limit_s:
-                    log.info("time limit of %.0f s reached after epoch %d", c.time_limit_s, epoch + 1)
+                    log.info(
+                        "time limit of %.0f s reached after epoch %d", c.time_limit_s, epoch + 1
+                    )
                     stopped_early = state["stopped_early"] = True
                     record["time_limit"] = True
                 state["history"].append(record)
