@@ -140,3 +140,15 @@ def test_weight_average_names_its_own_parameter_in_errors() -> None:
         ValueError, match=r"The 'decay' parameter of WeightAverage .* Got 0 instead"
     ):
         WeightAverage(nn.Linear(1, 1), decay=0)
+
+
+def test_another_model_of_the_same_shape_by_name_and_a_foreign_one_is_an_error() -> None:
+    ema = WeightAverage(_linear(1.0), decay=0.5)
+    twin = _linear(7.0)  # same parameter names: looked up by name
+    ema.update(twin)  # d = 0.1: 0.1 * 1 + 0.9 * 7
+    assert ema.shadow[0].item() == pytest.approx(6.4)
+    with ema.applied(twin):
+        assert twin.weight.item() == pytest.approx(6.4)
+    assert twin.weight.item() == 7.0
+    with pytest.raises(ValueError, match=r"no parameter\(s\) \['weight'\]"):
+        ema.update(nn.Sequential(nn.Linear(1, 1)))

@@ -58,8 +58,12 @@ class WeightAverage:
         named = [(n, p) for n, p in model.named_parameters() if p.is_floating_point()]
         self.names = [n for n, _ in named]
         self.shadow = [p.detach().clone() for _, p in named]
+        # the tracked parameters of the model it was built from, looked up once (update runs per step)
+        self._source, self._tracked = model, [p for _, p in named]
 
     def _params(self, model: nn.Module) -> list[torch.Tensor]:
+        if model is self._source:
+            return self._tracked
         params = dict(model.named_parameters())
         missing = [n for n in self.names if n not in params]
         if missing:
@@ -77,8 +81,7 @@ class WeightAverage:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """One step: ``shadow <- d_t shadow + (1 - d_t) param`` for every tracked parameter."""
-        params = [p.detach() for p in self._params(model)]
-        torch._foreach_lerp_(self.shadow, params, 1.0 - self.current_decay())
+        torch._foreach_lerp_(self.shadow, self._params(model), 1.0 - self.current_decay())
         self.updates += 1
 
     @contextmanager
