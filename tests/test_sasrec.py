@@ -139,3 +139,34 @@ def test_config_errors() -> None:
         build_model("sasrec", num_items=5, layers=2)
     with pytest.raises(ValueError, match="exceed SASRec's max_len=8"):
         _model().encode(torch.ones(1, 9, dtype=torch.long))
+
+
+@pytest.mark.parametrize("name", ["sasrec", "ksa", "elastic"])
+def test_normalize_gives_cosine_scores_under_the_full_softmax(name: str) -> None:
+    """``normalize`` acts under the full softmax too: the loss is the cross-entropy of cosine / T
+    and ``score_all`` ranks by cosine (before 2026-11-29 it silently used dot products)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    kw = {"num_items": 30, "max_len": 8, "dim": 16, "num_heads": 2, "dropout": 0.0}
+    m = build_model(name, **kw, loss="softmax", normalize=True, temperature=0.1).eval()
+    ids = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]])
+    targets = torch.tensor([[0, 0, 4, 5, 6, 7, 8, 9]])
+    from shortlist.data.batches import SequenceBatch
+
+    batch = SequenceBatch(
+        input_ids=ids, target_ids=targets, lengths=torch.tensor([6]), user_ids=torch.tensor([0])
+    )
+    h = F.normalize(m.encode(ids)[0, 2:], dim=-1)  # (6, D)
+    table = F.normalize(m.item_table(), dim=-1)
+    logits = h @ table.T / 0.1
+    logits[:, 0] = float("-inf")
+    expected = F.cross_entropy(logits, targets[0, 2:])
+    torch.testing.assert_close(m.compute_loss(batch).loss, expected)
+    ev = EvalBatch(
+        history=ids, target=torch.tensor([9]), user_ids=torch.tensor([0]), lengths=torch.tensor([6])
+    )
+    scores = m.score_all(ev)
+    cos = F.normalize(m.encode(ids)[:, -1], dim=-1) @ table.T
+    torch.testing.assert_close(scores[:, 1:], cos[:, 1:])
+    assert scores[0, 1:].abs().max() <= 1.0 + 1e-5

@@ -61,7 +61,7 @@ if has speed; then
       --method elastic --compile default > runs/prof/elastic_c.log 2>&1 || echo "profile rc $?"
   fi
 fi
-export PARTS RB_S="${RB_S:-960}" BEAUTY_S="${BEAUTY_S:-780}" MLS_S="${MLS_S:-900}" ML_OURS="${ML_OURS:-1}" \
+export BEAUTY_PAR="${BEAUTY_PAR:-18}" PARTS RB_S="${RB_S:-960}" BEAUTY_S="${BEAUTY_S:-780}" MLS_S="${MLS_S:-900}" ML_OURS="${ML_OURS:-1}" \
   SYN_S="${SYN_S:-900}" HSTU_S="${HSTU_S:-600}" HSTU_SEEDS="${HSTU_SEEDS:-0,1,2,3,4}" \
   HSTU_PAR="${HSTU_PAR:-30}" SYN_SEEDS="${SYN_SEEDS:-0,1}" \
   SYN_MODELS="${SYN_MODELS:-sasrec-long512,sasrec-long2048,ksa-long,ksa-long-c8,ksa-long-hybrid,elastic-long}" \
@@ -103,7 +103,7 @@ setsid bash -c '
       --config-dir configs/amazon-beauty/sweep --seeds 0,1,2 --out-dir runs/beauty_converged
       --models "$BEAUTY_MODELS"
       --set train.time_limit_s="$BEAUTY_S" $common)
-    python3 benchmarks/seqrec.py run "${args[@]}" --parallel 18 > runs/beauty.log 2>&1 \
+    python3 benchmarks/seqrec.py run "${args[@]}" --parallel "${BEAUTY_PAR:-18}" > runs/beauty.log 2>&1 \
       || python3 benchmarks/seqrec.py run "${args[@]}" --collect >> runs/beauty.log 2>&1
     for f in "sasrec,hstu seqrec_beauty" "sasrec,ksa,elastic longseq_beauty"; do set -- $f
       python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_beauty_converged.json \

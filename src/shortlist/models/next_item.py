@@ -4,7 +4,11 @@ SASRec, KSA and ELASTIC differ only in how ``encode`` turns a left-padded batch 
 into per-position states (B, L, D); the loss over every real position and the scoring of the whole
 catalogue are the same. A subclass provides ``encode`` and an ``item_emb`` table (N+1, D), and its
 config the loss settings: ``loss`` ("softmax" or "sampled_softmax"), ``temperature``,
-``num_negatives``, ``in_batch_negatives`` and ``normalize`` (cosine scores, sampled softmax only).
+``num_negatives``, ``in_batch_negatives`` and ``normalize``: cosine scores (L2-normalized states and
+item rows) divided by ``temperature``, under either loss and when scoring the catalogue. Before
+2026-11-29 ``normalize`` only acted under the sampled softmax, so a full-softmax config with
+``normalize: true`` trained on dot products divided by ``temperature``; the Beauty sweep configs
+that ran so (``*-cos10*``, ``*-cos07``) now say ``normalize: false`` to keep their recorded meaning.
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ class NextItemRetriever(Retriever):
 
     @property
     def _cosine(self) -> bool:
-        return self.config.loss == "sampled_softmax" and self.config.normalize
+        return bool(self.config.normalize)
 
     def compute_loss(self, batch: SequenceBatch) -> LossOutput:
         """Next-item loss over every real position (full or sampled softmax)."""
@@ -92,7 +96,10 @@ class NextItemRetriever(Retriever):
         hidden, targets = h[keep], batch.target_ids[keep]  # (M, D), (M,)
         c = self.config
         if c.loss == "softmax":
-            loss = full_softmax_loss(hidden, targets, self.item_table(), c.temperature)
+            table = self.item_table()
+            if self._cosine:
+                hidden, table = F.normalize(hidden, dim=-1), F.normalize(table, dim=-1)
+            loss = full_softmax_loss(hidden, targets, table, c.temperature)
         else:
             loss = sampled_softmax_loss(
                 hidden,
@@ -106,7 +113,7 @@ class NextItemRetriever(Retriever):
         return LossOutput(loss=loss, metrics={"positions": float(targets.numel())})
 
     def normalize_state(self, h: torch.Tensor) -> torch.Tensor:
-        """(B, D) final states -> user states (L2-normalized with cosine sampled softmax)."""
+        """(B, D) final states -> user states (L2-normalized with ``normalize``)."""
         return F.normalize(h, dim=-1) if self._cosine else h
 
     def user_states(self, batch: EvalBatch) -> torch.Tensor:

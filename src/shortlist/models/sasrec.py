@@ -37,7 +37,7 @@ class SASRecConfig:
     num_negatives: int = 128  # sampled softmax: uniform negatives shared by the batch
     in_batch_negatives: int = 0  # sampled softmax: targets of other positions used as negatives
     temperature: float = 1.0  # logits divided by this (HSTU's sampled softmax: 0.05 with normalize)
-    normalize: bool = False  # sampled softmax on cosine similarities
+    normalize: bool = False  # cosine scores (states and items L2-normalized), either loss
 
     def __post_init__(self) -> None:
         check_next_item_config(self)
