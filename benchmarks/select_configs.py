@@ -11,6 +11,9 @@ every config's validation metric, so the choice can be checked.
 
     python benchmarks/select_configs.py --sweep runs/sweep_beauty.json --families sasrec,hstu \\
         --name seqrec_beauty --recbole runs/rb_beauty_s*.json
+
+Several ``--sweep`` files (later rounds of candidates on the same split and protocol) are read as
+one sweep; a config may appear in only one of them.
 """
 
 from __future__ import annotations
@@ -83,9 +86,36 @@ def select(
     return out, chosen, note
 
 
+def merge_sweeps(paths: list[str]) -> dict[str, Any]:
+    """The sweeps' rows as one sweep (their commands joined); raises ``SystemExit`` naming the files
+    when a config has mean rows in two of them, or when they differ in dataset."""
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    datasets: set[str] = set()
+    commands = []
+    for i, path in enumerate(paths):
+        sweep = json.loads(Path(path).read_text())
+        for r in sweep["rows"]:
+            if r["model"].startswith("shortlist ") and r["variant"].startswith("mean"):
+                config = r["model"].removeprefix("shortlist ")
+                if seen.get(config, i) != i:
+                    raise SystemExit(
+                        f"config {config!r} is in both {paths[seen[config]]} and {path}"
+                    )
+                seen[config] = i
+                datasets.add(r["dataset"])
+        rows += sweep["rows"]
+        commands.append(sweep["command"])
+    if len(datasets) > 1:
+        raise SystemExit(f"the sweeps {paths} are of different datasets: {sorted(datasets)}")
+    return {"rows": rows, "command": " | ".join(commands)}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sweep", required=True, help="result JSON of the sweep (seqrec.py run)")
+    p.add_argument(
+        "--sweep", required=True, nargs="+", help="result JSON(s) of the sweep (seqrec.py run)"
+    )
     p.add_argument("--families", required=True, help="comma-separated model families to keep")
     p.add_argument("--by", default="valid_ndcg@10", help="validation metric of the mean rows")
     p.add_argument("--name", required=True, help="result name: benchmarks/results/<name>.json")
@@ -94,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-rebuild", action="store_true", help="do not rebuild BENCHMARKS.md")
     args = p.parse_args(argv)
 
-    sweep = json.loads(Path(args.sweep).read_text())
+    sweep = merge_sweeps(args.sweep)
     rows, chosen, note = select(sweep, args.families.split(","), args.by)
     if not rows:
         raise SystemExit(f"{args.sweep}: no rows of the chosen configs")

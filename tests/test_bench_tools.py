@@ -69,6 +69,29 @@ def test_a_family_without_configs_is_an_error_naming_it() -> None:
         select_configs.choose(SWEEP["rows"], ["elastic"], "valid_ndcg@10")
 
 
+def test_several_sweeps_are_one_choice_and_a_config_in_two_is_an_error(tmp_path: Path) -> None:
+    import json
+
+    later = {
+        "command": "python benchmarks/seqrec.py run --name round2 ...",
+        "rows": [
+            _row("sasrec-d256", "seed=0", 0.35, 0.02),
+            _row("sasrec-d256", "mean of 1 seeds", 0.35, 0.02),
+        ],
+    }
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(SWEEP))
+    b.write_text(json.dumps(later))
+    merged = select_configs.merge_sweeps([str(a), str(b)])
+    assert select_configs.choose(merged["rows"], ["sasrec", "ksa"], "valid_ndcg@10") == {
+        "sasrec": ("sasrec-d256", 0.35),
+        "ksa": ("ksa-c8", 0.25),
+    }
+    assert merged["command"] == f"{SWEEP['command']} | {later['command']}"
+    with pytest.raises(SystemExit, match="'sasrec-d64' is in both"):
+        select_configs.merge_sweeps([str(a), str(a)])
+
+
 def test_longseq_profile_writes_a_table_and_a_trace(tmp_path: Path) -> None:
     import longseq_profile
 

@@ -310,3 +310,43 @@ def test_can_fm_adds_deepfm_wide_part_over_the_main_embeddings() -> None:
     torch.testing.assert_close(fm_interaction(e), torch.stack(pairs, -1).sum(-1), rtol=1e-5, atol=1e-5)
     plain = build_model("can", features=data.spec, embed_dim=8, hidden=[16])
     assert not hasattr(plain, "first_order")
+
+
+def test_dice_matches_the_din_formula_in_training_and_inference() -> None:
+    """Dice (DIN eq. 7): p = sigmoid((s - mean) / sqrt(var + eps)), f = p s + (1 - p) a s; batch
+    statistics (biased variance) in training, running averages at inference."""
+    from shortlist.models.rankers.base import Dice
+
+    dice = Dice(2)
+    with torch.no_grad():
+        dice.alpha.copy_(torch.tensor([0.25, -0.5]))
+    s = torch.tensor([[1.0, -2.0], [3.0, 0.0], [-1.0, 4.0]])
+    out = dice.train()(s)
+    for j in range(2):
+        col = s[:, j]
+        mean, var = float(col.mean()), float(((col - col.mean()) ** 2).mean())
+        for i in range(3):
+            x = float(s[i, j])
+            p = 1.0 / (1.0 + np.exp(-(x - mean) / np.sqrt(var + 1e-9)))
+            expected = p * x + (1 - p) * float(dice.alpha[j]) * x
+            assert abs(float(out[i, j]) - expected) < 1e-5
+    # inference: the running averages after one step (momentum 0.1 from mean 0, var 1)
+    dice.eval()
+    x = torch.tensor([[2.0, -1.0]])
+    m = 0.1 * s.mean(0)
+    v = 0.9 + 0.1 * s.var(0, unbiased=True)
+    p = torch.sigmoid((x - m) / torch.sqrt(v + 1e-9))
+    torch.testing.assert_close(dice(x), p * x + (1 - p) * dice.alpha * x)
+
+
+def test_dice_head_builds_trains_and_rejects_unknown_activations() -> None:
+    from shortlist.models.rankers.base import Dice
+
+    data = tiny_ctr()
+    model = build_model("din", features=data.spec, embed_dim=8, hidden=[32, 16], activation="dice")
+    assert sum(isinstance(m, Dice) for m in model.modules()) == 2
+    batch = next(iter(CTRLoader(data, "train", batch_size=64, shuffle=True, seed=0)))
+    model.train().compute_loss(batch).loss.backward()
+    assert all(m.alpha.grad is not None for m in model.modules() if isinstance(m, Dice))
+    with pytest.raises(ValueError, match="'relu', 'prelu' or 'dice'. Got 'gelu'"):
+        build_model("din", features=data.spec, activation="gelu")

@@ -45,7 +45,7 @@ class RankerConfig:
     hidden: list[int] = field(default_factory=lambda: [200, 80])  # DNN head widths
     dropout: float = 0.0
     batch_norm: bool = False  # BatchNorm before each hidden layer of the head
-    activation: Literal["relu", "prelu"] = "relu"
+    activation: Literal["relu", "prelu", "dice"] = "relu"  # dice: DIN's data-adaptive PReLU
     # dropout before each hidden Linear (the head's input included) instead of after each activation
     dropout_first: bool = False
     # xavier: Xavier-normal Linear weights and zero biases, as RecBole (torch: PyTorch's defaults)
@@ -67,9 +67,9 @@ class RankerConfig:
             raise ValueError(
                 f"The 'dropout' parameter of {name} must be in [0, 1). Got {self.dropout!r} instead."
             )
-        if self.activation not in ("relu", "prelu"):
+        if self.activation not in ("relu", "prelu", "dice"):
             raise ValueError(
-                f"The 'activation' parameter of {name} must be 'relu' or 'prelu'. Got {self.activation!r} instead."
+                f"The 'activation' parameter of {name} must be 'relu', 'prelu' or 'dice'. Got {self.activation!r} instead."
             )
         if not isinstance(self.dropout_first, bool):
             raise ValueError(
@@ -90,6 +90,34 @@ class RankerConfig:
     def spec(self) -> FeatureSpec:
         assert isinstance(self.features, FeatureSpec)
         return self.features
+
+
+class Dice(nn.Module):
+    """Dice, DIN's activation (Zhou et al., KDD 2018, eq. 7): ``f(s) = p(s) s + (1 - p(s)) a s`` with
+    ``p(s) = sigmoid((s - E[s]) / sqrt(Var[s] + eps))``, the mean and variance taken over the batch
+    in training and as running averages at inference (a BatchNorm without scale or shift, as the
+    official code's ``dice``: epsilon 1e-9), ``a`` learned per unit and started at 0.
+
+    Input (B, H) -> (B, H).
+    """
+
+    def __init__(self, width: int, eps: float = 1e-9) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(width, eps=eps, affine=False)
+        self.alpha = nn.Parameter(torch.zeros(width))
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(self.norm(s))
+        return p * s + (1.0 - p) * self.alpha * s
+
+
+def activation_layer(name: str, width: int) -> nn.Module:
+    """The head's activation after a Linear of ``width`` units: relu, prelu or dice."""
+    if name == "prelu":
+        return nn.PReLU(width)
+    if name == "dice":
+        return Dice(width)
+    return nn.ReLU()
 
 
 def mlp(
@@ -114,7 +142,7 @@ def mlp(
             layers.append(nn.Dropout(dropout))
         if batch_norm:
             layers.append(nn.BatchNorm1d(d))
-        layers += [nn.Linear(d, h), nn.PReLU(h) if activation == "prelu" else nn.ReLU()]
+        layers += [nn.Linear(d, h), activation_layer(activation, h)]
         if dropout and not dropout_first:
             layers.append(nn.Dropout(dropout))
         d = h
