@@ -348,5 +348,5 @@ def test_dice_head_builds_trains_and_rejects_unknown_activations() -> None:
     batch = next(iter(CTRLoader(data, "train", batch_size=64, shuffle=True, seed=0)))
     model.train().compute_loss(batch).loss.backward()
     assert all(m.alpha.grad is not None for m in model.modules() if isinstance(m, Dice))
-    with pytest.raises(ValueError, match="'relu', 'prelu' or 'dice'. Got 'gelu'"):
+    with pytest.raises(ValueError, match=r"'relu', 'prelu' or 'dice'\. Got 'gelu'"):
         build_model("din", features=data.spec, activation="gelu")
