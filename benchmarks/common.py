@@ -114,6 +114,28 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def keep_rows(path: str | None, rows: list[Row]) -> tuple[list[Row], str]:
+    """The rows of an earlier result file ``path`` whose model has no row in ``rows`` (models not
+    re-run this time, a baseline whose files are elsewhere), and a note naming them, that file's
+    commit and its command; ``([], "")`` without ``path``. A missing file is an error."""
+    if not path:
+        return [], ""
+    file = Path(path)
+    if not file.is_file():
+        raise SystemExit(f"--keep-rows: {path} does not exist; give an earlier result file")
+    old = json.loads(file.read_text())
+    here = {r.model for r in rows}
+    kept = [Row(**r) for r in old["rows"] if r["model"] not in here]
+    models = sorted({r.model for r in kept})
+    note = (
+        f"Rows of {', '.join(models)} kept from {file.name} as it was at commit {old['commit']} "
+        f"(not re-run here); its command: {old['command']}"
+        if kept
+        else ""
+    )
+    return kept, note
+
+
 def command_line() -> str:
     return " ".join(
         ["python", *[shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]]]
@@ -302,6 +324,10 @@ def add_seed_run_args(
         help=f"result files or globs written by {baseline} (several: one per seed), added as rows",
     )
     parser.add_argument("--notes", default="")
+    parser.add_argument(
+        "--keep-rows",
+        help="an earlier result file: its rows of models not in this run are kept (noted)",
+    )
     parser.add_argument("--no-rebuild", action="store_true", help="do not rebuild BENCHMARKS.md")
     parser.add_argument(
         "--collect",

@@ -33,6 +33,7 @@ from common import (
     add_seed_run_args,
     command_line,
     glob_paths,
+    keep_rows,
     mean_std,
     run_seed_jobs,
     write_result,
@@ -134,8 +135,11 @@ def run(args: argparse.Namespace) -> None:
     rows += recbole_ctr_rows(args.dataset, args.recbole_json)
     for method, metrics, source in ANCHORS.get(args.dataset, []):
         rows.append(Row(args.dataset, "ctr", f"anchor: {method}", source, dict(metrics)))
-    notes = runs.notes(args.notes)
-    write_result(args.name, rows, command=command_line(), notes=notes, rebuild=not args.no_rebuild)
+    kept, kept_note = keep_rows(args.keep_rows, rows)
+    notes = " ".join(x for x in (runs.notes(args.notes), kept_note) if x)
+    write_result(
+        args.name, rows + kept, command=command_line(), notes=notes, rebuild=not args.no_rebuild
+    )
 
 
 def recbole_name(rb: dict[str, Any]) -> str:

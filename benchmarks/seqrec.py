@@ -30,6 +30,7 @@ from common import (
     add_seed_run_args,
     command_line,
     glob_paths,
+    keep_rows,
     mean_std,
     run_seed_jobs,
     seed_summary,
@@ -112,11 +113,12 @@ def run(args: argparse.Namespace) -> None:
     elif rb_paths:  # several RecBole seeds: per-seed rows and their mean
         rows += recbole_summary(rb_paths, args.dataset, protocol)
     rows += anchor_rows(args.dataset, protocol)
+    kept, kept_note = keep_rows(args.keep_rows, rows)
     write_result(
         args.name,
-        rows,
+        rows + kept,
         command=command_line(),
-        notes=runs.notes(args.notes),
+        notes=" ".join(x for x in (runs.notes(args.notes), kept_note) if x),
         rebuild=not args.no_rebuild,
     )
 

@@ -173,3 +173,37 @@ def test_longseq_quality_ratios_against_the_run_baseline_and_missing_parts(
     monkeypatch.setattr(sys, "argv", ["longseq_quality.py", "--from", str(tmp_path / "none")])
     with pytest.raises(SystemExit, match="none of the result files"):
         longseq_quality.main()
+
+
+def test_keep_rows_carries_the_models_not_rerun_and_names_them(tmp_path: Path) -> None:
+    import json
+
+    from common import Row, keep_rows
+
+    old = {
+        "commit": "abc1234",
+        "command": "python benchmarks/ctr.py run --name ctr_x ...",
+        "rows": [
+            {"dataset": "d", "protocol": "ctr", "model": "shortlist din", "variant": "seed=0",
+             "metrics": {"auc": 0.5}},
+            {"dataset": "d", "protocol": "ctr", "model": "shortlist can", "variant": "seed=0",
+             "metrics": {"auc": 0.7}},
+            {"dataset": "d", "protocol": "ctr", "model": "RecBole 1.2.1 DCNV2", "variant": "seed=0",
+             "metrics": {"auc": 0.6}},
+            {"dataset": "d", "protocol": "ctr", "model": "anchor: DCNV2", "variant": "paper",
+             "metrics": {"auc": 0.8}},
+        ],
+    }  # fmt: skip
+    path = tmp_path / "ctr_x.json"
+    path.write_text(json.dumps(old))
+    new = [Row("d", "ctr", "shortlist din", "seed=0", {"auc": 0.9}), Row("d", "ctr", "anchor: DCNV2")]
+    kept, note = keep_rows(str(path), new)
+    assert [(r.model, r.metrics["auc"]) for r in kept] == [
+        ("shortlist can", 0.7),
+        ("RecBole 1.2.1 DCNV2", 0.6),
+    ]
+    assert "RecBole 1.2.1 DCNV2, shortlist can kept from ctr_x.json" in note
+    assert "abc1234" in note and old["command"] in note
+    assert keep_rows(None, new) == ([], "")
+    with pytest.raises(SystemExit, match=r"missing\.json does not exist"):
+        keep_rows(str(tmp_path / "missing.json"), new)
