@@ -83,7 +83,10 @@ class NextItemRetriever(Retriever):
         """(B, L) left-padded item ids -> (B, L) x D states; position t sees events <= t only."""
 
     def item_table(self) -> torch.Tensor:
-        return self.item_emb.weight
+        """(N+1, D) what user states are scored against: the item embeddings, L2-normalized with
+        ``normalize``."""
+        table = self.item_emb.weight
+        return F.normalize(table, dim=-1) if self._cosine else table
 
     @property
     def _cosine(self) -> bool:
@@ -96,15 +99,14 @@ class NextItemRetriever(Retriever):
         hidden, targets = h[keep], batch.target_ids[keep]  # (M, D), (M,)
         c = self.config
         if c.loss == "softmax":
-            table = self.item_table()
-            if self._cosine:
-                hidden, table = F.normalize(hidden, dim=-1), F.normalize(table, dim=-1)
-            loss = full_softmax_loss(hidden, targets, table, c.temperature)
-        else:
+            loss = full_softmax_loss(
+                self.normalize_state(hidden), targets, self.item_table(), c.temperature
+            )
+        else:  # normalizes the sampled rows only
             loss = sampled_softmax_loss(
                 hidden,
                 targets,
-                self.item_table(),
+                self.item_emb.weight,
                 num_negatives=c.num_negatives,
                 in_batch=c.in_batch_negatives,
                 temperature=c.temperature,
@@ -113,15 +115,10 @@ class NextItemRetriever(Retriever):
         return LossOutput(loss=loss, metrics={"positions": float(targets.numel())})
 
     def normalize_state(self, h: torch.Tensor) -> torch.Tensor:
-        """(B, D) final states -> user states (L2-normalized with ``normalize``)."""
+        """(..., D) states -> L2-normalized with ``normalize``, else unchanged."""
         return F.normalize(h, dim=-1) if self._cosine else h
 
     def user_states(self, batch: EvalBatch) -> torch.Tensor:
         # left padding puts the latest event last
         return self.normalize_state(self.encode(batch.history)[:, -1])
 
-    def score_all(self, batch: EvalBatch) -> torch.Tensor:
-        table = F.normalize(self.item_table(), dim=-1) if self._cosine else self.item_table()
-        scores = self.user_states(batch) @ table.T
-        scores[:, 0] = float("-inf")
-        return scores
