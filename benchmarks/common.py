@@ -136,6 +136,16 @@ def keep_rows(path: str | None, rows: list[Row]) -> tuple[list[Row], str]:
     return kept, note
 
 
+def write_run_result(args: argparse.Namespace, runs: SeedRuns, rows: list[Row]) -> Path:
+    """Write the result of a seed run (``ctr.py run``, ``seqrec.py run``): ``rows``, the rows that
+    ``--keep-rows`` carries over from an earlier file, and the notes of both."""
+    kept, kept_note = keep_rows(args.keep_rows, rows)
+    notes = " ".join(x for x in (runs.notes(args.notes), kept_note) if x)
+    return write_result(
+        args.name, rows + kept, command=command_line(), notes=notes, rebuild=not args.no_rebuild
+    )
+
+
 def command_line() -> str:
     return " ".join(
         ["python", *[shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]]]

@@ -31,12 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     Row,
     add_seed_run_args,
-    command_line,
     glob_paths,
-    keep_rows,
     mean_std,
     run_seed_jobs,
-    write_result,
+    write_run_result,
 )
 
 log = logging.getLogger("benchmarks.ctr")
@@ -135,11 +133,7 @@ def run(args: argparse.Namespace) -> None:
     rows += recbole_ctr_rows(args.dataset, args.recbole_json)
     for method, metrics, source in ANCHORS.get(args.dataset, []):
         rows.append(Row(args.dataset, "ctr", f"anchor: {method}", source, dict(metrics)))
-    kept, kept_note = keep_rows(args.keep_rows, rows)
-    notes = " ".join(x for x in (runs.notes(args.notes), kept_note) if x)
-    write_result(
-        args.name, rows + kept, command=command_line(), notes=notes, rebuild=not args.no_rebuild
-    )
+    write_run_result(args, runs, rows)
 
 
 def recbole_name(rb: dict[str, Any]) -> str:

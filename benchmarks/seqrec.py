@@ -28,13 +28,11 @@ from common import (
     ROOT,
     Row,
     add_seed_run_args,
-    command_line,
     glob_paths,
-    keep_rows,
     mean_std,
     run_seed_jobs,
     seed_summary,
-    write_result,
+    write_run_result,
 )
 
 log = logging.getLogger("benchmarks.seqrec")
@@ -113,14 +111,7 @@ def run(args: argparse.Namespace) -> None:
     elif rb_paths:  # several RecBole seeds: per-seed rows and their mean
         rows += recbole_summary(rb_paths, args.dataset, protocol)
     rows += anchor_rows(args.dataset, protocol)
-    kept, kept_note = keep_rows(args.keep_rows, rows)
-    write_result(
-        args.name,
-        rows + kept,
-        command=command_line(),
-        notes=" ".join(x for x in (runs.notes(args.notes), kept_note) if x),
-        rebuild=not args.no_rebuild,
-    )
+    write_run_result(args, runs, rows)
 
 
 def anchor_rows(dataset: str, protocol: str) -> list[Row]:

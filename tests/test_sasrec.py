@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from seq_helpers import learn_successor
-from shortlist.data.batches import EvalBatch
+from shortlist.data.batches import EvalBatch, SequenceBatch
 from shortlist.models import build_model, load_model
 from shortlist.models.losses import full_softmax_loss, sampled_softmax_loss
 
@@ -145,20 +146,17 @@ def test_config_errors() -> None:
 def test_normalize_gives_cosine_scores_under_the_full_softmax(name: str) -> None:
     """``normalize`` acts under the full softmax too: the loss is the cross-entropy of cosine / T
     and ``score_all`` ranks by cosine (before 2026-11-29 it silently used dot products)."""
-    import torch.nn.functional as F
-
     torch.manual_seed(0)
     kw = {"num_items": 30, "max_len": 8, "dim": 16, "num_heads": 2, "dropout": 0.0}
     m = build_model(name, **kw, loss="softmax", normalize=True, temperature=0.1).eval()
     ids = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]])
     targets = torch.tensor([[0, 0, 4, 5, 6, 7, 8, 9]])
-    from shortlist.data.batches import SequenceBatch
-
     batch = SequenceBatch(
         input_ids=ids, target_ids=targets, lengths=torch.tensor([6]), user_ids=torch.tensor([0])
     )
     h = F.normalize(m.encode(ids)[0, 2:], dim=-1)  # (6, D)
-    table = m.item_table()  # L2-normalized rows with normalize
+    table = F.normalize(m.item_emb.weight, dim=-1)
+    torch.testing.assert_close(m.item_table(), table)
     logits = h @ table.T / 0.1
     logits[:, 0] = float("-inf")
     expected = F.cross_entropy(logits, targets[0, 2:])

@@ -12,7 +12,7 @@
 #   trained until patience stops them (the sweep cut every run at 300 s), BEAUTY_S only as a safety
 #   limit; then per family the config with the best mean valid NDCG@10 (benchmarks/select_configs.py)
 #   -> seqrec_beauty (sasrec, hstu) and longseq_beauty (sasrec, ksa, elastic). BEAUTY_MODELS runs
-#   other sweep configs (new candidates): their run folders join the earlier ones here, and
+#   other sweep configs (new candidates); BEAUTY_PAR runs at once (default 18); their run folders join the earlier ones here, and
 #   `seqrec.py run ... --collect` over the whole list rebuilds the sweep before selecting;
 # - mls (issue 4), detached: MovieLens latest-small, configs/ml-latest-small/{sasrec,ksa,elastic}.yaml
 #   x 3 seeds until patience (MLS_S only as a safety limit), into runs/mls_converged;
@@ -103,7 +103,7 @@ setsid bash -c '
       --config-dir configs/amazon-beauty/sweep --seeds 0,1,2 --out-dir runs/beauty_converged
       --models "$BEAUTY_MODELS"
       --set train.time_limit_s="$BEAUTY_S" $common)
-    python3 benchmarks/seqrec.py run "${args[@]}" --parallel "${BEAUTY_PAR:-18}" > runs/beauty.log 2>&1 \
+    python3 benchmarks/seqrec.py run "${args[@]}" --parallel "$BEAUTY_PAR" > runs/beauty.log 2>&1 \
       || python3 benchmarks/seqrec.py run "${args[@]}" --collect >> runs/beauty.log 2>&1
     for f in "sasrec,hstu seqrec_beauty" "sasrec,ksa,elastic longseq_beauty"; do set -- $f
       python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_beauty_converged.json \

@@ -121,4 +121,3 @@ class NextItemRetriever(Retriever):
     def user_states(self, batch: EvalBatch) -> torch.Tensor:
         # left padding puts the latest event last
         return self.normalize_state(self.encode(batch.history)[:, -1])
-
