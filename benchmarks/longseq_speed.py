@@ -11,6 +11,18 @@ Five sublayers of the same width are timed at fixed tokens per batch (B = tokens
 - ``sdpa``: full causal attention through ``F.scaled_dot_product_attention`` (flash on the GPU);
 - ``naive``: full causal attention with explicit (L, L) scores (``shortlist.ops.attention``).
 
+``--scopes sublayer,op`` adds rows of the attention operation alone (protocol ``fwd+bwd, attention op
+only``, at ``--op-lengths``): the same five methods on ready-made per-head tensors (q, k, v; KSA's
+summary q, k, v; ELASTIC's compress keys and expert streams) without the projections, RoPE and
+output projection that the sublayer rows include. The sublayer rows are the table's headline (what
+a model pays per layer); the op rows isolate the attention mechanism, whose cost the methods differ
+in. Ratios are taken within a scope.
+
+A step is the forward pass and the backward pass from a fixed random output gradient
+(``y.backward(dy)``, as attention kernels are usually timed): no loss, whose own kernels and launches
+would add the same fixed cost to every method (before 2026-11-29, third session, the step was
+``y.float().square().mean().backward()``: about 0.3 ms of GPU time per step at 64k tokens).
+
 Per row: ``fwd_bwd_s`` (median over ``--repeats`` timed steps after warm-up; compilation excluded),
 ``peak_mib`` (CUDA: peak allocated during a step minus the memory held before it; CPU: peak RSS
 growth of a fresh process running that one case), ``tokens_per_s``, and ``speedup_vs_sdpa_ratio``
@@ -35,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,26 +82,100 @@ def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
     return FullAttentionLayer(args.dim, args.heads, impl=method)  # type: ignore[arg-type]
 
 
-def time_case(method: str, L: int, args: argparse.Namespace, mode: str = "eager") -> dict[str, Any]:
-    """Forward + backward of one sublayer on (B, L, D) input; median seconds and peak memory.
+def build_op(
+    method: str, args: argparse.Namespace, B: int, L: int, device: torch.device, dtype: torch.dtype
+) -> tuple[Callable[..., tuple[torch.Tensor, ...]], list[torch.Tensor]]:
+    """The attention operation of ``method`` alone and its inputs (leaves that require grad).
 
-    ``mode``: ``eager``, or a ``torch.compile`` mode (``default``, ``reduce-overhead`` = with CUDA
-    graphs) that fuses the many small ops around the attention kernel (one graph per shape).
+    Returns ``(fn, inputs)``; ``fn(*inputs)`` is a tuple of outputs. Shapes: B batch, H heads,
+    dh = D / H; KSA: q, k, v (B, H, L, dh) and summary sq, sk, sv (B, H, ceil(L / k), dh), outputs
+    events and summaries; ELASTIC: q, kc (unit rows), zk, zv (B, H, L, dh) and the expert queries
+    (H, k, dh), output (B, H, L, dh); SDPA and naive: q, k, v, output (B, H, L, dh).
+    """
+    from shortlist.ops.attention import causal_attention
+    from shortlist.ops.dispatcher import dispatcher_attention
+    from shortlist.ops.ksa import ksa_attention, num_chunks
+
+    H, dh = args.heads, args.dim // args.heads
+
+    def leaf(*shape: int, unit: bool = False) -> torch.Tensor:
+        t = torch.randn(*shape, device=device, dtype=torch.float32)
+        t = torch.nn.functional.normalize(t, dim=-1) if unit else t
+        return t.to(dtype).requires_grad_(True)
+
+    if method in ("ksa", "ksa-banded"):
+        S = num_chunks(L, args.chunk)
+        inputs = [leaf(B, H, L, dh) for _ in range(3)] + [leaf(B, H, S, dh) for _ in range(3)]
+        impl = "banded" if method == "ksa-banded" else "fast"
+
+        def ksa_op(*t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = ksa_attention(
+                *t, args.chunk, args.window, impl=impl,  # type: ignore[arg-type]
+                flex_block=args.ksa_block, flex_span=args.ksa_span,
+            )  # fmt: skip
+            return out.events, out.summaries
+
+        return ksa_op, inputs
+    if method == "elastic":
+        q, kc, zk, zv = (
+            leaf(B, H, L, dh),
+            leaf(B, H, L, dh, unit=True),
+            leaf(B, H, L, dh),
+            leaf(B, H, L, dh),
+        )
+        expert_q = (leaf(H, args.experts, dh, unit=True).detach() * 4.0).requires_grad_(True)
+
+        def elastic_op(*t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            q_, e_, kc_, zk_, zv_ = t
+            return (
+                dispatcher_attention(q_ / dh**0.5, e_, kc_, zk_, zv_, chunk=args.elastic_chunk),
+            )
+
+        return elastic_op, [q, expert_q, kc, zk, zv]
+    impl = "sdpa" if method == "sdpa" else "naive"
+
+    def full_op(*t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (causal_attention(*t, impl=impl),)  # type: ignore[arg-type]
+
+    return full_op, [leaf(B, H, L, dh) for _ in range(3)]
+
+
+def time_case(
+    method: str, L: int, args: argparse.Namespace, mode: str = "eager", scope: str = "sublayer"
+) -> dict[str, Any]:
+    """Forward + backward of one sublayer on (B, L, D) input (or of the attention op alone, with
+    ``scope="op"``: :func:`build_op`); median seconds and peak memory.
+
+    The backward starts from fixed random output gradients (no loss). ``mode``: ``eager``, or a
+    ``torch.compile`` mode (``default``, ``reduce-overhead`` = with CUDA graphs) that fuses the many
+    small ops around the attention kernel (one graph per shape).
     """
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     B = max(1, args.tokens // L)
     torch.manual_seed(0)
-    layer = build_layer(method, args).to(device=device, dtype=dtype)
+    if scope == "op":
+        fn, inputs = build_op(method, args, B, L, device, dtype)
+        params: list[torch.Tensor] = []
+    else:
+        layer = build_layer(method, args).to(device=device, dtype=dtype)
+        inputs = [torch.randn(B, L, args.dim, device=device, dtype=dtype, requires_grad=True)]
+        params = list(layer.parameters())
+
+        def fn(*t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return (layer(*t),)
+
     if mode != "eager":
-        layer = torch.compile(layer, mode=mode, dynamic=False)
-    x = torch.randn(B, L, args.dim, device=device, dtype=dtype, requires_grad=True)
+        fn = torch.compile(fn, mode=mode, dynamic=False)
+    grads: list[torch.Tensor] = []  # the output gradients: fixed, random, made at the first step
 
     def step() -> None:
-        y = layer(x)
-        y.float().square().mean().backward()
-        x.grad = None
-        layer.zero_grad(set_to_none=True)
+        outputs = list(fn(*inputs))
+        if not grads:
+            grads.extend(torch.randn_like(y, requires_grad=False) for y in outputs)
+        torch.autograd.backward(outputs, grads)
+        for t in (*inputs, *params):
+            t.grad = None
 
     def sync() -> None:
         if device.type == "cuda":
@@ -127,9 +214,11 @@ def time_case(method: str, L: int, args: argparse.Namespace, mode: str = "eager"
     }
 
 
-def _case_in_subprocess(method: str, L: int, args: argparse.Namespace, mode: str) -> dict[str, Any]:
+def _case_in_subprocess(
+    method: str, L: int, args: argparse.Namespace, mode: str, scope: str
+) -> dict[str, Any]:
     """CPU: one case per fresh process, so the peak RSS belongs to that case alone."""
-    cmd = [sys.executable, __file__, "--case", f"{method}:{L}:{mode}", *args.passthrough]
+    cmd = [sys.executable, __file__, "--case", f"{method}:{L}:{mode}:{scope}", *args.passthrough]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.case_timeout)
     if out.returncode != 0:
         log.warning("%s L=%d failed: %s", method, L, out.stderr.strip().splitlines()[-1:])
@@ -145,14 +234,19 @@ def _label(method: str, mode: str) -> str:
     )
 
 
-def _write(args: argparse.Namespace, results: dict[tuple[str, str, int], dict[str, Any]]) -> None:
+PROTOCOLS = {"sublayer": "fwd+bwd, one sublayer", "op": "fwd+bwd, attention op only"}
+
+
+def _write(
+    args: argparse.Namespace, results: dict[tuple[str, str, str, int], dict[str, Any]]
+) -> None:
     """Rows so far, with the ratios measured in this run (rewritten after every length).
 
-    ``speedup_vs_sdpa_ratio`` is against the fastest SDPA row of that length (eager or compiled),
-    ``memory_vs_naive_ratio`` against eager naive attention.
+    ``speedup_vs_sdpa_ratio`` is against the fastest SDPA row of that length and scope (eager or
+    compiled), ``memory_vs_naive_ratio`` against eager naive attention of that scope.
     """
     rows = []
-    for (method, mode, L), res in results.items():
+    for (scope, method, mode, L), res in results.items():
         metrics = {
             k: float(v)
             for k, v in res.items()
@@ -167,10 +261,10 @@ def _write(args: argparse.Namespace, results: dict[tuple[str, str, int], dict[st
             metrics["failed"] = 1.0
         sdpa = [
             r["fwd_bwd_s"]
-            for (m, _, n), r in results.items()
-            if m == "sdpa" and n == L and "fwd_bwd_s" in r
+            for (sc, m, _, n), r in results.items()
+            if sc == scope and m == "sdpa" and n == L and "fwd_bwd_s" in r
         ]
-        naive = results.get(("naive", "eager", L), {})
+        naive = results.get((scope, "naive", "eager", L), {})
         if "fwd_bwd_s" in res and sdpa:
             metrics["speedup_vs_sdpa_ratio"] = min(sdpa) / res["fwd_bwd_s"]
         if "peak_mib" in metrics and naive.get("peak_mib"):
@@ -178,7 +272,7 @@ def _write(args: argparse.Namespace, results: dict[tuple[str, str, int], dict[st
         rows.append(
             Row(
                 dataset="synthetic",
-                protocol="fwd+bwd, one sublayer",
+                protocol=PROTOCOLS[scope],
                 model=_label(method, mode),
                 variant=f"L={L}",
                 metrics=metrics,
@@ -196,11 +290,15 @@ def _write(args: argparse.Namespace, results: dict[tuple[str, str, int], dict[st
         "experts",
         "elastic_chunk",
     )
-    config = {k: getattr(args, k) for k in (*keys, "warmup", "repeats", "threads", "compile")}
+    config = {
+        k: getattr(args, k)
+        for k in (*keys, "warmup", "repeats", "threads", "compile", "scopes", "op_lengths")
+    }
     write_result(
         args.name,
         rows,
-        notes=f"dtype {'bf16' if args.device.startswith('cuda') else 'fp32'}; {config}"
+        notes=f"dtype {'bf16' if args.device.startswith('cuda') else 'fp32'}; {config}. A step is"
+        " the forward and the backward from fixed random output gradients (no loss)."
         + (
             " Rows +compile(reduce-overhead) have no peak_mib: CUDA graphs allocate from a private"
             " pool before the timed step."
@@ -252,6 +350,17 @@ def main(argv: list[str] | None = None) -> None:
         default="",
         help="comma-separated lengths at which the compiled modes run (default: every length)",
     )
+    p.add_argument(
+        "--scopes",
+        default="sublayer",
+        help="comma-separated: 'sublayer' (projections + attention + output projection) and/or "
+        "'op' (the attention operation alone, rows with protocol 'fwd+bwd, attention op only')",
+    )
+    p.add_argument(
+        "--op-lengths",
+        default="",
+        help="comma-separated lengths at which the 'op' scope runs (default: every length)",
+    )
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
@@ -263,8 +372,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.tokens:
         args.tokens = 65536 if args.device.startswith("cuda") else 8192
     if args.case:  # a CPU child: one case, JSON on stdout
-        method, L, mode = args.case.split(":")
-        print(json.dumps(time_case(method, int(L), args, mode)))
+        method, L, mode, scope = args.case.split(":")
+        print(json.dumps(time_case(method, int(L), args, mode, scope)))
         return
     modes = ["eager", *[m for m in args.compile.split(",") if m]]
     compile_lengths = {int(n) for n in args.compile_lengths.split(",") if n}
@@ -280,30 +389,38 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"--methods: unknown {unknown}; choose among {METHODS}.")
-    results: dict[tuple[str, str, int], dict[str, Any]] = {}
+    scopes = [sc for sc in args.scopes.split(",") if sc]
+    if not scopes or set(scopes) - set(PROTOCOLS):
+        raise ValueError(f"--scopes: choose among {sorted(PROTOCOLS)}, got {args.scopes!r}.")
+    op_lengths = {int(n) for n in args.op_lengths.split(",") if n}
+    results: dict[tuple[str, str, str, int], dict[str, Any]] = {}
     for L in lengths:
-        for mode in modes:
-            for method in methods:
-                if method == "naive" and (args.naive_max_len < L or mode != "eager"):
-                    continue
-                if mode != "eager" and compile_lengths and L not in compile_lengths:
-                    continue
-                if args.device == "cpu":
-                    res = _case_in_subprocess(method, L, args, mode)
-                else:
-                    try:
-                        res = time_case(method, L, args, mode)
-                    except Exception as err:  # a compile failure is a row, not a lost run
-                        log.warning("%s %s L=%d failed: %s", method, mode, L, err)
-                        res = {"failed": True}
-                    torch.cuda.empty_cache()
-                results[(method, mode, L)] = res
-                log.info(
-                    "%-22s L=%6d %s",
-                    _label(method, mode),
-                    L,
-                    {k: round(v, 4) for k, v in res.items()},
-                )
+        for scope in scopes:
+            if scope == "op" and op_lengths and L not in op_lengths:
+                continue
+            for mode in modes:
+                for method in methods:
+                    if method == "naive" and (args.naive_max_len < L or mode != "eager"):
+                        continue
+                    if mode != "eager" and compile_lengths and L not in compile_lengths:
+                        continue
+                    if args.device == "cpu":
+                        res = _case_in_subprocess(method, L, args, mode, scope)
+                    else:
+                        try:
+                            res = time_case(method, L, args, mode, scope)
+                        except Exception as err:  # a compile failure is a row, not a lost run
+                            log.warning("%s %s %s L=%d failed: %s", scope, method, mode, L, err)
+                            res = {"failed": True}
+                        torch.cuda.empty_cache()
+                    results[(scope, method, mode, L)] = res
+                    log.info(
+                        "%-8s %-22s L=%6d %s",
+                        scope,
+                        _label(method, mode),
+                        L,
+                        {k: round(v, 4) for k, v in res.items()},
+                    )
         _write(args, results)
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import longseq_speed
 import select_configs
 
 
@@ -163,7 +166,9 @@ def test_longseq_quality_ratios_against_the_run_baseline_and_missing_parts(
     assert commands == [part["command"]]
 
     written = {}
-    monkeypatch.setattr(longseq_quality, "write_result", lambda name, rows, **kw: written.update(kw))
+    monkeypatch.setattr(
+        longseq_quality, "write_result", lambda name, rows, **kw: written.update(kw)
+    )
     (tmp_path / "longseq_mls.json").write_text(json.dumps(part))
     argv = ["longseq_quality.py", "--from", str(tmp_path), "--why-missing", "split redesigned"]
     monkeypatch.setattr(sys, "argv", argv)
@@ -196,7 +201,10 @@ def test_keep_rows_carries_the_models_not_rerun_and_names_them(tmp_path: Path) -
     }  # fmt: skip
     path = tmp_path / "ctr_x.json"
     path.write_text(json.dumps(old))
-    new = [Row("d", "ctr", "shortlist din", "seed=0", {"auc": 0.9}), Row("d", "ctr", "anchor: DCNV2")]
+    new = [
+        Row("d", "ctr", "shortlist din", "seed=0", {"auc": 0.9}),
+        Row("d", "ctr", "anchor: DCNV2"),
+    ]
     kept, note = keep_rows(str(path), new)
     assert [(r.model, r.metrics["auc"]) for r in kept] == [
         ("shortlist can", 0.7),
@@ -207,3 +215,56 @@ def test_keep_rows_carries_the_models_not_rerun_and_names_them(tmp_path: Path) -
     assert keep_rows(None, new) == ([], "")
     with pytest.raises(SystemExit, match=r"missing\.json does not exist"):
         keep_rows(str(tmp_path / "missing.json"), new)
+
+
+def _speed_args(**over: object) -> argparse.Namespace:
+    base = dict(
+        device="cpu", tokens=64, dim=16, heads=2, chunk=4, window=2, ksa_block=128,
+        ksa_span=2048, experts=4, elastic_chunk=8, warmup=1, repeats=1, threads=1,
+    )  # fmt: skip
+    base.update(over)
+    return argparse.Namespace(**base)
+
+
+@pytest.mark.parametrize("method", longseq_speed.METHODS)
+def test_speed_op_scope_feeds_every_input_of_the_attention_op(method: str) -> None:
+    """The op rows time the attention alone: documented output shapes, a gradient on every input."""
+    args = _speed_args()
+    fn, inputs = longseq_speed.build_op(method, args, 2, 32, torch.device("cpu"), torch.float32)
+    outputs = fn(*inputs)
+    assert outputs[0].shape == (2, 2, 32, 8)  # (B, H, L, dh)
+    if method.startswith("ksa"):
+        assert outputs[1].shape == (2, 2, 8, 8)  # summaries: (B, H, ceil(L / k), dh)
+    torch.autograd.backward(list(outputs), [torch.ones_like(y) for y in outputs])
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in inputs)
+
+
+def test_speed_ratios_are_taken_within_a_scope(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row's speedup is against SDPA of its own scope; protocols name the scope."""
+    written: dict = {}
+    monkeypatch.setattr(
+        longseq_speed, "write_result", lambda name, rows, **kw: written.update(rows=rows)
+    )
+    res = {
+        ("sublayer", "sdpa", "eager", 64): {"fwd_bwd_s": 4.0, "peak_mib": 2.0},
+        ("sublayer", "ksa", "eager", 64): {"fwd_bwd_s": 2.0, "peak_mib": 1.0},
+        ("op", "sdpa", "eager", 64): {"fwd_bwd_s": 3.0, "peak_mib": 2.0},
+        ("op", "ksa", "eager", 64): {"fwd_bwd_s": 1.0, "peak_mib": 1.0},
+    }
+    args = _speed_args(name="x", compile="", scopes="sublayer,op", op_lengths="")
+    longseq_speed._write(args, res)
+    got = {(r.protocol, r.model): r.metrics["speedup_vs_sdpa_ratio"] for r in written["rows"]}
+    assert got == {
+        ("fwd+bwd, one sublayer", "sdpa"): 1.0,
+        ("fwd+bwd, one sublayer", "ksa"): 2.0,
+        ("fwd+bwd, attention op only", "sdpa"): 1.0,
+        ("fwd+bwd, attention op only", "ksa"): 3.0,
+    }
+
+
+def test_speed_case_times_a_step_without_a_loss() -> None:
+    """One CPU case of each scope runs and reports a positive time and the batch it used."""
+    args = _speed_args()
+    for scope in ("sublayer", "op"):
+        res = longseq_speed.time_case("elastic", 32, args, "eager", scope)
+        assert res["batch"] == 2 and res["fwd_bwd_s"] > 0

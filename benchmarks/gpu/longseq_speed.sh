@@ -5,14 +5,18 @@
 # sets KSA's FlexAttention block size (default 128; 64 aligns blocks with k = 64 chunks), ELASTIC_CHUNK
 # ELASTIC's dispatcher chunk (default 128: the fastest of 64/128/256 at 16k in speed_variants.sh, and
 # the result is the same whatever the chunk). The table includes ksa-banded (SPEED_S: a 420 s limit for
-# five methods). Run it before anything else on the machine: other processes skew the timings.
+# five methods; METHODS picks a subset). SCOPES adds the attention op's own rows (default
+# "sublayer,op", the op rows at OP_LENGTHS, default 16384). Run it before anything else on the
+# machine: other processes skew the timings.
 set -u
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 SHORTLIST_COMMIT="${SHORTLIST_COMMIT:-unknown}"
 mkdir -p runs
 timeout "${SPEED_S:-420}" python3 benchmarks/longseq_speed.py --device cuda --repeats 5 --warmup 3 \
   --compile reduce-overhead --compile-lengths "${COMPILE_LENGTHS:-16384,65536}" \
-  --ksa-block "${KSA_BLOCK:-128}" --elastic-chunk "${ELASTIC_CHUNK:-128}" > runs/speed.log 2>&1
+  --ksa-block "${KSA_BLOCK:-128}" --elastic-chunk "${ELASTIC_CHUNK:-128}" \
+  --methods "${METHODS:-ksa,ksa-banded,elastic,sdpa,naive}" \
+  --scopes "${SCOPES:-sublayer,op}" --op-lengths "${OP_LENGTHS:-16384}" > runs/speed.log 2>&1
 echo "longseq_speed rc $?"
 grep -E "L= *16384|L= *4096" runs/speed.log | cut -c 1-150
 tar czf "$OUT/speed.tgz" benchmarks/results/longseq_speed.json runs/speed.log
