@@ -38,8 +38,10 @@ def profile_layer(args: argparse.Namespace) -> str:
         layer = torch.compile(layer, mode=args.compile, dynamic=False)
     x = torch.randn(B, args.length, args.dim, device=device, dtype=dtype, requires_grad=True)
 
+    dy = torch.randn_like(x)  # a fixed output gradient, as longseq_speed.py's step (no loss)
+
     def step() -> None:
-        layer(x).float().square().mean().backward()
+        layer(x).backward(dy)
         x.grad = None
         layer.zero_grad(set_to_none=True)
 
