@@ -268,3 +268,8 @@ def test_speed_case_times_a_step_without_a_loss() -> None:
     for scope in ("sublayer", "op"):
         res = longseq_speed.time_case("elastic", 32, args, "eager", scope)
         assert res["batch"] == 2 and res["fwd_bwd_s"] > 0
+
+
+def test_speed_unknown_scope_is_an_error_naming_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"--scopes: choose among \['op', 'sublayer'\]"):
+        longseq_speed.main(["--device", "cpu", "--scopes", "kernel", "--lengths", "64"])
