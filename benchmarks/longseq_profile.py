@@ -21,7 +21,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from longseq_speed import METHODS, build_layer
+from longseq_speed import METHODS, make_step
 from shortlist.ops.ksa import FLEX_SPAN
 
 log = logging.getLogger("benchmarks.longseq_profile")
@@ -30,20 +30,7 @@ log = logging.getLogger("benchmarks.longseq_profile")
 def profile_layer(args: argparse.Namespace) -> str:
     """Profile ``args.steps`` forward + backward steps after warm-up; returns the op table."""
     device = torch.device(args.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    B = max(1, args.tokens // args.length)
-    torch.manual_seed(0)
-    layer = build_layer(args.method, args).to(device=device, dtype=dtype)
-    if args.compile != "eager":
-        layer = torch.compile(layer, mode=args.compile, dynamic=False)
-    x = torch.randn(B, args.length, args.dim, device=device, dtype=dtype, requires_grad=True)
-
-    dy = torch.randn_like(x)  # a fixed output gradient, as longseq_speed.py's step (no loss)
-
-    def step() -> None:
-        layer(x).backward(dy)
-        x.grad = None
-        layer.zero_grad(set_to_none=True)
+    step, B = make_step(args.method, args.length, args, args.compile)
 
     for _ in range(args.warmup):  # compilation and autotuning happen here
         step()

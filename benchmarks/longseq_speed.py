@@ -12,9 +12,9 @@ Five sublayers of the same width are timed at fixed tokens per batch (B = tokens
 - ``naive``: full causal attention with explicit (L, L) scores (``shortlist.ops.attention``).
 
 ``--scopes sublayer,op`` adds rows of the attention operation alone (protocol ``fwd+bwd, attention op
-only``, at ``--op-lengths``): the same five methods on ready-made per-head tensors (q, k, v; KSA's
-summary q, k, v; ELASTIC's compress keys and expert streams) without the projections, RoPE and
-output projection that the sublayer rows include. The sublayer rows are the table's headline (what
+only``, at ``--op-lengths``): each sublayer's attention on the per-head tensors its own projections
+make (q, k, v; KSA's summary q, k, v; ELASTIC's compress keys, expert streams and expert queries),
+detached, so without the projections, RoPE and output projection that the sublayer rows include. The sublayer rows are the table's headline (what
 a model pays per layer); the op rows isolate the attention mechanism, whose cost the methods differ
 in. Ratios are taken within a scope.
 
@@ -85,71 +85,67 @@ def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
 def build_op(
     method: str, args: argparse.Namespace, B: int, L: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[Callable[..., tuple[torch.Tensor, ...]], list[torch.Tensor]]:
-    """The attention operation of ``method`` alone and its inputs (leaves that require grad).
+    """The attention operation of ``method``'s sublayer alone, and its inputs.
 
-    Returns ``(fn, inputs)``; ``fn(*inputs)`` is a tuple of outputs. Shapes: B batch, H heads,
-    dh = D / H; KSA: q, k, v (B, H, L, dh) and summary sq, sk, sv (B, H, ceil(L / k), dh), outputs
-    events and summaries; ELASTIC: q, kc (unit rows), zk, zv (B, H, L, dh) and the expert queries
-    (H, k, dh), output (B, H, L, dh); SDPA and naive: q, k, v, output (B, H, L, dh).
+    The inputs are what the sublayer itself hands its attention for a random (B, L, D) input,
+    computed by the sublayer's own projections (same shapes, scales and memory layout), then
+    detached as leaves that require grad. Returns ``(fn, inputs)``; ``fn(*inputs)`` is a tuple of
+    outputs: KSA's events and summaries (B, H, L, dh), (B, H, ceil(L / k), dh); ELASTIC's and full
+    attention's (B, H, L, dh).
     """
-    from shortlist.ops.attention import causal_attention
+    from shortlist.ops.attention import FullAttentionLayer, causal_attention
     from shortlist.ops.dispatcher import dispatcher_attention
-    from shortlist.ops.ksa import ksa_attention, num_chunks
+    from shortlist.ops.ksa import KSAAttentionLayer, ksa_attention, num_chunks
 
-    H, dh = args.heads, args.dim // args.heads
+    layer = build_layer(method, args).to(device=device, dtype=dtype)
+    x = torch.randn(B, L, args.dim, device=device, dtype=dtype)
+    fn: Callable[..., tuple[torch.Tensor, ...]]
+    with torch.no_grad():
+        if isinstance(layer, KSAAttentionLayer):
+            S = num_chunks(L, layer.chunk)
+            summaries = x.new_zeros(B, S, args.dim)  # what the sublayer's forward feeds
+            made = [
+                *layer.project_events(x, torch.arange(L, device=device)),
+                *layer.project_summaries(summaries, layer.summary_positions(S, device)),
+            ]
 
-    def leaf(*shape: int, unit: bool = False) -> torch.Tensor:
-        t = torch.randn(*shape, device=device, dtype=torch.float32)
-        t = torch.nn.functional.normalize(t, dim=-1) if unit else t
-        return t.to(dtype).requires_grad_(True)
+            def fn(*t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                out = ksa_attention(
+                    *t, layer.chunk, layer.window, impl=layer.impl,
+                    flex_block=layer.flex_block, flex_span=layer.flex_span,
+                )  # fmt: skip
+                return out.events, out.summaries
 
-    if method in ("ksa", "ksa-banded"):
-        S = num_chunks(L, args.chunk)
-        inputs = [leaf(B, H, L, dh) for _ in range(3)] + [leaf(B, H, S, dh) for _ in range(3)]
-        impl = "banded" if method == "ksa-banded" else "fast"
+        elif isinstance(layer, FullAttentionLayer):
+            made = list(layer.qkv_heads(x))
 
-        def ksa_op(*t: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            out = ksa_attention(
-                *t, args.chunk, args.window, impl=impl,  # type: ignore[arg-type]
-                flex_block=args.ksa_block, flex_span=args.ksa_span,
-            )  # fmt: skip
-            return out.events, out.summaries
+            def fn(*t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                return (causal_attention(*t, layer.impl),)
 
-        return ksa_op, inputs
-    if method == "elastic":
-        q, kc, zk, zv = (
-            leaf(B, H, L, dh),
-            leaf(B, H, L, dh, unit=True),
-            leaf(B, H, L, dh),
-            leaf(B, H, L, dh),
-        )
-        expert_q = (leaf(H, args.experts, dh, unit=True).detach() * 4.0).requires_grad_(True)
+        else:  # ELASTIC's dispatcher layer
+            q, kc, zk, zv = layer._project(x, heads_first=True)
+            made = [q, layer._expert_queries(), kc, zk, zv]
 
-        def elastic_op(*t: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            q_, e_, kc_, zk_, zv_ = t
-            return (
-                dispatcher_attention(q_ / dh**0.5, e_, kc_, zk_, zv_, chunk=args.elastic_chunk),
-            )
+            def fn(*t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                q_, e_, kc_, zk_, zv_ = t
+                return (
+                    dispatcher_attention(
+                        q_, e_, kc_, zk_, zv_, logit_bound=layer.logit_bound, chunk=layer.chunk,
+                        impl=layer.impl,
+                    ),
+                )  # fmt: skip
 
-        return elastic_op, [q, expert_q, kc, zk, zv]
-    impl = "sdpa" if method == "sdpa" else "naive"
-
-    def full_op(*t: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return (causal_attention(*t, impl=impl),)  # type: ignore[arg-type]
-
-    return full_op, [leaf(B, H, L, dh) for _ in range(3)]
+    return fn, [t.detach().requires_grad_(True) for t in made]
 
 
-def time_case(
+def make_step(
     method: str, L: int, args: argparse.Namespace, mode: str = "eager", scope: str = "sublayer"
-) -> dict[str, Any]:
-    """Forward + backward of one sublayer on (B, L, D) input (or of the attention op alone, with
-    ``scope="op"``: :func:`build_op`); median seconds and peak memory.
-
-    The backward starts from fixed random output gradients (no loss). ``mode``: ``eager``, or a
-    ``torch.compile`` mode (``default``, ``reduce-overhead`` = with CUDA graphs) that fuses the many
-    small ops around the attention kernel (one graph per shape).
-    """
+) -> tuple[Callable[[], None], int]:
+    """One forward + backward of one sublayer on (B, L, D) input (or of the attention op alone,
+    with ``scope="op"``: :func:`build_op`), and B. The backward starts from fixed random output
+    gradients (no loss). ``mode``: ``eager``, or a ``torch.compile`` mode (``default``,
+    ``reduce-overhead`` = with CUDA graphs) that fuses the many small ops around the attention
+    kernel (one graph per shape). Shared by ``longseq_profile.py``."""
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     B = max(1, args.tokens // L)
@@ -176,6 +172,16 @@ def time_case(
         torch.autograd.backward(outputs, grads)
         for t in (*inputs, *params):
             t.grad = None
+
+    return step, B
+
+
+def time_case(
+    method: str, L: int, args: argparse.Namespace, mode: str = "eager", scope: str = "sublayer"
+) -> dict[str, Any]:
+    """:func:`make_step`'s step timed: median seconds over ``--repeats`` and peak memory."""
+    device = torch.device(args.device)
+    step, B = make_step(method, L, args, mode, scope)
 
     def sync() -> None:
         if device.type == "cuda":

@@ -12,8 +12,9 @@
 #   trained until patience stops them (the sweep cut every run at 300 s), BEAUTY_S only as a safety
 #   limit; then per family the config with the best mean valid NDCG@10 (benchmarks/select_configs.py)
 #   -> seqrec_beauty (sasrec, hstu) and longseq_beauty (sasrec, ksa, elastic). BEAUTY_MODELS runs
-#   other sweep configs (new candidates); BEAUTY_PAR runs at once (default 18); their run folders join the earlier ones here, and
-#   `seqrec.py run ... --collect` over the whole list rebuilds the sweep before selecting;
+#   other sweep configs (new candidates) into their own sweep file BEAUTY_NAME (e.g. sweep_beauty_round6;
+#   the default sweep_beauty_converged holds the first round); BEAUTY_PAR runs at once (default 18);
+#   the choice reads every benchmarks/results/sweep_beauty_*.json as one (a config in two is an error);
 # - mls (issue 4), detached: MovieLens latest-small, configs/ml-latest-small/{sasrec,ksa,elastic}.yaml
 #   x 3 seeds until patience (MLS_S only as a safety limit), into runs/mls_converged;
 # - hstu100k: the second HSTU sweep on ML-100k, configs/ml-100k/sweep-hstu x 5 seeds (patience 50,
@@ -65,7 +66,8 @@ export BEAUTY_PAR="${BEAUTY_PAR:-18}" PARTS RB_S="${RB_S:-960}" BEAUTY_S="${BEAU
   SYN_S="${SYN_S:-900}" HSTU_S="${HSTU_S:-600}" HSTU_SEEDS="${HSTU_SEEDS:-0,1,2,3,4}" \
   HSTU_PAR="${HSTU_PAR:-30}" SYN_SEEDS="${SYN_SEEDS:-0,1}" \
   SYN_MODELS="${SYN_MODELS:-sasrec-long512,sasrec-long2048,ksa-long,ksa-long-c8,ksa-long-hybrid,elastic-long}" \
-  BEAUTY_MODELS="${BEAUTY_MODELS:-sasrec-d256,sasrec-d256-do6,hstu-d256,hstu-d128,ksa-c4w4,elastic-e16}"
+  BEAUTY_MODELS="${BEAUTY_MODELS:-sasrec-d256,sasrec-d256-do6,hstu-d256,hstu-d128,ksa-c4w4,elastic-e16}" \
+  BEAUTY_NAME="${BEAUTY_NAME:-sweep_beauty_converged}"
 setsid bash -c '
   has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
   common="--set train.num_workers=0 --no-rebuild"
@@ -99,14 +101,14 @@ setsid bash -c '
         --families sasrec,ksa,elastic --name longseq_synthetic --no-rebuild >> runs/select.log 2>&1 ) &
   fi
   if has beauty; then
-    args=(--name sweep_beauty_converged --dataset amazon-beauty --split .gpu/amazon-beauty.npz
+    args=(--name "$BEAUTY_NAME" --dataset amazon-beauty --split .gpu/amazon-beauty.npz
       --config-dir configs/amazon-beauty/sweep --seeds 0,1,2 --out-dir runs/beauty_converged
       --models "$BEAUTY_MODELS"
       --set train.time_limit_s="$BEAUTY_S" $common)
     python3 benchmarks/seqrec.py run "${args[@]}" --parallel "$BEAUTY_PAR" > runs/beauty.log 2>&1 \
       || python3 benchmarks/seqrec.py run "${args[@]}" --collect >> runs/beauty.log 2>&1
     for f in "sasrec,hstu seqrec_beauty" "sasrec,ksa,elastic longseq_beauty"; do set -- $f
-      python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_beauty_converged.json \
+      python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_beauty_*.json \
         --families "$1" --name "$2" --no-rebuild >> runs/select.log 2>&1
     done
   fi

@@ -56,9 +56,14 @@ class FullAttentionLayer(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
 
+    def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, L, D) -> q, k, v, each (B, H, L, dh) (views of one projection)."""
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        return q, k, v
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L, D) -> (B, L, D)."""
         B, L, D = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        y = causal_attention(q, k, v, self.impl)  # (B, H, L, dh)
+        y = causal_attention(*self.qkv_heads(x), self.impl)  # (B, H, L, dh)
         return self.out(y.transpose(1, 2).reshape(B, L, D))
