@@ -87,55 +87,22 @@ def build_op(
 ) -> tuple[Callable[..., tuple[torch.Tensor, ...]], list[torch.Tensor]]:
     """The attention operation of ``method``'s sublayer alone, and its inputs.
 
-    The inputs are what the sublayer itself hands its attention for a random (B, L, D) input,
-    computed by the sublayer's own projections (same shapes, scales and memory layout), then
-    detached as leaves that require grad. Returns ``(fn, inputs)``; ``fn(*inputs)`` is a tuple of
-    outputs: KSA's events and summaries (B, H, L, dh), (B, H, ceil(L / k), dh); ELASTIC's and full
-    attention's (B, H, L, dh).
+    Every sublayer exposes ``attention_inputs`` (what its own projections hand its attention, same
+    shapes, scales and memory layout) and ``attend`` (the attention alone, the layer's settings).
+    The inputs are made for a random (B, L, D) input, then detached as leaves that require grad.
+    Returns ``(layer.attend, inputs)``; ``attend(*inputs)`` is a tuple of outputs: KSA's events and
+    summaries (B, H, L, dh), (B, H, ceil(L / k), dh); ELASTIC's and full attention's (B, H, L, dh).
     """
-    from shortlist.ops.attention import FullAttentionLayer, causal_attention
-    from shortlist.ops.dispatcher import dispatcher_attention
-    from shortlist.ops.ksa import KSAAttentionLayer, ksa_attention, num_chunks
+    from shortlist.ops.ksa import KSAAttentionLayer, num_chunks
 
     layer = build_layer(method, args).to(device=device, dtype=dtype)
     x = torch.randn(B, L, args.dim, device=device, dtype=dtype)
-    fn: Callable[..., tuple[torch.Tensor, ...]]
+    extra: list[torch.Tensor] = []
+    if isinstance(layer, KSAAttentionLayer):  # the summary stream the sublayer's forward feeds
+        extra = [x.new_zeros(B, num_chunks(L, layer.chunk), args.dim)]
     with torch.no_grad():
-        if isinstance(layer, KSAAttentionLayer):
-            S = num_chunks(L, layer.chunk)
-            summaries = x.new_zeros(B, S, args.dim)  # what the sublayer's forward feeds
-            made = [
-                *layer.project_events(x, torch.arange(L, device=device)),
-                *layer.project_summaries(summaries, layer.summary_positions(S, device)),
-            ]
-
-            def fn(*t: torch.Tensor) -> tuple[torch.Tensor, ...]:
-                out = ksa_attention(
-                    *t, layer.chunk, layer.window, impl=layer.impl,
-                    flex_block=layer.flex_block, flex_span=layer.flex_span,
-                )  # fmt: skip
-                return out.events, out.summaries
-
-        elif isinstance(layer, FullAttentionLayer):
-            made = list(layer.qkv_heads(x))
-
-            def fn(*t: torch.Tensor) -> tuple[torch.Tensor, ...]:
-                return (causal_attention(*t, layer.impl),)
-
-        else:  # ELASTIC's dispatcher layer
-            q, kc, zk, zv = layer._project(x, heads_first=True)
-            made = [q, layer._expert_queries(), kc, zk, zv]
-
-            def fn(*t: torch.Tensor) -> tuple[torch.Tensor, ...]:
-                q_, e_, kc_, zk_, zv_ = t
-                return (
-                    dispatcher_attention(
-                        q_, e_, kc_, zk_, zv_, logit_bound=layer.logit_bound, chunk=layer.chunk,
-                        impl=layer.impl,
-                    ),
-                )  # fmt: skip
-
-    return fn, [t.detach().requires_grad_(True) for t in made]
+        made = layer.attention_inputs(x, *extra)
+    return layer.attend, [t.detach().requires_grad_(True) for t in made]
 
 
 def make_step(

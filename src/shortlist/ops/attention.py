@@ -56,14 +56,19 @@ class FullAttentionLayer(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
 
-    def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, L, D) -> q, k, v, each (B, H, L, dh) (views of one projection)."""
+    def attention_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, L, D) -> what :meth:`attend` takes: q, k, v, each (B, H, L, dh) (views of one
+        projection)."""
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
         return q, k, v
 
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor]:
+        """The causal attention alone, this layer's path -> ((B, H, L, dh),)."""
+        return (causal_attention(q, k, v, self.impl),)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L, D) -> (B, L, D)."""
         B, L, D = x.shape
-        y = causal_attention(*self.qkv_heads(x), self.impl)  # (B, H, L, dh)
+        (y,) = self.attend(*self.attention_inputs(x))  # (B, H, L, dh)
         return self.out(y.transpose(1, 2).reshape(B, L, D))

@@ -126,6 +126,36 @@ class DispatcherAttentionLayer(nn.Module):
         mk, mv = self.memory_kv(memory).unflatten(-1, (2, self.heads, self.head_dim)).unbind(-3)
         return mk, mv
 
+    def attention_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(B, L, D) -> what :meth:`attend` takes: q (scaled), the expert queries (H, k, d), kc (unit
+        rows), zk, zv; the four per-event tensors contiguous (B, H, L, d)."""
+        if self.dim != x.shape[-1]:
+            raise ValueError(f"x must have width {self.dim}. Got shape {tuple(x.shape)} instead.")
+        q, kc, zk, zv = self._project(x, heads_first=True)
+        return q, self._expert_queries(), kc, zk, zv
+
+    def attend(
+        self,
+        q: torch.Tensor,
+        expert_q: torch.Tensor,
+        kc: torch.Tensor,
+        zk: torch.Tensor,
+        zv: torch.Tensor,
+        valid: torch.Tensor | None = None,
+        memory: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor]:
+        """The dispatcher attention alone on :meth:`attention_inputs`' tensors, with this layer's
+        bound, chunk and path; ``memory`` (B, L, m, D) as in :meth:`forward` -> ((B, H, L, d),),
+        before the output projection."""
+        mk, mv = self._memory(memory)  # (B, L, m, H, d) each, or None
+        if mk is not None and mv is not None:
+            mk, mv = mk.permute(0, 3, 1, 2, 4), mv.permute(0, 3, 1, 2, 4)  # (B, H, L, m, d)
+        y = dispatcher_attention(
+            q, expert_q, kc, zk, zv, valid, logit_bound=self.logit_bound,
+            extra_k=mk, extra_v=mv, chunk=self.chunk, impl=self.impl,
+        )  # fmt: skip
+        return (y,)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -135,16 +165,7 @@ class DispatcherAttentionLayer(nn.Module):
         """(B, L, D) -> (B, L, D); ``valid`` (B, L) bool (False = padding, output 0 there);
         ``memory`` (B, L, m, D) per-position memory tokens (only with ``use_memory``)."""
         B, L, D = x.shape
-        if self.dim != D:
-            raise ValueError(f"x must have width {self.dim}. Got shape {tuple(x.shape)} instead.")
-        q, kc, zk, zv = self._project(x, heads_first=True)  # (B, H, L, d) each
-        mk, mv = self._memory(memory)  # (B, L, m, H, d) each, or None
-        if mk is not None and mv is not None:
-            mk, mv = mk.permute(0, 3, 1, 2, 4), mv.permute(0, 3, 1, 2, 4)  # (B, H, L, m, d)
-        y = dispatcher_attention(
-            q, self._expert_queries(), kc, zk, zv, valid, logit_bound=self.logit_bound,
-            extra_k=mk, extra_v=mv, chunk=self.chunk, impl=self.impl,
-        )  # fmt: skip
+        (y,) = self.attend(*self.attention_inputs(x), valid=valid, memory=memory)
         return self.out(y.transpose(1, 2).reshape(B, L, D))
 
     # -- incremental ----------------------------------------------------------------------------

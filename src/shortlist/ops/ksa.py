@@ -484,21 +484,34 @@ class KSAAttentionLayer(nn.Module):
         """(S,) positions of the summary tokens: the last event of each chunk."""
         return torch.arange(num_summaries, device=device) * self.chunk + self.chunk - 1
 
-    def forward_streams(self, x: torch.Tensor, s: torch.Tensor) -> KSAStreams:
-        """Events (B, L, D) and summaries (B, S, D), S = ceil(L / k) -> :class:`KSAStreams`."""
+    def attention_inputs(self, x: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Events (B, L, D) and summaries (B, S, D), S = ceil(L / k) -> what :meth:`attend` takes:
+        q, k, v (B, H, L, dh) of the events and sq, sk, sv (B, H, S, dh) of the summaries, RoPE'd."""
         L, S = x.shape[1], s.shape[1]
         if num_chunks(L, self.chunk) != S:
             raise ValueError(
                 f"KSAAttentionLayer expects ceil(L / chunk) = {num_chunks(L, self.chunk)} summary "
                 f"tokens for L={L}, chunk={self.chunk}. Got {S} instead."
             )
-        q, k, v = self.project_events(x, torch.arange(L, device=x.device))
-        sq, sk, sv = self.project_summaries(s, self.summary_positions(S, x.device))
+        return (
+            *self.project_events(x, torch.arange(L, device=x.device)),
+            *self.project_summaries(s, self.summary_positions(S, x.device)),
+        )
+
+    def attend(self, *qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attention alone on :meth:`attention_inputs`' six tensors, with this layer's chunk,
+        window and path -> events (B, H, L, dh), summaries (B, H, S, dh), before the output
+        projection."""
         out = ksa_attention(
-            q, k, v, sq, sk, sv, self.chunk, self.window, impl=self.impl,
+            *qkv, self.chunk, self.window, impl=self.impl,
             flex_block=self.flex_block, flex_span=self.flex_span,
         )  # fmt: skip
-        return KSAStreams(events=self.output(out.events), summaries=self.output(out.summaries))
+        return out.events, out.summaries
+
+    def forward_streams(self, x: torch.Tensor, s: torch.Tensor) -> KSAStreams:
+        """Events (B, L, D) and summaries (B, S, D), S = ceil(L / k) -> :class:`KSAStreams`."""
+        events, summaries = self.attend(*self.attention_inputs(x, s))
+        return KSAStreams(events=self.output(events), summaries=self.output(summaries))
 
     def forward(self, x: torch.Tensor, summaries: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L, D) events -> (B, L, D). ``summaries`` (B, S, D) default to zeros (the cost is the
