@@ -74,6 +74,7 @@ def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
             impl="banded" if method == "ksa-banded" else "fast",
             flex_block=getattr(args, "ksa_block", 128),
             flex_span=getattr(args, "ksa_span", FLEX_SPAN),
+            flex_tiles=getattr(args, "ksa_tiles", ""),
         )  # fmt: skip
     if method == "elastic":
         return DispatcherAttentionLayer(
@@ -103,6 +104,29 @@ def build_op(
     with torch.no_grad():
         made = layer.attention_inputs(x, *extra)
     return layer.attend, [t.detach().requires_grad_(True) for t in made]
+
+
+def set_inductor(spec: str) -> dict[str, Any]:
+    """Apply ``"name=value,..."`` to ``torch._inductor.config`` (values as Python literals) and
+    return what was set; unknown names raise ValueError naming them."""
+    import ast
+
+    import torch._inductor.config as inductor_config
+
+    settings: dict[str, Any] = {}
+    for part in (s.strip() for s in spec.split(",") if s.strip()):
+        name, eq, value = part.partition("=")
+        if not eq or not hasattr(inductor_config, name.strip()):
+            raise ValueError(
+                f"--inductor: {part!r} is not name=value with a torch._inductor.config name."
+            )
+        try:
+            settings[name.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            raise ValueError(f"--inductor: the value of {part!r} is not a Python literal.") from None
+    for name, value in settings.items():
+        setattr(inductor_config, name, value)
+    return settings
 
 
 def make_step(
@@ -260,12 +284,13 @@ def _write(
         "window",
         "ksa_block",
         "ksa_span",
+        "ksa_tiles",
         "experts",
         "elastic_chunk",
     )
     config = {
         k: getattr(args, k)
-        for k in (*keys, "warmup", "repeats", "threads", "compile", "scopes", "op_lengths")
+        for k in (*keys, "warmup", "repeats", "threads", "compile", "scopes", "op_lengths", "inductor")
     }
     write_result(
         args.name,
@@ -309,6 +334,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--ksa-span", type=int, default=FLEX_SPAN, help="KSA FlexAttention queries per summary copy"
     )
+    p.add_argument(
+        "--ksa-tiles",
+        default="",
+        help="KSA FlexAttention Triton tiles, 'key=value,...' (shortlist.ops.ksa.parse_flex_tiles; "
+        "'' = Inductor's defaults; benchmarks/ksa_flex_tiles.py compares them)",
+    )
     p.add_argument("--experts", type=int, default=16, help="ELASTIC k: interest experts")
     p.add_argument("--elastic-chunk", type=int, default=64)
     p.add_argument("--naive-max-len", type=int, default=16384, help="longest L for naive attention")
@@ -334,6 +365,12 @@ def main(argv: list[str] | None = None) -> None:
         default="",
         help="comma-separated lengths at which the 'op' scope runs (default: every length)",
     )
+    p.add_argument(
+        "--inductor",
+        default="",
+        help="comma-separated torch._inductor.config settings for the compiled rows, e.g. "
+        "'coordinate_descent_tuning=True' (values parsed as Python literals)",
+    )
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
@@ -344,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     if not args.tokens:
         args.tokens = 65536 if args.device.startswith("cuda") else 8192
+    set_inductor(args.inductor)
     if args.case:  # a CPU child: one case, JSON on stdout
         method, L, mode, scope = args.case.split(":")
         print(json.dumps(time_case(method, int(L), args, mode, scope)))

@@ -41,6 +41,7 @@ from shortlist.ops.ksa import (
     check_flex_block,
     check_flex_span,
     num_chunks,
+    parse_flex_tiles,
 )
 
 
@@ -61,6 +62,7 @@ class KSAConfig:
     attention_impl: Literal["fast", "reference", "blocked", "banded", "flex"] = "fast"
     flex_block: int = 128  # block size of the GPU FlexAttention path (64 aligns with chunk_size 64)
     flex_span: int = FLEX_SPAN  # GPU FlexAttention path: queries per summary copy (ops/ksa_flex)
+    flex_tiles: str = ""  # GPU FlexAttention path: Triton tiles, "key=value,..." ("": defaults)
     loss: Literal["softmax", "sampled_softmax"] = "softmax"
     num_negatives: int = 128  # sampled softmax: uniform negatives shared by the batch
     in_batch_negatives: int = 0  # sampled softmax: targets of other positions used as negatives
@@ -80,6 +82,7 @@ class KSAConfig:
             )
         check_flex_block(self.flex_block, "KSAConfig")
         check_flex_span(self.flex_span, "KSAConfig")
+        parse_flex_tiles(self.flex_tiles, self.flex_block, "KSAConfig")
         if not self.rope_base > 0:
             raise ValueError(
                 f"The 'rope_base' parameter of KSAConfig must be > 0. Got {self.rope_base!r} instead."
@@ -108,6 +111,7 @@ class KSABlock(nn.Module):
             rope_base=c.rope_base,
             flex_block=c.flex_block,
             flex_span=c.flex_span,
+            flex_tiles=c.flex_tiles,
         )
         self.ln2 = nn.LayerNorm(c.dim)
         ffn_dim = c.ffn_dim or 4 * c.dim

@@ -94,6 +94,68 @@ def check_flex_span(span: int, owner: str) -> None:
         )
 
 
+FLEX_TILE_GROUPS: dict[str, tuple[str, ...]] = {
+    "forward tile": ("fwd_BLOCK_M", "fwd_BLOCK_N"),
+    "backward tiles": ("bwd_BLOCK_M1", "bwd_BLOCK_N1", "bwd_BLOCK_M2", "bwd_BLOCK_N2"),
+    "forward launch": ("fwd_num_warps", "fwd_num_stages"),
+    "backward launch": ("bwd_num_warps", "bwd_num_stages"),
+}
+
+
+def parse_flex_tiles(spec: str, block: int, owner: str) -> dict[str, int]:
+    """Triton tiles of the FlexAttention kernels, ``"bwd_BLOCK_M1=32,bwd_BLOCK_N1=64,..."`` -> dict.
+
+    ``""`` gives ``{}`` (Inductor's defaults for the GPU). Keys come in the groups of
+    :data:`FLEX_TILE_GROUPS`, each given whole or not at all (a tile alone would be paired with a
+    default it may not divide). Tiles are powers of 2 >= 16 that divide ``block`` (each sparse block
+    must be whole tiles), with BLOCK_N1 % BLOCK_M1 == 0 and BLOCK_M2 % BLOCK_N2 == 0 (the backward
+    kernel's static assertions); warps are 1, 2, 4, 8 or 16 and stages 1-8. ValueError naming
+    ``owner`` otherwise.
+    """
+    known = {k for keys in FLEX_TILE_GROUPS.values() for k in keys}
+    tiles: dict[str, int] = {}
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq or key not in known or not value.strip().isdigit():
+            raise ValueError(
+                f"The 'flex_tiles' parameter of {owner} must be comma-separated key=integer pairs "
+                f"with keys among {sorted(known)}. Got {part!r} in {spec!r} instead."
+            )
+        tiles[key] = int(value)
+    for group, keys in FLEX_TILE_GROUPS.items():
+        given = [k for k in keys if k in tiles]
+        if given and len(given) != len(keys):
+            raise ValueError(
+                f"The 'flex_tiles' parameter of {owner} sets {given} but not all of the {group} "
+                f"{list(keys)}: give the whole group or none of it."
+            )
+    for key, value in tiles.items():
+        if "BLOCK" in key and (value < 16 or value & (value - 1) or block % value):
+            raise ValueError(
+                f"The 'flex_tiles' parameter of {owner}: {key}={value} must be a power of 2 >= 16 "
+                f"that divides the block ({block})."
+            )
+        if key.endswith("num_warps") and value not in (1, 2, 4, 8, 16):
+            raise ValueError(
+                f"The 'flex_tiles' parameter of {owner}: {key}={value} must be 1, 2, 4, 8 or 16."
+            )
+        if key.endswith("num_stages") and not 1 <= value <= 8:
+            raise ValueError(
+                f"The 'flex_tiles' parameter of {owner}: {key}={value} must be in 1..8."
+            )
+    if "bwd_BLOCK_M1" in tiles and (
+        tiles["bwd_BLOCK_N1"] % tiles["bwd_BLOCK_M1"] or tiles["bwd_BLOCK_M2"] % tiles["bwd_BLOCK_N2"]
+    ):
+        raise ValueError(
+            f"The 'flex_tiles' parameter of {owner} needs bwd_BLOCK_N1 % bwd_BLOCK_M1 == 0 and "
+            f"bwd_BLOCK_M2 % bwd_BLOCK_N2 == 0 (the backward kernel's assertions). Got {spec!r}."
+        )
+    return tiles
+
+
 def _check_params(chunk: int, window: int | None) -> None:
     if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
         raise ValueError(
@@ -343,6 +405,7 @@ def ksa_attention(
     scale: float | None = None,
     flex_block: int = 128,
     flex_span: int = FLEX_SPAN,
+    flex_tiles: dict[str, int] | None = None,
 ) -> KSAOutput:
     """KSA attention over events and their summaries: the one dispatch point of the implementations.
 
@@ -355,6 +418,8 @@ def ksa_attention(
         flex_block: block size of the ``"flex"`` path's block mask (see ``ops/ksa_flex.py``).
         flex_span: queries per copy of the summaries on the ``"flex"`` path (``ops/ksa_flex.py``:
             shorter spans shorten the backward's serial chain over a summary block).
+        flex_tiles: Triton tiles of the compiled ``"flex"`` kernels (:func:`parse_flex_tiles`);
+            None or ``{}``: Inductor's defaults.
 
     Returns:
         :class:`KSAOutput` with events (B, H, L, dh) and summaries (B, H, S, dh).
@@ -378,7 +443,7 @@ def ksa_attention(
             from shortlist.ops.ksa_flex import event_attention_flex
 
             events = event_attention_flex(
-                q, k, v, sk, sv, chunk, window, scale, flex_block, flex_span
+                q, k, v, sk, sv, chunk, window, scale, flex_block, flex_span, flex_tiles
             )
         elif impl == "banded":
             events = event_attention_banded(q, k, v, sk, sv, chunk, window, scale)
@@ -412,6 +477,8 @@ class KSAAttentionLayer(nn.Module):
         rope_base: RoPE frequency base.
         flex_block: block size of the ``"flex"`` path (GPU), see :func:`ksa_attention`.
         flex_span: queries per summary copy of the ``"flex"`` path, see :func:`ksa_attention`.
+        flex_tiles: Triton tiles of the ``"flex"`` kernels, ``"key=value,..."``
+            (:func:`parse_flex_tiles`); ``""``: Inductor's defaults.
 
     Example:
         >>> layer = KSAAttentionLayer(64, 2, chunk=8, window=4, impl="blocked")
@@ -430,12 +497,14 @@ class KSAAttentionLayer(nn.Module):
         rope_base: float = 10_000.0,
         flex_block: int = 128,
         flex_span: int = FLEX_SPAN,
+        flex_tiles: str = "",
     ) -> None:
         super().__init__()
         _check_params(chunk, window)
         check_flex_block(flex_block, "KSAAttentionLayer")
         check_flex_span(flex_span, "KSAAttentionLayer")
         self.flex_block, self.flex_span = flex_block, flex_span
+        self.flex_tiles = parse_flex_tiles(flex_tiles, flex_block, "KSAAttentionLayer")
         if dim % heads or (dim // heads) % 2:
             raise ValueError(
                 f"KSAAttentionLayer needs dim divisible by heads with an even head width. "
@@ -504,7 +573,7 @@ class KSAAttentionLayer(nn.Module):
         projection."""
         out = ksa_attention(
             *qkv, self.chunk, self.window, impl=self.impl,
-            flex_block=self.flex_block, flex_span=self.flex_span,
+            flex_block=self.flex_block, flex_span=self.flex_span, flex_tiles=self.flex_tiles,
         )  # fmt: skip
         return out.events, out.summaries
 

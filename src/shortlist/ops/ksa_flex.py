@@ -174,8 +174,11 @@ def _block_mask(
     return _cached_tables_mask(length, chunk, window, device, block_size, span)
 
 
-def flex_kernel_options(block_size: int) -> dict[str, int] | None:
-    """Triton tile sizes for a block mask of ``block_size`` (None: the kernel's defaults, for >= 128).
+def flex_kernel_options(
+    block_size: int, tiles: dict[str, int] | None = None
+) -> dict[str, int] | None:
+    """Triton tile sizes for a block mask of ``block_size`` (None: the kernel's defaults, for >= 128),
+    updated with ``tiles`` (``ops/ksa.parse_flex_tiles``: validated, whole groups).
 
     The compiled kernels need each sparse block to be a whole number of tiles (forward: BLOCK_M and
     BLOCK_N divide the block; backward: BLOCK_M1, BLOCK_N1, BLOCK_M2, BLOCK_N2 divide it, with
@@ -186,17 +189,19 @@ def flex_kernel_options(block_size: int) -> dict[str, int] | None:
     2.11 still fails, in Inductor's kernel choice ("No choices to select", like
     pytorch/pytorch#176025): on that GPU keep blocks of 128 (docs/long_sequences.md).
     """
-    if block_size >= 128:
-        return None
-    half = max(block_size // 2, 16)
-    return {
-        "fwd_BLOCK_M": block_size,
-        "fwd_BLOCK_N": block_size,
-        "bwd_BLOCK_M1": half,
-        "bwd_BLOCK_N1": block_size,
-        "bwd_BLOCK_M2": block_size,
-        "bwd_BLOCK_N2": half,
-    }
+    options: dict[str, int] = {}
+    if block_size < 128:
+        half = max(block_size // 2, 16)
+        options = {
+            "fwd_BLOCK_M": block_size,
+            "fwd_BLOCK_N": block_size,
+            "bwd_BLOCK_M1": half,
+            "bwd_BLOCK_N1": block_size,
+            "bwd_BLOCK_M2": block_size,
+            "bwd_BLOCK_N2": half,
+        }
+    options.update(tiles or {})
+    return options or None
 
 
 def padded_length(length: int, block_size: int) -> int:
@@ -239,12 +244,14 @@ def event_attention_flex(
     scale: float,
     block_size: int = BLOCK_SIZE,
     flex_span: int = FLEX_SPAN,
+    tiles: dict[str, int] | None = None,
 ) -> torch.Tensor:
     """Event queries (B, H, L, dh) over events (B, H, L, dh) and summaries (B, H, S, dh) -> (B, H, L, dh).
 
     ``block_size``: the block mask's (and kernel's) block; with k = 64, blocks of 64 align with the
     chunks (fewer partly masked blocks, about a quarter less work at W = 4) but use smaller tiles.
     ``flex_span``: queries per summary copy (module docstring); rounded up to whole blocks.
+    ``tiles``: Triton tiles of the compiled kernels (:func:`flex_kernel_options`); unused off CUDA.
 
     L is padded up to :func:`padded_length` (zeros, sliced off at the end), so batches of nearby
     lengths share one compiled kernel and one block mask. The padding is exact: padded
@@ -264,7 +271,7 @@ def event_attention_flex(
     # (B, H, Lp + G*Sb, dh): the events, then G copies of the summaries (their gradients add up)
     keys = torch.cat((k, sk.repeat(1, 1, G, 1)), 2)
     values = torch.cat((v, sv.repeat(1, 1, G, 1)), 2)
-    options = flex_kernel_options(block_size) if q.device.type == "cuda" else None
+    options = flex_kernel_options(block_size, tiles) if q.device.type == "cuda" else None
     out = _kernel(q.device)(
         q, keys, values, block_mask=block_mask, scale=scale, kernel_options=options
     )
