@@ -13,11 +13,13 @@ every case, so a hung compile loses only what follows it.
 
     python benchmarks/ksa_flex_tiles.py --device cuda --length 16384            # H200
     python benchmarks/ksa_flex_tiles.py --device cuda --variants 'a:bwd_BLOCK_M1=32,...;b:...'
+    python benchmarks/ksa_flex_tiles.py --best benchmarks/results/ksa_flex_tiles*.json  # prints tiles
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -75,6 +77,21 @@ def parse_variants(spec: str, block: int) -> dict[str, str]:
     return chosen
 
 
+def best_tiles(paths: list[str]) -> tuple[str, str, float]:
+    """(name, tiles, ratio) of the KSA row with the highest ``speedup_vs_sdpa_ratio`` over the
+    result files ``paths`` (each ratio is against the SDPA row of its own run)."""
+    best: tuple[str, str, float] | None = None
+    for path in paths:
+        result = json.loads(Path(path).read_text())
+        for row in result["rows"]:
+            ratio = row["metrics"].get("speedup_vs_sdpa_ratio")
+            if row["model"] == "ksa" and ratio is not None and (best is None or ratio > best[2]):
+                best = (row["variant"], result["variants"][row["variant"]], ratio)
+    if best is None:
+        raise ValueError(f"No timed KSA row in {paths}: run the tile sweep first.")
+    return best
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -91,7 +108,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--variants", default="", help="'name:tiles;...' (default: the built-in list)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument(
+        "--best",
+        nargs="+",
+        metavar="RESULT",
+        help="print the tiles of the fastest KSA row of these result files and exit",
+    )
     args = p.parse_args(argv)
+    if args.best:
+        print(best_tiles(args.best)[1])
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     variants = parse_variants(args.variants, args.ksa_block)
     results: list[tuple[str, str, dict[str, Any]]] = []

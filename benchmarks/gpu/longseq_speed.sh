@@ -7,14 +7,21 @@
 # the result is the same whatever the chunk). The table includes ksa-banded (SPEED_S: a 420 s limit for
 # five methods; METHODS picks a subset). SCOPES adds the attention op's own rows (default
 # "sublayer,op", the op rows at OP_LENGTHS, default 16384). Run it before anything else on the
-# machine: other processes skew the timings.
+# machine: other processes skew the timings. KSA_TILES: the KSA FlexAttention kernels' Triton tiles
+# ('key=value,...', shortlist.ops.ksa.parse_flex_tiles; default: Inductor's), or "auto": the fastest
+# of benchmarks/results/ksa_flex_tiles*.json (benchmarks/ksa_flex_tiles.py, gpu/flex_tiles.sh).
 set -u
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 SHORTLIST_COMMIT="${SHORTLIST_COMMIT:-unknown}"
 mkdir -p runs
+KSA_TILES=${KSA_TILES:-}
+if [ "$KSA_TILES" = auto ]; then
+  KSA_TILES=$(python3 benchmarks/ksa_flex_tiles.py --best benchmarks/results/ksa_flex_tiles*.json)
+  echo "KSA tiles: $KSA_TILES"
+fi
 timeout "${SPEED_S:-420}" python3 benchmarks/longseq_speed.py --device cuda --repeats 5 --warmup 3 \
   --compile reduce-overhead --compile-lengths "${COMPILE_LENGTHS:-16384,65536}" \
-  --ksa-block "${KSA_BLOCK:-128}" --elastic-chunk "${ELASTIC_CHUNK:-128}" \
+  --ksa-block "${KSA_BLOCK:-128}" --ksa-tiles "$KSA_TILES" --elastic-chunk "${ELASTIC_CHUNK:-128}" \
   --methods "${METHODS:-ksa,ksa-banded,elastic,sdpa,naive}" \
   --scopes "${SCOPES:-sublayer,op}" --op-lengths "${OP_LENGTHS:-16384}" > runs/speed.log 2>&1
 echo "longseq_speed rc $?"
