@@ -141,12 +141,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _write(
-    args: argparse.Namespace, results: list[tuple[str, str, dict[str, Any]]], variants: dict[str, str]
+    args: argparse.Namespace,
+    results: list[tuple[str, str, dict[str, Any]]],
+    variants: dict[str, str],
 ) -> None:
     sdpa = [r["fwd_bwd_s"] for m, _, r in results if m == "sdpa" and "fwd_bwd_s" in r]
     rows = []
     for method, name, res in results:
-        metrics = {k: float(v) for k, v in res.items() if k in ("fwd_bwd_s", "tokens_per_s", "batch")}
+        metrics = {
+            k: float(v) for k, v in res.items() if k in ("fwd_bwd_s", "tokens_per_s", "batch")
+        }
         if res.get("failed") or res.get("oom"):
             metrics["failed"] = 1.0
         if sdpa and "fwd_bwd_s" in res:

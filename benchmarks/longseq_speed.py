@@ -123,7 +123,9 @@ def set_inductor(spec: str) -> dict[str, Any]:
         try:
             settings[name.strip()] = ast.literal_eval(value.strip())
         except (ValueError, SyntaxError):
-            raise ValueError(f"--inductor: the value of {part!r} is not a Python literal.") from None
+            raise ValueError(
+                f"--inductor: the value of {part!r} is not a Python literal."
+            ) from None
     for name, value in settings.items():
         setattr(inductor_config, name, value)
     return settings
@@ -290,7 +292,16 @@ def _write(
     )
     config = {
         k: getattr(args, k)
-        for k in (*keys, "warmup", "repeats", "threads", "compile", "scopes", "op_lengths", "inductor")
+        for k in (
+            *keys,
+            "warmup",
+            "repeats",
+            "threads",
+            "compile",
+            "scopes",
+            "op_lengths",
+            "inductor",
+        )
     }
     write_result(
         args.name,

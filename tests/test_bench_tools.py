@@ -10,6 +10,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import ksa_flex_tiles
 import longseq_speed
 import select_configs
 
@@ -220,7 +221,8 @@ def test_keep_rows_carries_the_models_not_rerun_and_names_them(tmp_path: Path) -
 def _speed_args(**over: object) -> argparse.Namespace:
     base = dict(
         device="cpu", tokens=64, dim=16, heads=2, chunk=4, window=2, ksa_block=128,
-        ksa_span=2048, experts=4, elastic_chunk=8, warmup=1, repeats=1, threads=1,
+        ksa_span=2048, ksa_tiles="", experts=4, elastic_chunk=8, warmup=1, repeats=1,
+        threads=1, inductor="",
     )  # fmt: skip
     base.update(over)
     return argparse.Namespace(**base)
@@ -273,3 +275,78 @@ def test_speed_case_times_a_step_without_a_loss() -> None:
 def test_speed_unknown_scope_is_an_error_naming_the_choices() -> None:
     with pytest.raises(ValueError, match=r"--scopes: choose among \['op', 'sublayer'\]"):
         longseq_speed.main(["--device", "cpu", "--scopes", "kernel", "--lengths", "64"])
+
+
+BWD_TILES = "bwd_BLOCK_M1=32,bwd_BLOCK_N1=64,bwd_BLOCK_M2=64,bwd_BLOCK_N2=32,bwd_num_warps=4,bwd_num_stages=3"
+
+
+def test_speed_inductor_settings_are_parsed_and_checked() -> None:
+    import torch._inductor.config as inductor_config
+
+    before = inductor_config.coordinate_descent_tuning
+    try:
+        assert longseq_speed.set_inductor("coordinate_descent_tuning=True") == {
+            "coordinate_descent_tuning": True
+        }
+        assert inductor_config.coordinate_descent_tuning is True
+    finally:
+        inductor_config.coordinate_descent_tuning = before
+    assert longseq_speed.set_inductor("") == {}
+    with pytest.raises(ValueError, match=r"'no_such_option=1' is not name=value"):
+        longseq_speed.set_inductor("no_such_option=1")
+    with pytest.raises(ValueError, match=r"not a Python literal"):
+        longseq_speed.set_inductor("coordinate_descent_tuning=maybe")
+
+
+def test_tile_variants_parse_and_reject_bad_tiles() -> None:
+    got = ksa_flex_tiles.parse_variants(f"default:; small: {BWD_TILES}", 128)
+    assert got == {"default": "", "small": BWD_TILES}
+    assert ksa_flex_tiles.parse_variants("", 128) == ksa_flex_tiles.VARIANTS
+    with pytest.raises(ValueError, match=r"expected 'name:tiles' items, got 'oops'"):
+        ksa_flex_tiles.parse_variants("oops", 128)
+    with pytest.raises(ValueError, match=r"--variants \(big\).*bwd_BLOCK_N1=256"):
+        ksa_flex_tiles.parse_variants(f"big:{BWD_TILES.replace('N1=64', 'N1=256')}", 128)
+
+
+def test_tile_sweep_times_every_variant_beside_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every variant gets a row with its ratio to the SDPA row of the same process (CPU, tiny)."""
+    written: dict = {}
+    monkeypatch.setattr(
+        ksa_flex_tiles, "write_result", lambda name, rows, **kw: written.update(rows=rows, **kw)
+    )
+    ksa_flex_tiles.main(
+        ["--device", "cpu", "--length", "32", "--tokens", "64", "--dim", "16", "--heads", "2",
+         "--chunk", "4", "--window", "2", "--mode", "eager", "--warmup", "1", "--repeats", "1",
+         "--variants", f"default:;small:{BWD_TILES}"]
+    )  # fmt: skip
+    rows = written["rows"]
+    assert [(r.model, r.variant) for r in rows] == [
+        ("sdpa", "flash"),
+        ("ksa", "default"),
+        ("ksa", "small"),
+    ]
+    sdpa_s = rows[0].metrics["fwd_bwd_s"]
+    for r in rows:
+        assert r.metrics["speedup_vs_sdpa_ratio"] == pytest.approx(sdpa_s / r.metrics["fwd_bwd_s"])
+    assert written["extra"]["variants"] == {"default": "", "small": BWD_TILES}
+
+
+def test_best_tiles_takes_the_highest_ratio_over_files(tmp_path: Path) -> None:
+    import json
+
+    def result(name: str, ratios: dict[str, float]) -> Path:
+        path = tmp_path / f"{name}.json"
+        rows = [{"model": "sdpa", "variant": "flash", "metrics": {"speedup_vs_sdpa_ratio": 1.0}}]
+        rows += [
+            {"model": "ksa", "variant": v, "metrics": {"speedup_vs_sdpa_ratio": r}}
+            for v, r in ratios.items()
+        ]
+        variants = {v: f"tiles-of-{v}" for v in ratios}
+        path.write_text(json.dumps({"rows": rows, "variants": variants}))
+        return path
+
+    a = result("a", {"default": 2.6, "x": 2.8})
+    b = result("b", {"y": 2.7})
+    assert ksa_flex_tiles.best_tiles([str(a), str(b)]) == ("x", "tiles-of-x", 2.8)
+    with pytest.raises(ValueError, match="No timed KSA row"):
+        ksa_flex_tiles.best_tiles([str(result("c", {}))])

@@ -353,3 +353,72 @@ def test_block_mask_is_cached_in_eager_and_rebuilt_when_compiling(
     assert b is not a
     for full in (False, True):
         assert _block_sets(b, full) == _block_sets(a, full)
+
+
+BWD = "bwd_BLOCK_M1=32,bwd_BLOCK_N1=64,bwd_BLOCK_M2=64,bwd_BLOCK_N2=32"
+
+
+def test_flex_tiles_parse_whole_groups() -> None:
+    from shortlist.ops.ksa import parse_flex_tiles
+
+    assert parse_flex_tiles("", 128, "t") == {}
+    got = parse_flex_tiles(f"{BWD}, bwd_num_warps=4,bwd_num_stages=3", 128, "t")
+    assert got == {
+        "bwd_BLOCK_M1": 32, "bwd_BLOCK_N1": 64, "bwd_BLOCK_M2": 64, "bwd_BLOCK_N2": 32,
+        "bwd_num_warps": 4, "bwd_num_stages": 3,
+    }  # fmt: skip
+    assert parse_flex_tiles("fwd_BLOCK_M=64,fwd_BLOCK_N=64", 64, "t") == {
+        "fwd_BLOCK_M": 64, "fwd_BLOCK_N": 64
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("bwd_BLOCK_Q=32", r"key=integer pairs with keys among"),
+        ("fwd_BLOCK_M=sixty", r"Got 'fwd_BLOCK_M=sixty'"),
+        ("bwd_BLOCK_M1=32", r"sets \['bwd_BLOCK_M1'\] but not all of the backward tiles"),
+        ("fwd_num_warps=4", r"not all of the forward launch"),
+        ("fwd_BLOCK_M=256,fwd_BLOCK_N=64", r"fwd_BLOCK_M=256 must be a power of 2 >= 16 that divides the block \(128\)"),
+        ("fwd_BLOCK_M=48,fwd_BLOCK_N=64", r"fwd_BLOCK_M=48 must be a power of 2"),
+        ("bwd_num_warps=3,bwd_num_stages=2", r"bwd_num_warps=3 must be 1, 2, 4, 8 or 16"),
+        ("bwd_num_warps=4,bwd_num_stages=9", r"bwd_num_stages=9 must be in 1..8"),
+        ("bwd_BLOCK_M1=64,bwd_BLOCK_N1=32,bwd_BLOCK_M2=64,bwd_BLOCK_N2=32", r"bwd_BLOCK_N1 % bwd_BLOCK_M1 == 0"),
+    ],
+)  # fmt: skip
+def test_flex_tiles_errors_name_the_owner_and_the_rule(spec: str, message: str) -> None:
+    from shortlist.ops.ksa import parse_flex_tiles
+
+    with pytest.raises(ValueError, match="The 'flex_tiles' parameter of KSAConfig") as err:
+        parse_flex_tiles(spec, 128, "KSAConfig")
+    assert err.match(message)
+
+
+def test_flex_tiles_override_the_kernel_options() -> None:
+    from shortlist.ops.ksa import parse_flex_tiles
+
+    tiles = parse_flex_tiles(BWD + ",bwd_num_warps=4,bwd_num_stages=3", 128, "t")
+    assert flex_kernel_options(128, tiles) == tiles  # blocks of 128: only the given tiles
+    assert flex_kernel_options(128, {}) is None
+    small = flex_kernel_options(64, {"bwd_num_warps": 4, "bwd_num_stages": 2})
+    assert small is not None and small["bwd_num_warps"] == 4 and small["fwd_BLOCK_M"] == 64
+
+
+def test_flex_tiles_reach_the_layer_and_the_model_config() -> None:
+    """The layer keeps the parsed tiles (they only act in the compiled CUDA kernels: on CPU the
+    output is the same), and KSAConfig rejects bad tiles by its own name."""
+    from shortlist.models.ksa import KSAConfig
+
+    spec = BWD + ",bwd_num_warps=4,bwd_num_stages=3"
+    torch.manual_seed(0)
+    a = KSAAttentionLayer(16, 2, chunk=4, window=2, impl="flex", flex_block=64)
+    torch.manual_seed(0)
+    b = KSAAttentionLayer(16, 2, chunk=4, window=2, impl="flex", flex_block=64, flex_tiles=spec)
+    assert b.flex_tiles["bwd_BLOCK_N1"] == 64 and a.flex_tiles == {}
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 40, 16)
+    with torch.no_grad():  # eager FlexAttention has no backward on CPU
+        torch.testing.assert_close(a(x), b(x))
+    assert KSAConfig(num_items=10, flex_tiles=spec).flex_tiles == spec
+    with pytest.raises(ValueError, match="The 'flex_tiles' parameter of KSAConfig"):
+        KSAConfig(num_items=10, flex_tiles="bwd_BLOCK_M1=32")

@@ -147,7 +147,8 @@ def parse_flex_tiles(spec: str, block: int, owner: str) -> dict[str, int]:
                 f"The 'flex_tiles' parameter of {owner}: {key}={value} must be in 1..8."
             )
     if "bwd_BLOCK_M1" in tiles and (
-        tiles["bwd_BLOCK_N1"] % tiles["bwd_BLOCK_M1"] or tiles["bwd_BLOCK_M2"] % tiles["bwd_BLOCK_N2"]
+        tiles["bwd_BLOCK_N1"] % tiles["bwd_BLOCK_M1"]
+        or tiles["bwd_BLOCK_M2"] % tiles["bwd_BLOCK_N2"]
     ):
         raise ValueError(
             f"The 'flex_tiles' parameter of {owner} needs bwd_BLOCK_N1 % bwd_BLOCK_M1 == 0 and "
