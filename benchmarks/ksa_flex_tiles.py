@@ -1,9 +1,11 @@
 """KSA's FlexAttention kernels under different Triton tiles: one sublayer's compiled step at one length.
 
-``longseq_speed.py`` times KSA with Inductor's default tiles for the GPU (on Hopper, head width 64:
-forward 128 x 64, backward (64, 128, 128, 64) with 8 warps). Those defaults are made for dense
-masks; KSA's block mask keeps about 4 key blocks of 128 per query block, and in the compiled step
-at 16k the FlexAttention backward was the largest kernel (docs/long_sequences.md). This script
+``longseq_speed.py`` times KSA with Inductor's default tiles for the GPU (on Hopper, bf16, head
+width 64, in torch 2.13's ``_inductor/template_heuristics/triton.py``: forward 128 x 128 with 4
+warps, backward (64, 128, 128, 64) with 8 warps; the H200 runs torch 2.11). Those defaults are
+made for dense masks; KSA's block mask keeps a few (about 4) key blocks of 128 per query block,
+and in the compiled step at 16k the FlexAttention backward was the largest kernel
+(docs/long_sequences.md). This script
 times the same sublayer step (``longseq_speed.make_step``: forward plus backward from fixed output
 gradients, ``torch.compile`` mode ``--mode``) for each tile setting of ``--variants`` (a name and
 a ``shortlist.ops.ksa.parse_flex_tiles`` string; ``default`` = Inductor's own), beside compiled

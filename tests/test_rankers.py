@@ -216,7 +216,7 @@ def test_linear_init_xavier_as_recbole(name: str) -> None:
     big = max(lin, key=lambda m: m.weight.numel())
     fan_out, fan_in = big.weight.shape
     want = (2.0 / (fan_in + fan_out)) ** 0.5  # Xavier-normal std
-    assert abs(float(big.weight.std()) / want - 1) < 0.1
+    assert abs(float(big.weight.detach().std()) / want - 1) < 0.1
     # the default keeps PyTorch's initialisation (uniform, non-zero biases) and the same embeddings
     assert any(
         m.bias is not None and m.bias.any()
@@ -243,7 +243,7 @@ def test_embed_init_joint_uses_one_xavier_std_for_all_tables() -> None:
     want = (2.0 / (sum(sizes.values()) + 512)) ** 0.5
     for name, table in emb.tables.items():
         assert not table.weight[0].any()  # padding row
-        got = float(table.weight[1:].std())
+        got = float(table.weight[1:].detach().std())
         assert abs(got / want - 1) < 0.15, (name, got, want)
     model = build_model("deepfm", features=data.spec, embed_dim=8, embed_init="xavier_joint")
     assert model.embed_std == "joint"
@@ -328,8 +328,8 @@ def test_dice_matches_the_din_formula_in_training_and_inference() -> None:
         for i in range(3):
             x = float(s[i, j])
             p = 1.0 / (1.0 + np.exp(-(x - mean) / np.sqrt(var + 1e-9)))
-            expected = p * x + (1 - p) * float(dice.alpha[j]) * x
-            assert abs(float(out[i, j]) - expected) < 1e-5
+            expected = p * x + (1 - p) * float(dice.alpha.detach()[j]) * x
+            assert abs(float(out.detach()[i, j]) - expected) < 1e-5
     # inference: the running averages after one step (momentum 0.1 from mean 0, var 1)
     dice.eval()
     x = torch.tensor([[2.0, -1.0]])

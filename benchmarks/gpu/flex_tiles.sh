@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 4 speed, round 4: KSA's FlexAttention kernels under other Triton tiles, and both linear
-# methods with Inductor's coordinate-descent tuning of its own kernels, at L = 16k. About 4 minutes,
+# methods with Inductor's coordinate-descent tuning of its own kernels, at L = 16k. About 5 minutes,
 # alone on the GPU, no carry; $OUT/tiles.tgz is rebuilt after each case.
 #   1. benchmarks/ksa_flex_tiles.py: the KSA sublayer's compiled (reduce-overhead) step with each
 #      tile setting of its built-in list, beside compiled SDPA -> ksa_flex_tiles.json;
