@@ -31,8 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, write_result
-from longseq_speed import time_case
-from shortlist.ops.ksa import FLEX_SPAN, parse_flex_tiles
+from longseq_speed import add_sublayer_args, time_case
+from shortlist.ops.ksa import parse_flex_tiles
 
 log = logging.getLogger("benchmarks.ksa_flex_tiles")
 
@@ -100,12 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", default="ksa_flex_tiles")
     p.add_argument("--length", type=int, default=16384)
     p.add_argument("--tokens", type=int, default=65536, help="tokens per batch (B = tokens / L)")
-    p.add_argument("--dim", type=int, default=256)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--chunk", type=int, default=64)
-    p.add_argument("--window", type=int, default=4)
-    p.add_argument("--ksa-block", type=int, default=128)
-    p.add_argument("--ksa-span", type=int, default=FLEX_SPAN)
+    add_sublayer_args(p, tiles=False)  # each variant sets the tiles
     p.add_argument("--mode", default="reduce-overhead", help="torch.compile mode ('eager': none)")
     p.add_argument("--variants", default="", help="'name:tiles;...' (default: the built-in list)")
     p.add_argument("--warmup", type=int, default=3)

@@ -21,8 +21,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from longseq_speed import METHODS, make_step
-from shortlist.ops.ksa import FLEX_SPAN
+from longseq_speed import METHODS, add_sublayer_args, make_step
 
 log = logging.getLogger("benchmarks.longseq_profile")
 
@@ -63,14 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--compile", default="eager", help="eager, or a torch.compile mode (reduce-overhead, ...)"
     )
-    p.add_argument("--dim", type=int, default=256)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--chunk", type=int, default=64)
-    p.add_argument("--window", type=int, default=4)
-    p.add_argument("--ksa-block", type=int, default=128)
-    p.add_argument("--ksa-span", type=int, default=FLEX_SPAN)
-    p.add_argument("--experts", type=int, default=16)
-    p.add_argument("--elastic-chunk", type=int, default=64)
+    add_sublayer_args(p)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--rows", type=int, default=30, help="ops in the table")

@@ -106,6 +106,29 @@ def build_op(
     return layer.attend, [t.detach().requires_grad_(True) for t in made]
 
 
+def add_sublayer_args(p: argparse.ArgumentParser, tiles: bool = True) -> None:
+    """The sublayer's width and the KSA / ELASTIC settings, shared by the speed scripts
+    (``longseq_profile.py``, ``ksa_flex_tiles.py``): ``--dim --heads --chunk --window --ksa-block
+    --ksa-span [--ksa-tiles] --experts --elastic-chunk``."""
+    p.add_argument("--dim", type=int, default=256)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--chunk", type=int, default=64, help="KSA k: events per chunk")
+    p.add_argument("--window", type=int, default=4, help="KSA W: previous chunks seen in full")
+    p.add_argument("--ksa-block", type=int, default=128, help="KSA FlexAttention block size")
+    p.add_argument(
+        "--ksa-span", type=int, default=FLEX_SPAN, help="KSA FlexAttention queries per summary copy"
+    )
+    if tiles:
+        p.add_argument(
+            "--ksa-tiles",
+            default="",
+            help="KSA FlexAttention Triton tiles, 'key=value,...' (shortlist.ops.ksa."
+            "parse_flex_tiles; '' = Inductor's defaults; benchmarks/ksa_flex_tiles.py compares them)",
+        )
+    p.add_argument("--experts", type=int, default=16, help="ELASTIC k: interest experts")
+    p.add_argument("--elastic-chunk", type=int, default=64, help="ELASTIC dispatcher chunk C")
+
+
 def set_inductor(spec: str) -> dict[str, Any]:
     """Apply ``"name=value,..."`` to ``torch._inductor.config`` (values as Python literals) and
     return what was set; unknown names raise ValueError naming them."""
@@ -337,22 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--tokens", type=int, default=0, help="tokens per batch (0: 65,536 GPU, 8,192 CPU)"
     )
-    p.add_argument("--dim", type=int, default=256)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--chunk", type=int, default=64, help="KSA k: events per chunk")
-    p.add_argument("--window", type=int, default=4, help="KSA W: previous chunks seen in full")
-    p.add_argument("--ksa-block", type=int, default=128, help="KSA FlexAttention block size")
-    p.add_argument(
-        "--ksa-span", type=int, default=FLEX_SPAN, help="KSA FlexAttention queries per summary copy"
-    )
-    p.add_argument(
-        "--ksa-tiles",
-        default="",
-        help="KSA FlexAttention Triton tiles, 'key=value,...' (shortlist.ops.ksa.parse_flex_tiles; "
-        "'' = Inductor's defaults; benchmarks/ksa_flex_tiles.py compares them)",
-    )
-    p.add_argument("--experts", type=int, default=16, help="ELASTIC k: interest experts")
-    p.add_argument("--elastic-chunk", type=int, default=64)
+    add_sublayer_args(p)
     p.add_argument("--naive-max-len", type=int, default=16384, help="longest L for naive attention")
     p.add_argument(
         "--compile",
