@@ -10,7 +10,10 @@ times the same sublayer step (``longseq_speed.make_step``: forward plus backward
 gradients, ``torch.compile`` mode ``--mode``) for each tile setting of ``--variants`` (a name and
 a ``shortlist.ops.ksa.parse_flex_tiles`` string; ``default`` = Inductor's own), beside compiled
 SDPA (flash) full attention in the same process, and writes ``ksa_flex_tiles.json`` (one row per
-setting, ``speedup_vs_sdpa_ratio`` against that SDPA row). The result file is rewritten after
+setting, ``speedup_vs_sdpa_ratio`` against that SDPA row). ``--rounds`` (default 2) times every
+case that many times, one after another per round, and rows give the median: the first sweep
+(2026-11-29, one round, default tiles first) measured a gain that later runs did not repeat, and
+an order effect cannot be told from the tiles within one round. The result file is rewritten after
 every case, so a hung compile loses only what follows it.
 
     python benchmarks/ksa_flex_tiles.py --device cuda --length 16384            # H200
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -106,6 +110,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="times every case is timed, one case after another per round (rows: the median)",
+    )
+    p.add_argument(
         "--best",
         nargs="+",
         metavar="RESULT",
@@ -115,9 +125,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.best:
         print(best_tiles(args.best)[1])
         return
+    if args.rounds < 1:
+        raise ValueError(f"--rounds must be >= 1. Got {args.rounds} instead.")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     variants = parse_variants(args.variants, args.ksa_block)
-    results: list[tuple[str, str, dict[str, Any]]] = []
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     def case(method: str, name: str, tiles: str) -> None:
         args.ksa_tiles = tiles
@@ -129,29 +141,42 @@ def main(argv: list[str] | None = None) -> None:
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
         log.info("%-8s %-14s %s", method, name, {k: round(v, 5) for k, v in res.items()})
-        results.append((method, name, res))
+        results.setdefault((method, name), []).append(res)
         _write(args, results, variants)
 
-    case("sdpa", "flash", "")
-    for name, tiles in variants.items():
-        case("ksa", name, tiles)
+    for _ in range(args.rounds):  # every case once a round: order effects show between rounds
+        case("sdpa", "flash", "")
+        for name, tiles in variants.items():
+            case("ksa", name, tiles)
 
 
 def _write(
     args: argparse.Namespace,
-    results: list[tuple[str, str, dict[str, Any]]],
+    results: dict[tuple[str, str], list[dict[str, Any]]],
     variants: dict[str, str],
 ) -> None:
-    sdpa = [r["fwd_bwd_s"] for m, _, r in results if m == "sdpa" and "fwd_bwd_s" in r]
+    """One row per case: the median over rounds of its step time (each round's in
+    ``fwd_bwd_s_round<i>``), and its ratio to the median SDPA step."""
+
+    def median_s(runs: list[dict[str, Any]]) -> float | None:
+        times = [r["fwd_bwd_s"] for r in runs if "fwd_bwd_s" in r]
+        return statistics.median(times) if times else None
+
+    sdpa = median_s(results.get(("sdpa", "flash"), []))
     rows = []
-    for method, name, res in results:
-        metrics = {
-            k: float(v) for k, v in res.items() if k in ("fwd_bwd_s", "tokens_per_s", "batch")
-        }
-        if res.get("failed") or res.get("oom"):
+    for (method, name), runs in results.items():
+        seconds = median_s(runs)
+        metrics: dict[str, float] = {"rounds": float(len(runs))}
+        for i, r in enumerate(runs):
+            if "fwd_bwd_s" in r:
+                metrics[f"fwd_bwd_s_round{i}"] = float(r["fwd_bwd_s"])
+        if seconds is None:
             metrics["failed"] = 1.0
-        if sdpa and "fwd_bwd_s" in res:
-            metrics["speedup_vs_sdpa_ratio"] = sdpa[0] / res["fwd_bwd_s"]
+        else:
+            metrics["fwd_bwd_s"] = seconds
+            metrics["tokens_per_s"] = float(runs[0]["batch"]) * args.length / seconds
+            if sdpa:
+                metrics["speedup_vs_sdpa_ratio"] = sdpa / seconds
         rows.append(
             Row(
                 dataset="synthetic",
@@ -163,7 +188,7 @@ def _write(
         )
     config = {k: getattr(args, k) for k in ("device", "length", "tokens", "dim", "heads", "chunk",
                                              "window", "ksa_block", "ksa_span", "mode", "warmup",
-                                             "repeats")}  # fmt: skip
+                                             "repeats", "rounds")}  # fmt: skip
     write_result(
         args.name,
         rows,

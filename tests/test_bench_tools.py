@@ -317,7 +317,7 @@ def test_tile_sweep_times_every_variant_beside_sdpa(monkeypatch: pytest.MonkeyPa
     ksa_flex_tiles.main(
         ["--device", "cpu", "--length", "32", "--tokens", "64", "--dim", "16", "--heads", "2",
          "--chunk", "4", "--window", "2", "--mode", "eager", "--warmup", "1", "--repeats", "1",
-         "--variants", f"default:;small:{BWD_TILES}"]
+         "--variants", f"default:;small:{BWD_TILES}", "--rounds", "3"]
     )  # fmt: skip
     rows = written["rows"]
     assert [(r.model, r.variant) for r in rows] == [
@@ -327,8 +327,15 @@ def test_tile_sweep_times_every_variant_beside_sdpa(monkeypatch: pytest.MonkeyPa
     ]
     sdpa_s = rows[0].metrics["fwd_bwd_s"]
     for r in rows:
+        rounds = [r.metrics[f"fwd_bwd_s_round{i}"] for i in range(3)]
+        assert r.metrics["rounds"] == 3 and r.metrics["fwd_bwd_s"] == sorted(rounds)[1]  # median
         assert r.metrics["speedup_vs_sdpa_ratio"] == pytest.approx(sdpa_s / r.metrics["fwd_bwd_s"])
     assert written["extra"]["variants"] == {"default": "", "small": BWD_TILES}
+
+
+def test_tile_sweep_needs_a_round() -> None:
+    with pytest.raises(ValueError, match=r"--rounds must be >= 1. Got 0"):
+        ksa_flex_tiles.main(["--device", "cpu", "--rounds", "0"])
 
 
 def test_best_tiles_takes_the_highest_ratio_over_files(tmp_path: Path) -> None:

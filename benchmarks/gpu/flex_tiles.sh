@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 4 speed, round 4: KSA's FlexAttention kernels under other Triton tiles, and both linear
-# methods with Inductor's coordinate-descent tuning of its own kernels, at L = 16k. About 5 minutes,
-# alone on the GPU, no carry; $OUT/tiles.tgz is rebuilt after each case.
+# methods with Inductor's coordinate-descent tuning of its own kernels, at L = 16k. About 6 minutes
+# (the tile sweep's two rounds about 3), alone on the GPU, no carry; $OUT/tiles.tgz is rebuilt
+# after each case.
 #   1. benchmarks/ksa_flex_tiles.py: the KSA sublayer's compiled (reduce-overhead) step with each
 #      tile setting of its built-in list, beside compiled SDPA -> ksa_flex_tiles.json;
 #   2. longseq_speed.py at 16k, ksa / elastic / sdpa, compiled with coordinate_descent_tuning=True
