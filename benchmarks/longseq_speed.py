@@ -8,6 +8,7 @@ Five sublayers of the same width are timed at fixed tokens per batch (B = tokens
 - ``ksa-banded``: the same sublayer with the vectorised banded path (``impl="banded"``: every query
   chunk against its band of W + 1 event chunks and all summaries, masked batched matmuls);
 - ``elastic``: causal linear dispatcher attention (``shortlist.ops.dispatcher_layer``), k experts;
+  ``elastic-triton`` (opt-in, named in ``--methods``): the same with one Triton kernel per chunk;
 - ``sdpa``: full causal attention through ``F.scaled_dot_product_attention`` (flash on the GPU);
 - ``naive``: full causal attention with explicit (L, L) scores (``shortlist.ops.attention``).
 
@@ -61,6 +62,7 @@ log = logging.getLogger("benchmarks.longseq_speed")
 
 LENGTHS = [512, 2048, 4096, 8192, 16384, 32768, 65536]
 METHODS = ["ksa", "ksa-banded", "elastic", "sdpa", "naive"]
+OPT_IN = ["elastic-triton"]  # timed only when named in --methods (CUDA: ops/dispatcher_triton.py)
 
 
 def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
@@ -76,10 +78,11 @@ def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
             flex_span=getattr(args, "ksa_span", FLEX_SPAN),
             flex_tiles=getattr(args, "ksa_tiles", ""),
         )  # fmt: skip
-    if method == "elastic":
+    if method in ("elastic", "elastic-triton"):
         return DispatcherAttentionLayer(
-            args.dim, args.heads, num_experts=args.experts, chunk=args.elastic_chunk
-        )
+            args.dim, args.heads, num_experts=args.experts, chunk=args.elastic_chunk,
+            impl="triton" if method == "elastic-triton" else "fast",
+        )  # fmt: skip
     return FullAttentionLayer(args.dim, args.heads, impl=method)  # type: ignore[arg-type]
 
 
@@ -416,9 +419,9 @@ def main(argv: list[str] | None = None) -> None:
         ) from None
     lengths = [n for n in chosen if n <= args.max_len]
     methods = [m for m in args.methods.split(",") if m]
-    unknown = sorted(set(methods) - set(METHODS))
+    unknown = sorted(set(methods) - set(METHODS) - set(OPT_IN))
     if unknown:
-        raise ValueError(f"--methods: unknown {unknown}; choose among {METHODS}.")
+        raise ValueError(f"--methods: unknown {unknown}; choose among {METHODS + OPT_IN}.")
     scopes = [sc for sc in args.scopes.split(",") if sc]
     if not scopes or set(scopes) - set(PROTOCOLS):
         raise ValueError(f"--scopes: choose among {sorted(PROTOCOLS)}, got {args.scopes!r}.")

@@ -183,7 +183,7 @@ def test_layer_without_valid_and_errors() -> None:
         x = torch.randn(1, 1, 4, 2)
         dispatcher_attention(x, torch.randn(1, 2, 2), x, x, x, chunk=0)
     with pytest.raises(ValueError, match=r"impl must be one of"):
-        dispatcher_attention(x, torch.randn(1, 2, 2), x, x, x, impl="triton")  # type: ignore[arg-type]
+        dispatcher_attention(x, torch.randn(1, 2, 2), x, x, x, impl="flash")  # type: ignore[arg-type]
 
 
 def test_bfloat16_chunked_stays_close_to_float32_reference() -> None:

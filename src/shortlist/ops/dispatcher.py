@@ -46,6 +46,8 @@ Implementations:
       (exclusive prefix sum of per-chunk sums, (n, k, d)) plus the masked intra-chunk terms,
       written as matmuls: O(B H L (C + k) d) time, O(B H L (C + k)) extra memory, no Python loop
       over chunks, no data-dependent control flow (torch.compile-friendly).
+    - ``ops/dispatcher_triton.dispatcher_attention_triton``: the chunked algorithm with one Triton
+      kernel per chunk and direction (opt-in ``impl="triton"``; CUDA, no extra tokens).
     - :func:`dispatcher_step`: one new event per row, O(H k d), from a :class:`DispatcherState`.
 """
 
@@ -57,8 +59,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-Impl = Literal["reference", "fast"]
-IMPLS: tuple[str, ...] = ("reference", "fast")
+Impl = Literal["reference", "fast", "triton"]
+IMPLS: tuple[str, ...] = ("reference", "fast", "triton")
 MAX_LOGIT_BOUND = 40.0  # e^{-2T} must stay a normal float32 (> 1.2e-38): T <= 43
 
 
@@ -265,7 +267,8 @@ def dispatcher_attention(
     chunk: int = 64,
     impl: Impl = "fast",
 ) -> torch.Tensor:
-    """The one dispatch point: ``impl="reference"`` (O(L^2), tests) or ``"fast"`` (chunked)."""
+    """The one dispatch point: ``impl="reference"`` (O(L^2), tests), ``"fast"`` (chunked) or
+    ``"triton"`` (chunked, one Triton kernel per chunk: ``ops/dispatcher_triton.py``)."""
     if impl == "reference":
         return dispatcher_attention_reference(
             q,
@@ -280,6 +283,13 @@ def dispatcher_attention(
         )
     if impl == "fast":
         return dispatcher_attention_chunked(
+            q, expert_q, kc, zk, zv, valid, logit_bound=logit_bound, extra_k=extra_k,
+            extra_v=extra_v, chunk=chunk,
+        )  # fmt: skip
+    if impl == "triton":
+        from shortlist.ops.dispatcher_triton import dispatcher_attention_triton
+
+        return dispatcher_attention_triton(
             q, expert_q, kc, zk, zv, valid, logit_bound=logit_bound, extra_k=extra_k,
             extra_v=extra_v, chunk=chunk,
         )  # fmt: skip

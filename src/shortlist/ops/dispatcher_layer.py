@@ -48,7 +48,8 @@ class DispatcherAttentionLayer(nn.Module):
         heads: H; D must be divisible by H.
         num_experts: k interest experts (learned compress queries, per head).
         chunk: C, positions per chunk of the fast path.
-        impl: ``"fast"`` (chunked, linear) or ``"reference"`` (explicit mask, O(L^2)).
+        impl: ``"fast"`` (chunked, linear), ``"reference"`` (explicit mask, O(L^2)) or ``"triton"``
+            (chunked, one Triton kernel per chunk; CUDA, no memory tokens: ops/dispatcher_triton.py).
         logit_bound: T, bound of the compress logits.
         use_memory: accept per-position memory tokens (B, L, m, D) as extra dispatch tokens.
     """

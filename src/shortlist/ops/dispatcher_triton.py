@@ -1,0 +1,235 @@
+"""Causal linear dispatcher attention with one Triton kernel per chunk and direction (opt-in).
+
+The chunked path of ``ops/dispatcher.py`` runs a dozen matmuls and masked (C, C) tensors per chunk,
+each written to memory and read back, forward and again in autograd's backward; at L = 16k that
+work, not the attention's arithmetic, bounds ELASTIC's step (docs/long_sequences.md, "A fused
+dispatch kernel"). Here the per-chunk work is one program per (batch x head, chunk):
+
+- PyTorch computes what is small: the clamped compress logits and u = exp(s - T) (B, H, L, k), and
+  the states before each chunk, S_K, S_V (B, H, n, k, d) and S_D (B, H, n, k), as exclusive prefix
+  sums of per-chunk sums (so autograd carries their gradients back to earlier chunks);
+- :class:`_ChunkDispatch` runs the rest inside a chunk, forward and backward, in float32, from
+  (q, zk, zv, u, S_K, S_V, S_D); its backward is the one written out and tested against autograd
+  in ``tests/test_dispatcher_backward_math.py``.
+
+Status: opt-in (``impl="triton"``), never chosen by ``"fast"``; checked against the chunked path
+under Triton's CPU interpreter (``TRITON_INTERPRET=1``, ``tests/test_dispatcher_triton.py``), not
+yet timed on a GPU. Limits: no extra (memory) tokens; C, d and k powers of 2 >= 16 (``tl.dot``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+from shortlist.ops.dispatcher import _check_inputs, _compress_logits
+
+try:  # an optional dependency: ships with CUDA builds of torch, `pip install triton` elsewhere
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised where triton is absent
+    triton = None  # type: ignore[assignment]
+
+TINY = 1.17549435e-38  # float32's smallest normal: only padding rows have a zero denominator
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+if triton is not None:
+
+    @triton.jit
+    def _load_chunk(q, zk, zv, u, sk, sv, sd, row, st, D: tl.constexpr, K: tl.constexpr):
+        dd = tl.arange(0, D)
+        e = tl.arange(0, K)
+        qb = tl.load(q + row[:, None] * D + dd[None, :]).to(tl.float32)
+        zkb = tl.load(zk + row[:, None] * D + dd[None, :]).to(tl.float32)
+        zvb = tl.load(zv + row[:, None] * D + dd[None, :]).to(tl.float32)
+        ub = tl.load(u + row[:, None] * K + e[None, :])
+        skb = tl.load(sk + st * K * D + e[:, None] * D + dd[None, :])
+        svb = tl.load(sv + st * K * D + e[:, None] * D + dd[None, :])
+        sdb = tl.load(sd + st * K + e)
+        return qb, zkb, zvb, ub, skb, svb, sdb
+
+    @triton.jit
+    def _chunk_forward(qb, zkb, ub, skb, sdb, causal):
+        a_qz = tl.where(causal, tl.dot(qb, tl.trans(zkb)), 0.0)  # (C, C): q_t . zk_j, j <= t
+        num = tl.dot(qb, tl.trans(skb)) + tl.dot(a_qz, ub)  # (C, K)
+        den = tl.maximum(sdb[None, :] + tl.cumsum(ub, 0), TINY)
+        a = num / den
+        ex = tl.exp(a - tl.max(a, 1)[:, None])
+        p = ex / tl.sum(ex, 1)[:, None]
+        return a_qz, num, den, p, p / den
+
+    @triton.jit
+    def _fwd_kernel(q, zk, zv, u, sk, sv, sd, y, L, NCH,
+                    C: tl.constexpr, D: tl.constexpr, K: tl.constexpr):  # fmt: skip
+        bh = tl.program_id(0)
+        c = tl.program_id(1)
+        t = tl.arange(0, C)
+        row = bh * L + c * C + t
+        qb, zkb, zvb, ub, skb, svb, sdb = _load_chunk(
+            q, zk, zv, u, sk, sv, sd, row, bh * NCH + c, D, K
+        )
+        causal = t[:, None] >= t[None, :]
+        _, _, _, _, r = _chunk_forward(qb, zkb, ub, skb, sdb, causal)
+        w = tl.where(causal, tl.dot(r, tl.trans(ub)), 0.0)  # sum_e r_te u_je
+        yb = tl.dot(r, svb) + tl.dot(w, zvb)
+        tl.store(y + row[:, None] * D + tl.arange(0, D)[None, :], yb)
+
+    @triton.jit
+    def _bwd_kernel(q, zk, zv, u, sk, sv, sd, dy, dq, dzk, dzv, du, dsk, dsv, dsd, L, NCH,
+                    C: tl.constexpr, D: tl.constexpr, K: tl.constexpr):  # fmt: skip
+        bh = tl.program_id(0)
+        c = tl.program_id(1)
+        t = tl.arange(0, C)
+        dd = tl.arange(0, D)
+        e = tl.arange(0, K)
+        row = bh * L + c * C + t
+        st = bh * NCH + c
+        qb, zkb, zvb, ub, skb, svb, sdb = _load_chunk(q, zk, zv, u, sk, sv, sd, row, st, D, K)
+        dyb = tl.load(dy + row[:, None] * D + dd[None, :]).to(tl.float32)
+        causal = t[:, None] >= t[None, :]
+        a_qz, num, den, p, r = _chunk_forward(qb, zkb, ub, skb, sdb, causal)
+        w = tl.where(causal, tl.dot(r, tl.trans(ub)), 0.0)
+        # y = r S_V + tril(r u^T) zv
+        g = tl.where(causal, tl.dot(dyb, tl.trans(zvb)), 0.0)  # dy_t . zv_j
+        dr = tl.dot(dyb, tl.trans(svb)) + tl.dot(g, ub)
+        dsv_b = tl.dot(tl.trans(r), dyb)
+        dzv_b = tl.dot(tl.trans(w), dyb)
+        du_b = tl.dot(tl.trans(g), r)
+        # r = p / den, p = softmax(num / den)
+        dp = dr / den
+        da = p * (dp - tl.sum(p * dp, 1)[:, None])
+        dnum = da / den
+        dden = -((dr * p + da * num) / den) / den  # den * den underflows at padding (den = TINY)
+        # num = q S_K + tril(q zk^T) u, den = S_D + cumsum(u)
+        v = tl.where(causal, tl.dot(dnum, tl.trans(ub)), 0.0)  # sum_e dnum_te u_je
+        dq_b = tl.dot(dnum, skb) + tl.dot(v, zkb)
+        dsk_b = tl.dot(tl.trans(dnum), qb)
+        dzk_b = tl.dot(tl.trans(v), qb)
+        # sum over t >= j of dden_t: the chunk's total minus the inclusive prefix before j
+        rev = tl.sum(dden, 0)[None, :] - tl.cumsum(dden, 0) + dden
+        du_b += tl.dot(tl.trans(a_qz), dnum) + rev
+        tl.store(dq + row[:, None] * D + dd[None, :], dq_b)
+        tl.store(dzk + row[:, None] * D + dd[None, :], dzk_b)
+        tl.store(dzv + row[:, None] * D + dd[None, :], dzv_b)
+        tl.store(du + row[:, None] * K + e[None, :], du_b)
+        tl.store(dsk + st * K * D + e[:, None] * D + dd[None, :], dsk_b)
+        tl.store(dsv + st * K * D + e[:, None] * D + dd[None, :], dsv_b)
+        tl.store(dsd + st * K + e, tl.sum(dden, 0))
+
+
+class _ChunkDispatch(torch.autograd.Function):
+    """(q, zk, zv) (B, H, L, d), u (B, H, L, k), S_K, S_V (B, H, n, k, d), S_D (B, H, n, k), L = n C
+    -> y (B, H, L, d) float32: the dispatch inside each chunk from the states before it."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        q: torch.Tensor,
+        zk: torch.Tensor,
+        zv: torch.Tensor,
+        u: torch.Tensor,
+        sk: torch.Tensor,
+        sv: torch.Tensor,
+        sd: torch.Tensor,
+        chunk: int,
+    ) -> torch.Tensor:
+        B, H, L, D = q.shape
+        K, n = u.shape[-1], L // chunk
+        y = torch.empty(B, H, L, D, device=q.device, dtype=torch.float32)
+        _fwd_kernel[(B * H, n)](q, zk, zv, u, sk, sv, sd, y, L, n, chunk, D, K)
+        ctx.save_for_backward(q, zk, zv, u, sk, sv, sd)
+        ctx.chunk = chunk  # type: ignore[attr-defined]
+        return y
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, dy: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        q, zk, zv, u, sk, sv, sd = ctx.saved_tensors  # type: ignore[attr-defined]
+        chunk = ctx.chunk  # type: ignore[attr-defined]
+        B, H, L, D = q.shape
+        K, n = u.shape[-1], L // chunk
+        f32 = {"device": q.device, "dtype": torch.float32}
+        dq, dzk, dzv = (torch.empty(B, H, L, D, **f32) for _ in range(3))
+        du = torch.empty(B, H, L, K, **f32)
+        dsk, dsv = torch.empty(B, H, n, K, D, **f32), torch.empty(B, H, n, K, D, **f32)
+        dsd = torch.empty(B, H, n, K, **f32)
+        _bwd_kernel[(B * H, n)](
+            q, zk, zv, u, sk, sv, sd, dy.contiguous(), dq, dzk, dzv, du, dsk, dsv, dsd,
+            L, n, chunk, D, K,
+        )  # fmt: skip
+        return dq.to(q.dtype), dzk.to(zk.dtype), dzv.to(zv.dtype), du, dsk, dsv, dsd, None
+
+
+def _exclusive_chunks(x: torch.Tensor) -> torch.Tensor:
+    """Exclusive prefix sum over the chunk axis (dim 2): the state before each chunk."""
+    return F.pad(x.cumsum(2), (0, 0) * (x.ndim - 3) + (1, 0))[:, :, :-1]
+
+
+def check_triton_shapes(head_dim: int, experts: int, chunk: int) -> None:
+    """The kernels tile whole chunks with ``tl.dot``: C, d and k powers of 2 >= 16."""
+    for name, value in (("chunk", chunk), ("head width", head_dim), ("experts", experts)):
+        if value < 16 or value & (value - 1):
+            raise ValueError(
+                f"impl='triton' needs the {name} to be a power of 2 >= 16 (tl.dot tiles). "
+                f"Got {value}; use impl='fast'."
+            )
+
+
+def dispatcher_attention_triton(
+    q: torch.Tensor,
+    expert_q: torch.Tensor,
+    kc: torch.Tensor,
+    zk: torch.Tensor,
+    zv: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    *,
+    logit_bound: float = 16.0,
+    extra_k: torch.Tensor | None = None,
+    extra_v: torch.Tensor | None = None,
+    chunk: int = 64,
+) -> torch.Tensor:
+    """Same arguments and result as ``dispatcher_attention_chunked`` (module docstring for the
+    split of work), without extra tokens. Runs on CUDA, or on CPU under ``TRITON_INTERPRET=1``."""
+    _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound)
+    if triton is None:
+        raise ImportError("impl='triton' needs the triton package (pip install triton).")
+    if extra_k is not None:
+        raise ValueError("impl='triton' has no extra (memory) tokens: use impl='fast'.")
+    if not q.is_cuda and not _interpreting():
+        raise ValueError(
+            "impl='triton' runs on CUDA tensors (on CPU only under TRITON_INTERPRET=1, for "
+            "tests). Use impl='fast'."
+        )
+    B, H, L, d = q.shape
+    check_triton_shapes(d, expert_q.shape[-2], chunk)
+    if valid is None:
+        valid = torch.ones(B, L, dtype=torch.bool, device=q.device)
+    s = _compress_logits(expert_q, kc, logit_bound)  # (B, H, L, k) float32
+    u = torch.exp(s - logit_bound) * valid[:, None, :, None]
+    n = -(-L // chunk)
+    pad = n * chunk - L  # in front: invalid positions, u = 0 there (as the chunked path)
+
+    def front(x: torch.Tensor) -> torch.Tensor:
+        return (F.pad(x, (0, 0, pad, 0)) if pad else x).contiguous()
+
+    qp, zkp, zvp, up = front(q), front(zk), front(zv), front(u)
+    uc = up.reshape(B, H, n, chunk, -1)
+    sk = _exclusive_chunks(
+        torch.einsum("bhncK,bhncd->bhnKd", uc, zkp.float().reshape(B, H, n, chunk, d))
+    )
+    sv = _exclusive_chunks(
+        torch.einsum("bhncK,bhncd->bhnKd", uc, zvp.float().reshape(B, H, n, chunk, d))
+    )
+    sd = _exclusive_chunks(uc.sum(3))
+    y = _ChunkDispatch.apply(
+        qp, zkp, zvp, up, sk.contiguous(), sv.contiguous(), sd.contiguous(), chunk
+    )
+    y = y[:, :, pad:]
+    return (y * valid[:, None, :, None]).to(q.dtype)

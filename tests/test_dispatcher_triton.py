@@ -1,0 +1,89 @@
+"""The Triton dispatch kernels (``ops/dispatcher_triton.py``) against the chunked PyTorch path.
+
+Run on CPU under Triton's interpreter: ``TRITON_INTERPRET=1`` must be set before the kernels are
+defined (``triton.jit`` reads it then), so this module sets it before importing them. Skipped where
+the triton package is absent.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+pytest.importorskip("triton", reason="triton is not installed (pip install triton)")
+
+from shortlist.ops.dispatcher import dispatcher_attention, dispatcher_attention_chunked
+from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
+from shortlist.ops.dispatcher_triton import dispatcher_attention_triton
+
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1",
+    reason="needs CUDA or TRITON_INTERPRET=1",
+)
+
+
+def _run(fn, leaves, eq, valid, bound, chunk, dy_seed=1):  # type: ignore[no-untyped-def]
+    ts = [t.clone().requires_grad_(True) for t in leaves]
+    e = eq.clone().requires_grad_(True)
+    y = fn(ts[0], e, ts[1], ts[2], ts[3], valid, logit_bound=bound, chunk=chunk)
+    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(dy_seed), dtype=y.dtype)
+    y.backward(dy)
+    return y, [t.grad for t in ts] + [e.grad]
+
+
+@pytest.mark.parametrize(("L", "chunk", "pad_rows"), [(64, 16, 0), (40, 16, 7), (32, 32, 3)])
+def test_triton_matches_the_chunked_path_forward_and_backward(
+    L: int, chunk: int, pad_rows: int
+) -> None:
+    """Outputs and the gradients of q, kc, zk, zv and the expert queries, with left padding and a
+    length that is not a whole number of chunks."""
+    torch.manual_seed(0)
+    B, H, d, k, bound = 2, 2, 16, 16, 3.0
+    leaves = [torch.randn(B, H, L, d) for _ in range(4)]  # q, kc, zk, zv
+    eq = torch.randn(H, k, d)
+    valid = torch.ones(B, L, dtype=torch.bool)
+    valid[1, :pad_rows] = False
+    y_ref, g_ref = _run(dispatcher_attention_chunked, leaves, eq, valid, bound, chunk)
+    y, g = _run(dispatcher_attention_triton, leaves, eq, valid, bound, chunk)
+    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5)
+    for name, got, want in zip(("q", "kc", "zk", "zv", "expert_q"), g, g_ref, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=name)
+    assert not y[1, :, :pad_rows].any()  # padding outputs zero, as the chunked path
+
+
+def test_triton_is_reached_through_the_layer_and_the_dispatch_point() -> None:
+    torch.manual_seed(0)
+    fast = DispatcherAttentionLayer(32, heads=2, num_experts=16, chunk=16)
+    tri = DispatcherAttentionLayer(32, heads=2, num_experts=16, chunk=16, impl="triton")
+    tri.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 48, 32)
+    torch.testing.assert_close(tri(x), fast(x), rtol=1e-4, atol=1e-5)
+    q, eq, kc, zk, zv = (t.detach() for t in fast.attention_inputs(x))
+    torch.testing.assert_close(
+        dispatcher_attention(q, eq, kc, zk, zv, chunk=16, impl="triton"),
+        dispatcher_attention(q, eq, kc, zk, zv, chunk=16, impl="fast"),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+def test_triton_refuses_what_it_does_not_cover() -> None:
+    q = torch.randn(1, 1, 32, 16)
+    eq = torch.randn(1, 16, 16)
+    with pytest.raises(ValueError, match=r"the chunk to be a power of 2 >= 16.*Got 8"):
+        dispatcher_attention_triton(q, eq, q, q, q, chunk=8)
+    with pytest.raises(ValueError, match=r"the experts to be a power of 2 >= 16.*Got 4"):
+        dispatcher_attention_triton(q, eq[:, :4], q, q, q, chunk=16)
+    extra = torch.randn(1, 1, 32, 2, 16)
+    with pytest.raises(ValueError, match=r"no extra \(memory\) tokens"):
+        dispatcher_attention_triton(q, eq, q, q, q, extra_k=extra, extra_v=extra, chunk=16)
+
+
+def test_triton_needs_cuda_outside_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    q = torch.randn(1, 1, 32, 16)
+    with pytest.raises(ValueError, match=r"runs on CUDA tensors"):
+        dispatcher_attention_triton(q, torch.randn(1, 16, 16), q, q, q, chunk=16)
