@@ -80,7 +80,9 @@ def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
         )  # fmt: skip
     if method in ("elastic", "elastic-triton"):
         return DispatcherAttentionLayer(
-            args.dim, args.heads, num_experts=args.experts, chunk=args.elastic_chunk,
+            args.dim, args.heads, num_experts=args.experts,
+            chunk=getattr(args, "elastic_triton_chunk", 64) if method == "elastic-triton"
+            else args.elastic_chunk,
             impl="triton" if method == "elastic-triton" else "fast",
         )  # fmt: skip
     return FullAttentionLayer(args.dim, args.heads, impl=method)  # type: ignore[arg-type]
@@ -130,6 +132,13 @@ def add_sublayer_args(p: argparse.ArgumentParser, tiles: bool = True) -> None:
         )
     p.add_argument("--experts", type=int, default=16, help="ELASTIC k: interest experts")
     p.add_argument("--elastic-chunk", type=int, default=64, help="ELASTIC dispatcher chunk C")
+    p.add_argument(
+        "--elastic-triton-chunk",
+        type=int,
+        default=64,
+        help="C of the opt-in elastic-triton method (its backward kernel needs about 100 KiB of "
+        "shared memory at C = 64 and 196 KiB at 128, compiled for sm_90)",
+    )
 
 
 def set_inductor(spec: str) -> dict[str, Any]:
@@ -315,6 +324,7 @@ def _write(
         "ksa_tiles",
         "experts",
         "elastic_chunk",
+        "elastic_triton_chunk",
     )
     config = {
         k: getattr(args, k)

@@ -221,7 +221,8 @@ def test_keep_rows_carries_the_models_not_rerun_and_names_them(tmp_path: Path) -
 def _speed_args(**over: object) -> argparse.Namespace:
     base = dict(
         device="cpu", tokens=64, dim=16, heads=2, chunk=4, window=2, ksa_block=128,
-        ksa_span=2048, ksa_tiles="", experts=4, elastic_chunk=8, warmup=1, repeats=1,
+        ksa_span=2048, ksa_tiles="", experts=4, elastic_chunk=8, elastic_triton_chunk=16,
+        warmup=1, repeats=1,
         threads=1, inductor="",
     )  # fmt: skip
     base.update(over)

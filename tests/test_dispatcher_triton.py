@@ -87,3 +87,37 @@ def test_triton_needs_cuda_outside_the_interpreter(monkeypatch: pytest.MonkeyPat
     q = torch.randn(1, 1, 32, 16)
     with pytest.raises(ValueError, match=r"runs on CUDA tensors"):
         dispatcher_attention_triton(q, torch.randn(1, 16, 16), q, q, q, chunk=16)
+
+
+_AOT = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+import shortlist.ops.dispatcher_triton as m
+inputs = {n: "*bf16" for n in ("q", "zk", "zv")} | {n: "*fp32" for n in ("u", "sk", "sv", "sd")}
+shape = {"L": "i32", "NCH": "i32", "C": "constexpr", "D": "constexpr", "K": "constexpr"}
+grads = {n: "*fp32" for n in ("dq", "dzk", "dzv", "du", "dsk", "dsv", "dsd")}
+for fn, sig in ((m._fwd_kernel, inputs | {"y": "*fp32"} | shape),
+                (m._bwd_kernel, inputs | {"dy": "*bf16"} | grads | shape)):
+    src = ASTSource(fn=fn, signature=sig, constexprs={"C": 64, "D": 64, "K": 16})
+    k = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+    print(fn.__name__, k.metadata.shared)
+"""
+
+
+def test_kernels_compile_for_hopper_without_a_gpu() -> None:
+    """The interpreter accepts what compiled Triton refuses (a plain global, say): compile both
+    kernels ahead of time for sm_90 (bf16 inputs, C = d = 64, k = 16) in a process without it."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run(
+        [sys.executable, "-c", _AOT], capture_output=True, text=True, env=env, timeout=300
+    )
+    if out.returncode and "ptxas" in out.stderr.lower():
+        pytest.skip(f"no ptxas for an ahead-of-time compile: {out.stderr.strip()[-200:]}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    shared = dict(line.split() for line in out.stdout.strip().splitlines())
+    assert set(shared) == {"_fwd_kernel", "_bwd_kernel"}
+    assert all(0 < int(v) <= 227 * 1024 for v in shared.values())  # fits an H100/H200 SM

@@ -40,6 +40,8 @@ def _interpreting() -> bool:
 
 
 if triton is not None:
+    # compiled kernels may read a global only as a constexpr (the interpreter would accept any)
+    _TINY = tl.constexpr(TINY)
 
     @triton.jit
     def _load_chunk(q, zk, zv, u, sk, sv, sd, row, st, D: tl.constexpr, K: tl.constexpr):
@@ -58,7 +60,7 @@ if triton is not None:
     def _chunk_forward(qb, zkb, ub, skb, sdb, causal):
         a_qz = tl.where(causal, tl.dot(qb, tl.trans(zkb)), 0.0)  # (C, C): q_t . zk_j, j <= t
         num = tl.dot(qb, tl.trans(skb)) + tl.dot(a_qz, ub)  # (C, K)
-        den = tl.maximum(sdb[None, :] + tl.cumsum(ub, 0), TINY)
+        den = tl.maximum(sdb[None, :] + tl.cumsum(ub, 0), _TINY)
         a = num / den
         ex = tl.exp(a - tl.max(a, 1)[:, None])
         p = ex / tl.sum(ex, 1)[:, None]
@@ -105,7 +107,7 @@ if triton is not None:
         dp = dr / den
         da = p * (dp - tl.sum(p * dp, 1)[:, None])
         dnum = da / den
-        dden = -((dr * p + da * num) / den) / den  # den * den underflows at padding (den = TINY)
+        dden = -((dr * p + da * num) / den) / den  # den * den underflows at padding (den = _TINY)
         # num = q S_K + tril(q zk^T) u, den = S_D + cumsum(u)
         v = tl.where(causal, tl.dot(dnum, tl.trans(ub)), 0.0)  # sum_e dnum_te u_je
         dq_b = tl.dot(dnum, skb) + tl.dot(v, zkb)
