@@ -136,8 +136,8 @@ def add_sublayer_args(p: argparse.ArgumentParser, tiles: bool = True) -> None:
         "--elastic-triton-chunk",
         type=int,
         default=64,
-        help="C of the opt-in elastic-triton method (its backward kernel needs about 100 KiB of "
-        "shared memory at C = 64 and 196 KiB at 128, compiled for sm_90)",
+        help="C of the opt-in elastic-triton method (shared memory per program grows with C: "
+        "benchmarks/triton_dispatch_resources.py)",
     )
 
 

@@ -1,8 +1,8 @@
 """The Triton dispatch kernels (``ops/dispatcher_triton.py``) against the chunked PyTorch path.
 
-Run on CPU under Triton's interpreter: ``TRITON_INTERPRET=1`` must be set before the kernels are
-defined (``triton.jit`` reads it then), so this module sets it before importing them. Skipped where
-the triton package is absent.
+Without a GPU they run under Triton's interpreter: ``TRITON_INTERPRET=1`` must be set before the
+kernels are defined (``triton.jit`` reads it then), so this module sets it before importing them.
+Skipped where the triton package is absent.
 """
 
 from __future__ import annotations
@@ -12,29 +12,29 @@ import os
 import pytest
 import torch
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+if not torch.cuda.is_available():  # on a GPU the compiled kernels are tested
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 pytest.importorskip("triton", reason="triton is not installed (pip install triton)")
 
 from shortlist.ops.dispatcher import dispatcher_attention, dispatcher_attention_chunked
 from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
 from shortlist.ops.dispatcher_triton import dispatcher_attention_triton
 
-pytestmark = pytest.mark.skipif(
-    not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1",
-    reason="needs CUDA or TRITON_INTERPRET=1",
-)
+DEV = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: the interpreter
 
 
 def _run(fn, leaves, eq, valid, bound, chunk, dy_seed=1):  # type: ignore[no-untyped-def]
     ts = [t.clone().requires_grad_(True) for t in leaves]
     e = eq.clone().requires_grad_(True)
     y = fn(ts[0], e, ts[1], ts[2], ts[3], valid, logit_bound=bound, chunk=chunk)
-    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(dy_seed), dtype=y.dtype)
+    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(dy_seed)).to(y)
     y.backward(dy)
     return y, [t.grad for t in ts] + [e.grad]
 
 
-@pytest.mark.parametrize(("L", "chunk", "pad_rows"), [(64, 16, 0), (40, 16, 7), (32, 32, 3)])
+@pytest.mark.parametrize(
+    ("L", "chunk", "pad_rows"), [(64, 16, 0), (40, 16, 7), (32, 32, 3), (10, 16, 2)]
+)
 def test_triton_matches_the_chunked_path_forward_and_backward(
     L: int, chunk: int, pad_rows: int
 ) -> None:
@@ -42,9 +42,9 @@ def test_triton_matches_the_chunked_path_forward_and_backward(
     length that is not a whole number of chunks."""
     torch.manual_seed(0)
     B, H, d, k, bound = 2, 2, 16, 16, 3.0
-    leaves = [torch.randn(B, H, L, d) for _ in range(4)]  # q, kc, zk, zv
-    eq = torch.randn(H, k, d)
-    valid = torch.ones(B, L, dtype=torch.bool)
+    leaves = [torch.randn(B, H, L, d, device=DEV) for _ in range(4)]  # q, kc, zk, zv
+    eq = torch.randn(H, k, d, device=DEV)
+    valid = torch.ones(B, L, dtype=torch.bool, device=DEV)
     valid[1, :pad_rows] = False
     y_ref, g_ref = _run(dispatcher_attention_chunked, leaves, eq, valid, bound, chunk)
     y, g = _run(dispatcher_attention_triton, leaves, eq, valid, bound, chunk)
@@ -56,10 +56,10 @@ def test_triton_matches_the_chunked_path_forward_and_backward(
 
 def test_triton_is_reached_through_the_layer_and_the_dispatch_point() -> None:
     torch.manual_seed(0)
-    fast = DispatcherAttentionLayer(32, heads=2, num_experts=16, chunk=16)
-    tri = DispatcherAttentionLayer(32, heads=2, num_experts=16, chunk=16, impl="triton")
+    fast = DispatcherAttentionLayer(32, heads=2, num_experts=16, chunk=16).to(DEV)
+    tri = DispatcherAttentionLayer(32, heads=2, num_experts=16, chunk=16, impl="triton").to(DEV)
     tri.load_state_dict(fast.state_dict())
-    x = torch.randn(2, 48, 32)
+    x = torch.randn(2, 48, 32, device=DEV)
     torch.testing.assert_close(tri(x), fast(x), rtol=1e-4, atol=1e-5)
     q, eq, kc, zk, zv = (t.detach() for t in fast.attention_inputs(x))
     torch.testing.assert_close(
@@ -82,6 +82,7 @@ def test_triton_refuses_what_it_does_not_cover() -> None:
         dispatcher_attention_triton(q, eq, q, q, q, extra_k=extra, extra_v=extra, chunk=16)
 
 
+@pytest.mark.skipif(DEV == "cuda", reason="the refusal concerns CPU tensors")
 def test_triton_needs_cuda_outside_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     q = torch.randn(1, 1, 32, 16)
@@ -89,35 +90,24 @@ def test_triton_needs_cuda_outside_the_interpreter(monkeypatch: pytest.MonkeyPat
         dispatcher_attention_triton(q, torch.randn(1, 16, 16), q, q, q, chunk=16)
 
 
-_AOT = """
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-import shortlist.ops.dispatcher_triton as m
-inputs = {n: "*bf16" for n in ("q", "zk", "zv")} | {n: "*fp32" for n in ("u", "sk", "sv", "sd")}
-shape = {"L": "i32", "NCH": "i32", "C": "constexpr", "D": "constexpr", "K": "constexpr"}
-grads = {n: "*fp32" for n in ("dq", "dzk", "dzv", "du", "dsk", "dsv", "dsd")}
-for fn, sig in ((m._fwd_kernel, inputs | {"y": "*fp32"} | shape),
-                (m._bwd_kernel, inputs | {"dy": "*bf16"} | grads | shape)):
-    src = ASTSource(fn=fn, signature=sig, constexprs={"C": 64, "D": 64, "K": 16})
-    k = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-    print(fn.__name__, k.metadata.shared)
-"""
-
-
 def test_kernels_compile_for_hopper_without_a_gpu() -> None:
     """The interpreter accepts what compiled Triton refuses (a plain global, say): compile both
-    kernels ahead of time for sm_90 (bf16 inputs, C = d = 64, k = 16) in a process without it."""
+    kernels ahead of time for sm_90 (bf16 inputs, C = d = 64, k = 16) in a process without it,
+    through ``benchmarks/triton_dispatch_resources.py``."""
+    import json
     import subprocess
     import sys
+    from pathlib import Path
 
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "triton_dispatch_resources.py"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     out = subprocess.run(
-        [sys.executable, "-c", _AOT], capture_output=True, text=True, env=env, timeout=300
-    )
+        [sys.executable, str(script), "--chunks", "64", "--dry-run"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
     if out.returncode and "ptxas" in out.stderr.lower():
         pytest.skip(f"no ptxas for an ahead-of-time compile: {out.stderr.strip()[-200:]}")
     assert out.returncode == 0, out.stderr[-2000:]
-    shared = dict(line.split() for line in out.stdout.strip().splitlines())
-    assert set(shared) == {"_fwd_kernel", "_bwd_kernel"}
-    assert all(0 < int(v) <= 227 * 1024 for v in shared.values())  # fits an H100/H200 SM
+    rows = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {r["model"] for r in rows} == {"_fwd_kernel", "_bwd_kernel"}
+    assert all(0 < r["metrics"]["shared_bytes"] <= 227 * 1024 for r in rows)  # fits an H200 SM

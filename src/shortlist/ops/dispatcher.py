@@ -188,6 +188,73 @@ def dispatcher_attention_reference(
     return (y * valid[:, None, :, None]).to(q.dtype)
 
 
+@dataclass(frozen=True)
+class ChunkStates:
+    """What the chunked algorithms share: the inputs cut into n chunks of C (front-padded with
+    invalid positions to n C) and the state before each chunk.
+
+    q, zk, zv: (B, H, n, C, d) in :func:`matmul_dtype`. u: (B, H, n, C, k) float32, u = exp(s - T),
+    0 at padding. sk, sv: (B, H, n, k, d) float32, sums of u zk / u zv over all earlier chunks;
+    sd: (B, H, n, k) float32, sums of u. pad: positions added in front.
+    """
+
+    q: torch.Tensor
+    zk: torch.Tensor
+    zv: torch.Tensor
+    u: torch.Tensor
+    sk: torch.Tensor
+    sv: torch.Tensor
+    sd: torch.Tensor
+    pad: int
+
+    def cut(self, x: torch.Tensor) -> torch.Tensor:
+        """Another (B, H, L, *) tensor cut the same way -> (B, H, n, C, *)."""
+        return _cut(x, self.pad, *self.q.shape[2:4])
+
+
+def _cut(x: torch.Tensor, pad: int, n: int, C: int) -> torch.Tensor:
+    """(B, H, L, *) -> (B, H, n, C, *), ``pad`` invalid positions added in front (n C = L + pad)."""
+    x = F.pad(x, (0, 0) * (x.ndim - 3) + (pad, 0)) if pad else x
+    return x.reshape(*x.shape[:2], n, C, *x.shape[3:])
+
+
+def chunk_states(
+    q: torch.Tensor,
+    expert_q: torch.Tensor,
+    kc: torch.Tensor,
+    zk: torch.Tensor,
+    zv: torch.Tensor,
+    valid: torch.Tensor,
+    logit_bound: float,
+    chunk: int,
+    whole_chunk: bool = False,
+) -> ChunkStates:
+    """Cut (B, H, L, d) inputs into chunks and compute the exclusive prefix states (the chunked
+    path's first half, shared by ``ops/dispatcher_triton.py``); ``valid`` (B, L) bool. Chunks are
+    ``min(chunk, L)`` long, or ``chunk`` with ``whole_chunk`` (fixed-size kernel tiles)."""
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be an int >= 1. Got {chunk!r} instead.")
+    L = q.shape[2]
+    C = chunk if whole_chunk else (min(chunk, L) if L > 0 else 1)
+    n = -(-L // C)
+    pad = n * C - L
+    s = _compress_logits(expert_q, kc, logit_bound)  # (B, H, L, k)
+    u = torch.exp(s - logit_bound) * valid[:, None, :, None]  # (B, H, L, k), 0 at padding
+    cd = matmul_dtype(q.dtype)
+    uc32 = _cut(u, pad, n, C)  # (B, H, n, C, k), float32
+    zkc, zvc = _cut(zk.to(cd), pad, n, C), _cut(zv.to(cd), pad, n, C)  # (B, H, n, C, d)
+    ut = uc32.to(cd).transpose(-1, -2)  # (B, H, n, k, C)
+
+    def before(x: torch.Tensor) -> torch.Tensor:  # exclusive prefix over the chunk axis (2)
+        return F.pad(x.cumsum(2), (0, 0) * (x.ndim - 3) + (1, 0))[:, :, :n]
+
+    return ChunkStates(
+        q=_cut(q.to(cd), pad, n, C), zk=zkc, zv=zvc, u=uc32,
+        sk=before((ut @ zkc).float()), sv=before((ut @ zvc).float()), sd=before(uc32.sum(3)),
+        pad=pad,
+    )  # fmt: skip
+
+
 def dispatcher_attention_chunked(
     q: torch.Tensor,
     expert_q: torch.Tensor,
@@ -211,30 +278,14 @@ def dispatcher_attention_chunked(
     Left padding of L to n C uses invalid positions, so any padding side is handled.
     """
     _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound)
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk must be an int >= 1. Got {chunk!r} instead.")
-    B, H, L, d = q.shape
     if valid is None:
-        valid = torch.ones(B, L, dtype=torch.bool, device=q.device)
-    C = min(chunk, L) if L > 0 else 1
-    n = -(-L // C)
-    pad = n * C - L
-    s = _compress_logits(expert_q, kc, logit_bound)  # (B, H, L, k)
-    u = torch.exp(s - logit_bound) * valid[:, None, :, None]  # (B, H, L, k), 0 at padding
-
-    def chunks(x: torch.Tensor) -> torch.Tensor:  # (B, H, L, *) -> (B, H, n, C, *)
-        x = F.pad(x, (0, 0) * (x.ndim - 3) + (pad, 0)) if pad else x
-        return x.reshape(B, H, n, C, *x.shape[3:])
-
-    cd = matmul_dtype(q.dtype)
-    uc32 = chunks(u)  # (B, H, n, C, k), float32
+        valid = torch.ones(q.shape[0], q.shape[2], dtype=torch.bool, device=q.device)
+    ch = chunk_states(q, expert_q, kc, zk, zv, valid, logit_bound, chunk)
+    B, H, n, C, d = ch.q.shape
+    qc, zkc, zvc, uc32, sk, sv, sd = ch.q, ch.zk, ch.zv, ch.u, ch.sk, ch.sv, ch.sd
+    cd = qc.dtype
     uc = uc32.to(cd)
-    qc, zkc, zvc = chunks(q.to(cd)), chunks(zk.to(cd)), chunks(zv.to(cd))  # (B, H, n, C, d)
     ut = uc.transpose(-1, -2)  # (B, H, n, k, C)
-    # Exclusive prefix over chunks of the per-chunk sums: the state before each chunk (float32).
-    sk = F.pad((ut @ zkc).float().cumsum(2), (0, 0, 0, 0, 1, 0))[:, :, :n]  # (B, H, n, k, d)
-    sv = F.pad((ut @ zvc).float().cumsum(2), (0, 0, 0, 0, 1, 0))[:, :, :n]  # (B, H, n, k, d)
-    sd = F.pad(uc32.sum(3).cumsum(2), (0, 0, 1, 0))[:, :, :n]  # (B, H, n, k)
     mask = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()  # [t, j]: j <= t
     qk = (qc @ zkc.transpose(-1, -2)).masked_fill(~mask, 0.0)  # (B, H, n, C, C)
     # sum_j u_je q_t.zk_j: (B, H, n, C, k)
@@ -243,13 +294,13 @@ def dispatcher_attention_chunked(
     den = den.clamp_min(torch.finfo(torch.float32).tiny)  # only padding rows can be 0
     extra_logits = None
     if extra_k is not None:
-        extra_logits = (qc.float()[..., None, :] * chunks(extra_k.float())).sum(-1)
+        extra_logits = (qc.float()[..., None, :] * ch.cut(extra_k.float())).sum(-1)
     p, pe = _dispatch(num / den, extra_logits)  # (B, H, n, C, k), (B, H, n, C, m)
     r = (p / den).to(cd)  # (B, H, n, C, k)
     y = (r @ sv.to(cd)).float() + ((r @ ut).masked_fill(~mask, 0.0) @ zvc).float()  # (B,H,n,C,d)
     if pe is not None and extra_v is not None:
-        y = y + (pe[..., None] * chunks(extra_v.float())).sum(-2)
-    y = y.reshape(B, H, n * C, d)[:, :, pad:]  # (B, H, L, d)
+        y = y + (pe[..., None] * ch.cut(extra_v.float())).sum(-2)
+    y = y.reshape(B, H, n * C, d)[:, :, ch.pad :]  # (B, H, L, d)
     return (y * valid[:, None, :, None]).to(q.dtype)
 
 

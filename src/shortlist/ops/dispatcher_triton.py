@@ -5,9 +5,10 @@ each written to memory and read back, forward and again in autograd's backward; 
 work, not the attention's arithmetic, bounds ELASTIC's step (docs/long_sequences.md, "A fused
 dispatch kernel"). Here the per-chunk work is one program per (batch x head, chunk):
 
-- PyTorch computes what is small: the clamped compress logits and u = exp(s - T) (B, H, L, k), and
-  the states before each chunk, S_K, S_V (B, H, n, k, d) and S_D (B, H, n, k), as exclusive prefix
-  sums of per-chunk sums (so autograd carries their gradients back to earlier chunks);
+- PyTorch computes what is small, with the chunked path's own code (``ops/dispatcher.chunk_states``):
+  the clamped compress logits and u = exp(s - T) (B, H, L, k), and the states before each chunk,
+  S_K, S_V (B, H, n, k, d) and S_D (B, H, n, k), as exclusive prefix sums of per-chunk sums (so
+  autograd carries their gradients back to earlier chunks);
 - :class:`_ChunkDispatch` runs the rest inside a chunk, forward and backward, in float32, from
   (q, zk, zv, u, S_K, S_V, S_D); its backward is the one written out and tested against autograd
   in ``tests/test_dispatcher_backward_math.py``.
@@ -22,9 +23,8 @@ from __future__ import annotations
 import os
 
 import torch
-import torch.nn.functional as F
 
-from shortlist.ops.dispatcher import _check_inputs, _compress_logits
+from shortlist.ops.dispatcher import _check_inputs, chunk_states
 
 try:  # an optional dependency: ships with CUDA builds of torch, `pip install triton` elsewhere
     import triton
@@ -169,11 +169,6 @@ class _ChunkDispatch(torch.autograd.Function):
         return dq.to(q.dtype), dzk.to(zk.dtype), dzv.to(zv.dtype), du, dsk, dsv, dsd, None
 
 
-def _exclusive_chunks(x: torch.Tensor) -> torch.Tensor:
-    """Exclusive prefix sum over the chunk axis (dim 2): the state before each chunk."""
-    return F.pad(x.cumsum(2), (0, 0) * (x.ndim - 3) + (1, 0))[:, :, :-1]
-
-
 def check_triton_shapes(head_dim: int, experts: int, chunk: int) -> None:
     """The kernels tile whole chunks with ``tl.dot``: C, d and k powers of 2 >= 16."""
     for name, value in (("chunk", chunk), ("head width", head_dim), ("experts", experts)):
@@ -213,25 +208,13 @@ def dispatcher_attention_triton(
     check_triton_shapes(d, expert_q.shape[-2], chunk)
     if valid is None:
         valid = torch.ones(B, L, dtype=torch.bool, device=q.device)
-    s = _compress_logits(expert_q, kc, logit_bound)  # (B, H, L, k) float32
-    u = torch.exp(s - logit_bound) * valid[:, None, :, None]
-    n = -(-L // chunk)
-    pad = n * chunk - L  # in front: invalid positions, u = 0 there (as the chunked path)
+    ch = chunk_states(q, expert_q, kc, zk, zv, valid, logit_bound, chunk, whole_chunk=True)
 
-    def front(x: torch.Tensor) -> torch.Tensor:
-        return (F.pad(x, (0, 0, pad, 0)) if pad else x).contiguous()
+    def flat(x: torch.Tensor) -> torch.Tensor:  # (B, H, n, C, *) -> contiguous (B, H, n C, *)
+        return x.reshape(B, H, -1, x.shape[-1]).contiguous()
 
-    qp, zkp, zvp, up = front(q), front(zk), front(zv), front(u)
-    uc = up.reshape(B, H, n, chunk, -1)
-    sk = _exclusive_chunks(
-        torch.einsum("bhncK,bhncd->bhnKd", uc, zkp.float().reshape(B, H, n, chunk, d))
-    )
-    sv = _exclusive_chunks(
-        torch.einsum("bhncK,bhncd->bhnKd", uc, zvp.float().reshape(B, H, n, chunk, d))
-    )
-    sd = _exclusive_chunks(uc.sum(3))
     y = _ChunkDispatch.apply(
-        qp, zkp, zvp, up, sk.contiguous(), sv.contiguous(), sd.contiguous(), chunk
-    )
-    y = y[:, :, pad:]
-    return (y * valid[:, None, :, None]).to(q.dtype)
+        flat(ch.q), flat(ch.zk), flat(ch.zv), flat(ch.u),
+        ch.sk.contiguous(), ch.sv.contiguous(), ch.sd.contiguous(), chunk,
+    )  # fmt: skip
+    return (y[:, :, ch.pad :] * valid[:, None, :, None]).to(q.dtype)
