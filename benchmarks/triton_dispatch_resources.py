@@ -30,15 +30,24 @@ def compile_kernels(chunk: int, head_dim: int, experts: int, arch: int) -> dict[
     import shortlist.ops.dispatcher_triton as kernels
 
     inputs = {n: "*bf16" for n in ("q", "zk", "zv")} | {n: "*fp32" for n in ("u", "sk", "sv", "sd")}
-    shape = {"L": "i32", "NCH": "i32", "C": "constexpr", "D": "constexpr", "K": "constexpr"}
+    shape = {
+        "L": "i32",
+        "NCH": "i32",
+        "C": "constexpr",
+        "D": "constexpr",
+        "K": "constexpr",
+        "PREC": "constexpr",
+    }
     grads = {n: "*fp32" for n in ("dq", "dzk", "dzv", "du", "dsk", "dsv", "dsd")}
     shared = {}
     for fn, signature in (
         (kernels._fwd_kernel, inputs | {"y": "*fp32"} | shape),
-        (kernels._bwd_kernel, inputs | {"dy": "*bf16"} | grads | shape),
+        (kernels._bwd_kernel, inputs | {"dy": "*fp32"} | grads | shape),
     ):
         source = ASTSource(
-            fn=fn, signature=signature, constexprs={"C": chunk, "D": head_dim, "K": experts}
+            fn=fn,
+            signature=signature,
+            constexprs={"C": chunk, "D": head_dim, "K": experts, "PREC": "tf32"},  # bf16 inputs
         )
         compiled = triton.compile(
             source, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4}

@@ -111,3 +111,41 @@ def test_kernels_compile_for_hopper_without_a_gpu() -> None:
     rows = json.loads(out.stdout.strip().splitlines()[-1])
     assert {r["model"] for r in rows} == {"_fwd_kernel", "_bwd_kernel"}
     assert all(0 < r["metrics"]["shared_bytes"] <= 227 * 1024 for r in rows)  # fits an H200 SM
+
+
+def test_dot_precision_follows_the_inputs_and_torch_setting() -> None:
+    from shortlist.ops.dispatcher_triton import _dot_precision
+
+    assert _dot_precision(torch.float32) == "ieee"  # torch's default "highest"
+    assert _dot_precision(torch.bfloat16) == "tf32"
+    old = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")
+        assert _dot_precision(torch.float32) == "tf32"
+    finally:
+        torch.set_float32_matmul_precision(old)
+
+
+@pytest.mark.skipif(DEV != "cuda", reason="the benchmark's shapes are for the compiled kernels")
+@pytest.mark.parametrize("chunk", [64, 128])
+def test_triton_matches_at_the_benchmark_shape_on_cuda(chunk: int) -> None:
+    """The speed table's sublayer (d = 256, 4 heads of 64, 16 experts), L = 4096 with ragged
+    padding: float32 exactly (ieee dots), bfloat16 inputs within the chunked path's own bf16
+    error against float32."""
+    torch.manual_seed(0)
+    B, H, L, d, k, bound = 2, 4, 4096, 64, 16, 16.0
+    leaves = [torch.randn(B, H, L, d, device=DEV) * 0.3 for _ in range(4)]
+    eq = torch.randn(H, k, d, device=DEV) * 0.3
+    valid = torch.ones(B, L, dtype=torch.bool, device=DEV)
+    valid[1, :1000] = False
+    y_ref, g_ref = _run(dispatcher_attention_chunked, leaves, eq, valid, bound, chunk)
+    y, g = _run(dispatcher_attention_triton, leaves, eq, valid, bound, chunk)
+    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-4)
+    for name, got, want in zip(("q", "kc", "zk", "zv", "expert_q"), g, g_ref, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3, msg=name)
+    bf = [t.bfloat16() for t in leaves]
+    y_tb, _ = _run(dispatcher_attention_triton, bf, eq.bfloat16(), valid, bound, chunk)
+    y_cb, _ = _run(dispatcher_attention_chunked, bf, eq.bfloat16(), valid, bound, chunk)
+    err_t = (y_tb.float() - y_ref).abs().max().item()
+    err_c = (y_cb.float() - y_ref).abs().max().item()
+    assert err_t <= 2 * err_c + 1e-3, (err_t, err_c)

@@ -44,6 +44,10 @@ if triton is not None:
     _TINY = tl.constexpr(TINY)
 
     @triton.jit
+    def _mm(a, b, PREC: tl.constexpr):  # tl.dot at the precision chosen by _dot_precision
+        return tl.dot(a, b, input_precision=PREC)
+
+    @triton.jit
     def _load_chunk(q, zk, zv, u, sk, sv, sd, row, st, D: tl.constexpr, K: tl.constexpr):
         dd = tl.arange(0, D)
         e = tl.arange(0, K)
@@ -57,9 +61,9 @@ if triton is not None:
         return qb, zkb, zvb, ub, skb, svb, sdb
 
     @triton.jit
-    def _chunk_forward(qb, zkb, ub, skb, sdb, causal):
-        a_qz = tl.where(causal, tl.dot(qb, tl.trans(zkb)), 0.0)  # (C, C): q_t . zk_j, j <= t
-        num = tl.dot(qb, tl.trans(skb)) + tl.dot(a_qz, ub)  # (C, K)
+    def _chunk_forward(qb, zkb, ub, skb, sdb, causal, PREC: tl.constexpr):
+        a_qz = tl.where(causal, _mm(qb, tl.trans(zkb), PREC), 0.0)  # (C, C): q_t . zk_j, j <= t
+        num = _mm(qb, tl.trans(skb), PREC) + _mm(a_qz, ub, PREC)  # (C, K)
         den = tl.maximum(sdb[None, :] + tl.cumsum(ub, 0), _TINY)
         a = num / den
         ex = tl.exp(a - tl.max(a, 1)[:, None])
@@ -68,7 +72,7 @@ if triton is not None:
 
     @triton.jit
     def _fwd_kernel(q, zk, zv, u, sk, sv, sd, y, L, NCH,
-                    C: tl.constexpr, D: tl.constexpr, K: tl.constexpr):  # fmt: skip
+                    C: tl.constexpr, D: tl.constexpr, K: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
         bh = tl.program_id(0)
         c = tl.program_id(1)
         t = tl.arange(0, C)
@@ -77,14 +81,14 @@ if triton is not None:
             q, zk, zv, u, sk, sv, sd, row, bh * NCH + c, D, K
         )
         causal = t[:, None] >= t[None, :]
-        _, _, _, _, r = _chunk_forward(qb, zkb, ub, skb, sdb, causal)
-        w = tl.where(causal, tl.dot(r, tl.trans(ub)), 0.0)  # sum_e r_te u_je
-        yb = tl.dot(r, svb) + tl.dot(w, zvb)
+        _, _, _, _, r = _chunk_forward(qb, zkb, ub, skb, sdb, causal, PREC)
+        w = tl.where(causal, _mm(r, tl.trans(ub), PREC), 0.0)  # sum_e r_te u_je
+        yb = _mm(r, svb, PREC) + _mm(w, zvb, PREC)
         tl.store(y + row[:, None] * D + tl.arange(0, D)[None, :], yb)
 
     @triton.jit
     def _bwd_kernel(q, zk, zv, u, sk, sv, sd, dy, dq, dzk, dzv, du, dsk, dsv, dsd, L, NCH,
-                    C: tl.constexpr, D: tl.constexpr, K: tl.constexpr):  # fmt: skip
+                    C: tl.constexpr, D: tl.constexpr, K: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
         bh = tl.program_id(0)
         c = tl.program_id(1)
         t = tl.arange(0, C)
@@ -95,27 +99,27 @@ if triton is not None:
         qb, zkb, zvb, ub, skb, svb, sdb = _load_chunk(q, zk, zv, u, sk, sv, sd, row, st, D, K)
         dyb = tl.load(dy + row[:, None] * D + dd[None, :]).to(tl.float32)
         causal = t[:, None] >= t[None, :]
-        a_qz, num, den, p, r = _chunk_forward(qb, zkb, ub, skb, sdb, causal)
-        w = tl.where(causal, tl.dot(r, tl.trans(ub)), 0.0)
+        a_qz, num, den, p, r = _chunk_forward(qb, zkb, ub, skb, sdb, causal, PREC)
+        w = tl.where(causal, _mm(r, tl.trans(ub), PREC), 0.0)
         # y = r S_V + tril(r u^T) zv
-        g = tl.where(causal, tl.dot(dyb, tl.trans(zvb)), 0.0)  # dy_t . zv_j
-        dr = tl.dot(dyb, tl.trans(svb)) + tl.dot(g, ub)
-        dsv_b = tl.dot(tl.trans(r), dyb)
-        dzv_b = tl.dot(tl.trans(w), dyb)
-        du_b = tl.dot(tl.trans(g), r)
+        g = tl.where(causal, _mm(dyb, tl.trans(zvb), PREC), 0.0)  # dy_t . zv_j
+        dr = _mm(dyb, tl.trans(svb), PREC) + _mm(g, ub, PREC)
+        dsv_b = _mm(tl.trans(r), dyb, PREC)
+        dzv_b = _mm(tl.trans(w), dyb, PREC)
+        du_b = _mm(tl.trans(g), r, PREC)
         # r = p / den, p = softmax(num / den)
         dp = dr / den
         da = p * (dp - tl.sum(p * dp, 1)[:, None])
         dnum = da / den
         dden = -((dr * p + da * num) / den) / den  # den * den underflows at padding (den = _TINY)
         # num = q S_K + tril(q zk^T) u, den = S_D + cumsum(u)
-        v = tl.where(causal, tl.dot(dnum, tl.trans(ub)), 0.0)  # sum_e dnum_te u_je
-        dq_b = tl.dot(dnum, skb) + tl.dot(v, zkb)
-        dsk_b = tl.dot(tl.trans(dnum), qb)
-        dzk_b = tl.dot(tl.trans(v), qb)
+        v = tl.where(causal, _mm(dnum, tl.trans(ub), PREC), 0.0)  # sum_e dnum_te u_je
+        dq_b = _mm(dnum, skb, PREC) + _mm(v, zkb, PREC)
+        dsk_b = _mm(tl.trans(dnum), qb, PREC)
+        dzk_b = _mm(tl.trans(v), qb, PREC)
         # sum over t >= j of dden_t: the chunk's total minus the inclusive prefix before j
         rev = tl.sum(dden, 0)[None, :] - tl.cumsum(dden, 0) + dden
-        du_b += tl.dot(tl.trans(a_qz), dnum) + rev
+        du_b += _mm(tl.trans(a_qz), dnum, PREC) + rev
         tl.store(dq + row[:, None] * D + dd[None, :], dq_b)
         tl.store(dzk + row[:, None] * D + dd[None, :], dzk_b)
         tl.store(dzv + row[:, None] * D + dd[None, :], dzv_b)
@@ -123,6 +127,14 @@ if triton is not None:
         tl.store(dsk + st * K * D + e[:, None] * D + dd[None, :], dsk_b)
         tl.store(dsv + st * K * D + e[:, None] * D + dd[None, :], dsv_b)
         tl.store(dsd + st * K + e, tl.sum(dden, 0))
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    """The kernels' ``tl.dot`` precision: exact float32 ("ieee") for float32/64 inputs while torch's
+    float32 matmul precision is "highest" (its default, which the chunked path then follows), else
+    TF32, which keeps more than the 8 mantissa bits of bfloat16 inputs."""
+    exact = dtype in (torch.float32, torch.float64)
+    return "ieee" if exact and torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
 class _ChunkDispatch(torch.autograd.Function):
@@ -144,7 +156,8 @@ class _ChunkDispatch(torch.autograd.Function):
         B, H, L, D = q.shape
         K, n = u.shape[-1], L // chunk
         y = torch.empty(B, H, L, D, device=q.device, dtype=torch.float32)
-        _fwd_kernel[(B * H, n)](q, zk, zv, u, sk, sv, sd, y, L, n, chunk, D, K)
+        prec = _dot_precision(q.dtype)
+        _fwd_kernel[(B * H, n)](q, zk, zv, u, sk, sv, sd, y, L, n, chunk, D, K, prec)
         ctx.save_for_backward(q, zk, zv, u, sk, sv, sd)
         ctx.chunk = chunk  # type: ignore[attr-defined]
         return y
@@ -164,7 +177,7 @@ class _ChunkDispatch(torch.autograd.Function):
         dsd = torch.empty(B, H, n, K, **f32)
         _bwd_kernel[(B * H, n)](
             q, zk, zv, u, sk, sv, sd, dy.contiguous(), dq, dzk, dzv, du, dsk, dsv, dsd,
-            L, n, chunk, D, K,
+            L, n, chunk, D, K, _dot_precision(q.dtype),
         )  # fmt: skip
         return dq.to(q.dtype), dzk.to(zk.dtype), dzv.to(zv.dtype), du, dsk, dsv, dsd, None
 
