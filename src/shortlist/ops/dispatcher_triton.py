@@ -32,7 +32,10 @@ try:  # an optional dependency: ships with CUDA builds of torch, `pip install tr
 except ImportError:  # pragma: no cover - exercised where triton is absent
     triton = None  # type: ignore[assignment]
 
-TINY = 1.17549435e-38  # float32's smallest normal: only padding rows have a zero denominator
+# float32's smallest normal, exactly: only padding rows have a zero denominator. Triton types a
+# Python float constant float32 only inside float32's normal range, so a rounded 1.17549435e-38
+# would be float64 and turn every product with it into a float64 tl.dot operand (Triton 3.6).
+TINY = 2.0**-126
 
 
 def _interpreting() -> bool:
