@@ -14,7 +14,7 @@ pack() { cp benchmarks/results/longseq_speed_triton_c*.json runs/triton/ 2>/dev/
   tar czf "$OUT/triton.tgz" runs/triton; }
 timeout "${TEST_S:-240}" python3 -m pytest -v -p no:cacheprovider -o addopts="" \
   tests/test_dispatcher_triton.py > runs/triton/tests.log 2>&1
-echo "tests rc $?"; grep -E "PASS|FAIL|SKIP|Error" runs/triton/tests.log | cut -c 1-160 | tail -20 runs/triton/tests.log
+echo "tests rc $?"; grep -E "PASS|FAIL|SKIP|Error" runs/triton/tests.log | cut -c 1-160 | tail -20
 pack
 for c in ${CHUNKS:-64 128}; do
   timeout "${SPEED_S:-150}" python3 benchmarks/longseq_speed.py --device cuda --name "longseq_speed_triton_c$c" \
