@@ -21,7 +21,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from longseq_speed import METHODS, add_sublayer_args, make_step
+from longseq_speed import METHODS, OPT_IN, add_sublayer_args, make_step
 
 log = logging.getLogger("benchmarks.longseq_profile")
 
@@ -55,7 +55,7 @@ def profile_layer(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--method", choices=METHODS, default="ksa")
+    p.add_argument("--method", choices=METHODS + OPT_IN, default="ksa")
     p.add_argument("--length", type=int, default=16384, help="L, events per sequence")
     p.add_argument("--tokens", type=int, default=65536, help="tokens per batch (B = tokens / L)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

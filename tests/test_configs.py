@@ -116,3 +116,32 @@ def test_sequential_run_is_reproducible_from_its_seed(tmp_path: Path) -> None:
         metrics.append(run_experiment(cfg).valid)
     assert metrics[0] == metrics[1]
     assert metrics[0] != metrics[2]
+
+
+@pytest.mark.parametrize("family", ["sasrec", "hstu"])
+def test_frozen_beauty_configs_are_the_chosen_sweep_config_with_its_figures(family: str) -> None:
+    """configs/amazon-beauty/<family>.yaml is the sweep config seqrec_beauty.json chose, and its
+    header's "Reaches" figures are that result's test means (rounded to 4 places), not typed."""
+    import json
+    import re
+
+    result = json.loads((ROOT / "benchmarks" / "results" / "seqrec_beauty.json").read_text())
+    (row,) = [
+        r for r in result["rows"]
+        if r["model"] == f"shortlist {family}" and r["variant"].startswith("mean of")
+    ]  # fmt: skip
+    chosen = re.search(r"config (\S+), chosen", row["variant"]).group(1)  # type: ignore[union-attr]
+    frozen = (ROOT / "configs" / "amazon-beauty" / f"{family}.yaml").read_text()
+    sweep = (ROOT / "configs" / "amazon-beauty" / "sweep" / f"{chosen}.yaml").read_text()
+
+    def body(text: str) -> dict:  # type: ignore[type-arg]
+        cfg = yaml.safe_load(text)
+        return {k: v for k, v in cfg.items() if k != "name"}
+
+    assert body(frozen) == body(sweep), f"{family}.yaml is not the chosen sweep config {chosen}"
+    assert f"sweep config {chosen} " in frozen
+    reaches = re.search(r"Reaches \(.*\): (.*)", frozen).group(1)  # type: ignore[union-attr]
+    figures = dict(re.findall(r"(recall@\d+|ndcg@\d+) (\d\.\d{4})", reaches))
+    assert set(figures) == {"recall@5", "ndcg@5", "recall@10", "ndcg@10"}
+    for metric, text in figures.items():
+        assert text == f"{row['metrics'][metric]:.4f}", (metric, text)
