@@ -32,6 +32,9 @@ and ``memory_vs_naive_ratio`` from the same run. A case that runs out of memory 
 ``--compile MODES`` adds rows ``<method>+compile(<mode>)`` timed in the same run: ``torch.compile``
 fuses the small ops around the attention kernel, and ``reduce-overhead`` also replays the step as a
 CUDA graph, removing the per-op launch cost that dominates KSA and ELASTIC at these sizes.
+``--compile step-graph`` (this script's own mode) compiles in the default mode and captures the
+whole step, forward and backward, as one CUDA graph (:func:`capture_step`): what is left is the
+GPU's time, without the host work between reduce-overhead's forward and backward graphs.
 
     python benchmarks/longseq_speed.py --device cuda                      # H200 -> longseq_speed.json
     python benchmarks/longseq_speed.py --device cuda --compile reduce-overhead --compile-lengths 4096,16384
@@ -62,6 +65,7 @@ log = logging.getLogger("benchmarks.longseq_speed")
 
 LENGTHS = [512, 2048, 4096, 8192, 16384, 32768, 65536]
 METHODS = ["ksa", "ksa-banded", "elastic", "sdpa", "naive"]
+STEP_GRAPH = "step-graph"  # a --compile mode of this script: compile "default" + one CUDA graph
 OPT_IN = ["elastic-triton"]  # timed only when named in --methods (CUDA: ops/dispatcher_triton.py)
 
 
@@ -189,8 +193,13 @@ def make_step(
         def fn(*t: torch.Tensor) -> tuple[torch.Tensor, ...]:
             return (layer(*t),)
 
+    if mode == STEP_GRAPH and device.type != "cuda":
+        raise ValueError(
+            f"--compile {STEP_GRAPH} captures the whole step in a CUDA graph: it needs --device "
+            f"cuda (got {args.device!r})."
+        )
     if mode != "eager":
-        fn = torch.compile(fn, mode=mode, dynamic=False)
+        fn = torch.compile(fn, mode="default" if mode == STEP_GRAPH else mode, dynamic=False)
     grads: list[torch.Tensor] = []  # the output gradients: fixed, random, made at the first step
 
     def step() -> None:
@@ -201,7 +210,31 @@ def make_step(
         for t in (*inputs, *params):
             t.grad = None
 
+    if mode == STEP_GRAPH:
+        return capture_step(step, args.warmup), B
     return step, B
+
+
+def capture_step(step: Callable[[], None], warmup: int) -> Callable[[], None]:
+    """``step`` (forward and backward) captured as one CUDA graph; returns its replay.
+
+    ``reduce-overhead`` replays the forward and the backward as two CUDA graphs, with the autograd
+    engine and the graph trees' bookkeeping on the host between them: at 16k a KSA or ELASTIC step
+    has about 1.5 ms of GPU work (``longseq_profile.py``, 2026-11-30) and the host, not the GPU,
+    then sets the pace. One graph for the whole step, as whole-iteration capture is used in
+    training, leaves the GPU's own time; SDPA's step, GPU-bound, is timed the same way. The
+    warm-up (compilation, autotuning, first allocations) runs on a side stream, as capture needs.
+    """
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(max(1, warmup)):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def time_case(
@@ -286,7 +319,7 @@ def _write(
             for k, v in res.items()
             if k in ("fwd_bwd_s", "peak_mib", "tokens_per_s", "warmup_s", "batch")
         }
-        if mode in ("reduce-overhead", "max-autotune"):  # the compile modes with CUDA graphs
+        if mode in ("reduce-overhead", "max-autotune", STEP_GRAPH):  # the modes with CUDA graphs
             # CUDA graphs allocate from a private pool before the timed step: no comparable peak
             metrics.pop("peak_mib", None)
         if res.get("oom"):
@@ -345,9 +378,9 @@ def _write(
         notes=f"dtype {'bf16' if args.device.startswith('cuda') else 'fp32'}; {config}. A step is"
         " the forward and the backward from fixed random output gradients (no loss)."
         + (
-            " Rows +compile(reduce-overhead) have no peak_mib: CUDA graphs allocate from a private"
-            " pool before the timed step."
-            if args.compile in ("reduce-overhead", "max-autotune")
+            " Rows +compile(reduce-overhead) and +compile(step-graph) have no peak_mib: CUDA"
+            " graphs allocate from a private pool before the timed step."
+            if {"reduce-overhead", "max-autotune", STEP_GRAPH} & set(args.compile.split(","))
             else ""
         ),
         extra={"config": config},
@@ -379,7 +412,8 @@ def main(argv: list[str] | None = None) -> None:
         "--compile",
         default="",
         help="comma-separated torch.compile modes timed besides eager, e.g. "
-        "'default,reduce-overhead' (rows named <method>+compile[(mode)])",
+        "'default,reduce-overhead' (rows named <method>+compile[(mode)]), or 'step-graph': "
+        "compiled (default mode) and the whole forward + backward captured as one CUDA graph",
     )
     p.add_argument(
         "--compile-lengths",

@@ -358,3 +358,73 @@ def test_best_tiles_takes_the_highest_ratio_over_files(tmp_path: Path) -> None:
     assert ksa_flex_tiles.best_tiles([str(a), str(b)]) == ("x", "tiles-of-x", 2.8)
     with pytest.raises(ValueError, match="No timed KSA row"):
         ksa_flex_tiles.best_tiles([str(result("c", {}))])
+
+
+def test_speed_step_graph_needs_cuda() -> None:
+    with pytest.raises(
+        ValueError, match=r"--compile step-graph captures the whole step.*--device cuda"
+    ):
+        longseq_speed.make_step("sdpa", 32, _speed_args(), "step-graph")
+
+
+def test_capture_step_warms_up_on_a_side_stream_then_captures_one_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The order CUDA graph capture needs, with torch.cuda's stream and graph objects recorded."""
+    import contextlib
+
+    events: list[str] = []
+
+    class Stream:
+        def wait_stream(self, other: object) -> None:
+            events.append(f"{self.name} waits")
+
+        name = "side"
+
+    class Current(Stream):
+        name = "current"
+
+    class Graph:
+        def replay(self) -> None:
+            events.append("replay")
+
+    @contextlib.contextmanager
+    def on(stream: Stream):  # type: ignore[no-untyped-def]
+        events.append(f"enter {stream.name}")
+        yield
+        events.append(f"leave {stream.name}")
+
+    @contextlib.contextmanager
+    def capture(graph: Graph):  # type: ignore[no-untyped-def]
+        events.append("capture")
+        yield
+        events.append("captured")
+
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", Current)
+    monkeypatch.setattr(torch.cuda, "stream", on)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", capture)
+    replay = longseq_speed.capture_step(lambda: events.append("step"), warmup=2)
+    assert events == [
+        "side waits", "enter side", "step", "step", "leave side", "current waits",
+        "capture", "step", "captured",
+    ]  # fmt: skip
+    replay()
+    assert events[-1] == "replay"
+
+
+def test_speed_graph_rows_have_no_peak_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    written: dict = {}
+    monkeypatch.setattr(
+        longseq_speed, "write_result", lambda name, rows, **kw: written.update(rows=rows, **kw)
+    )
+    res = {
+        ("sublayer", "sdpa", "step-graph", 64): {"fwd_bwd_s": 4.0, "peak_mib": 2.0},
+        ("sublayer", "ksa", "step-graph", 64): {"fwd_bwd_s": 1.0, "peak_mib": 1.0},
+    }
+    args = _speed_args(name="x", compile="default,step-graph", scopes="sublayer", op_lengths="")
+    longseq_speed._write(args, res)
+    rows = {r.model: r.metrics for r in written["rows"]}
+    assert rows["ksa+compile(step-graph)"] == {"fwd_bwd_s": 1.0, "speedup_vs_sdpa_ratio": 4.0}
+    assert "+compile(step-graph) have no peak_mib" in written["notes"]

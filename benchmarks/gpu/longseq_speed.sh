@@ -10,6 +10,8 @@
 # machine: other processes skew the timings. KSA_TILES: the KSA FlexAttention kernels' Triton tiles
 # ('key=value,...', shortlist.ops.ksa.parse_flex_tiles; default: Inductor's), or "auto": the fastest
 # of benchmarks/results/ksa_flex_tiles*.json (benchmarks/ksa_flex_tiles.py, gpu/flex_tiles.sh).
+# MODES: the compiled modes (default reduce-overhead; "reduce-overhead,step-graph" adds the rows with
+# the whole step captured as one CUDA graph, longseq_speed.capture_step).
 set -u
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 SHORTLIST_COMMIT="${SHORTLIST_COMMIT:-unknown}"
@@ -20,7 +22,7 @@ if [ "$KSA_TILES" = auto ]; then
   echo "KSA tiles: $KSA_TILES"
 fi
 timeout "${SPEED_S:-420}" python3 benchmarks/longseq_speed.py --device cuda --repeats 5 --warmup 3 \
-  --compile reduce-overhead --compile-lengths "${COMPILE_LENGTHS:-16384,65536}" \
+  --compile "${MODES:-reduce-overhead}" --compile-lengths "${COMPILE_LENGTHS:-16384,65536}" \
   --ksa-block "${KSA_BLOCK:-128}" --ksa-tiles "$KSA_TILES" --elastic-chunk "${ELASTIC_CHUNK:-128}" \
   --methods "${METHODS:-ksa,ksa-banded,elastic,sdpa,naive}" \
   --scopes "${SCOPES:-sublayer,op}" --op-lengths "${OP_LENGTHS:-16384}" > runs/speed.log 2>&1
