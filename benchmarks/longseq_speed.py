@@ -85,7 +85,7 @@ def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
     if method in ("elastic", "elastic-triton"):
         return DispatcherAttentionLayer(
             args.dim, args.heads, num_experts=args.experts,
-            chunk=getattr(args, "elastic_triton_chunk", 64) if method == "elastic-triton"
+            chunk=getattr(args, "elastic_triton_chunk", 32) if method == "elastic-triton"
             else args.elastic_chunk,
             impl="triton" if method == "elastic-triton" else "fast",
         )  # fmt: skip
@@ -139,9 +139,10 @@ def add_sublayer_args(p: argparse.ArgumentParser, tiles: bool = True) -> None:
     p.add_argument(
         "--elastic-triton-chunk",
         type=int,
-        default=64,
+        default=32,
         help="C of the opt-in elastic-triton method (shared memory per program grows with C: "
-        "benchmarks/triton_dispatch_resources.py)",
+        "benchmarks/triton_dispatch_resources.py; 32 timed faster than 64 at 16k on the H200, "
+        "longseq_speed_triton_c32.json and _c64.json)",
     )
 
 

@@ -58,7 +58,7 @@ def compile_kernels(chunk: int, head_dim: int, experts: int, arch: int) -> dict[
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--chunks", default="64,128", help="comma-separated chunk lengths C")
+    p.add_argument("--chunks", default="32,64,128", help="comma-separated chunk lengths C")
     p.add_argument("--head-dim", type=int, default=64)
     p.add_argument("--experts", type=int, default=16)
     p.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90 = sm_90")

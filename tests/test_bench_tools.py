@@ -428,3 +428,40 @@ def test_speed_graph_rows_have_no_peak_memory(monkeypatch: pytest.MonkeyPatch) -
     rows = {r.model: r.metrics for r in written["rows"]}
     assert rows["ksa+compile(step-graph)"] == {"fwd_bwd_s": 1.0, "speedup_vs_sdpa_ratio": 4.0}
     assert "+compile(step-graph) have no peak_mib" in written["notes"]
+
+
+def test_profile_summary_busy_time_is_the_union_of_intervals() -> None:
+    import profile_summary
+
+    assert profile_summary.busy_time([]) == 0.0
+    # [0, 4) and [2, 5) overlap -> 5; [7, 8) adds 1; [7.5, 7.8) is inside it
+    assert profile_summary.busy_time([(7, 8), (0, 4), (2, 5), (7.5, 7.8)]) == 6.0
+
+
+def test_profile_summary_per_step_figures_from_a_trace(tmp_path: Path) -> None:
+    import json
+
+    import profile_summary
+
+    events = [
+        {"cat": "cpu_op", "ts": 0.0, "dur": 50.0},
+        {"cat": "kernel", "ts": 100.0, "dur": 300.0},
+        {"cat": "kernel", "ts": 200.0, "dur": 300.0},  # overlaps: busy 400, kernel sum 600
+        {"cat": "gpu_memset", "ts": 900.0, "dur": 100.0},
+        {"cat": "ac2g", "ts": 5000.0, "dur": 0.0},  # neither host work nor GPU work
+    ]
+    (tmp_path / "ksa-L64-eager.trace.json").write_text(json.dumps({"traceEvents": events}))
+    (tmp_path / "ksa-L64-eager.txt").write_text("ksa L=64 B=1 D=8 H=2 eager, 2 steps, device cuda\n")
+    got = profile_summary.summarize(tmp_path / "ksa-L64-eager.trace.json")
+    assert got == pytest.approx(
+        {
+            "steps": 2.0,
+            "gpu_busy_ms_per_step": 0.25,  # 500 us / 2 steps
+            "gpu_kernel_ms_per_step": 0.35,
+            "span_ms_per_step": 0.5,  # 0 .. 1000 us
+            "gpu_idle_fraction": 0.5,
+        }
+    )
+    (tmp_path / "ksa-L64-eager.txt").write_text("no header\n")
+    with pytest.raises(ValueError, match=r"ksa-L64-eager.txt: no '<n> steps'"):
+        profile_summary.summarize(tmp_path / "ksa-L64-eager.trace.json")

@@ -149,3 +149,26 @@ def test_triton_matches_at_the_benchmark_shape_on_cuda(chunk: int) -> None:
     err_t = (y_tb.float() - y_ref).abs().max().item()
     err_c = (y_cb.float() - y_ref).abs().max().item()
     assert err_t <= 2 * err_c + 1e-3, (err_t, err_c)
+
+
+def test_a_chunk_too_large_for_the_gpu_is_an_error_naming_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Triton's out-of-resource error at launch (what C = 128 gives on an H200) names the chunk."""
+    import shortlist.ops.dispatcher_triton as dt
+    from triton.runtime.errors import OutOfResources
+
+    class TooLarge:
+        __name__ = "_fwd_kernel"
+
+        def __getitem__(self, grid: object):  # type: ignore[no-untyped-def]
+            def launch(*args: object) -> None:
+                raise OutOfResources(262144, 232448, "shared memory")
+
+            return launch
+
+    monkeypatch.setattr(dt, "_fwd_kernel", TooLarge())
+    q = torch.randn(1, 1, 32, 16, device=DEV)
+    with pytest.raises(ValueError, match=r"_fwd_kernel at chunk=16 does not fit this GPU.*"
+                       r"shared memory.*smaller chunk \(32 or 64\)"):  # fmt: skip
+        dispatcher_attention_triton(q, torch.randn(1, 16, 16, device=DEV), q, q, q, chunk=16)

@@ -140,6 +140,23 @@ def _dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if exact and torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
+def _launch(kernel: object, grid: tuple[int, int], chunk: int, *args: object) -> None:
+    """``kernel[grid](*args)``, with Triton's out-of-resource error turned into one that says
+    which setting to change (shared memory grows with the chunk: at d = 64 the backward kernel
+    needs 132 KiB at C = 64 and 256 KiB at C = 128, over an H100/H200 SM's 227 KiB;
+    ``benchmarks/triton_dispatch_resources.py``)."""
+    from triton.runtime.errors import OutOfResources
+
+    try:
+        kernel[grid](*args)  # type: ignore[index]
+    except OutOfResources as err:
+        name = getattr(kernel, "__name__", "the kernel")
+        raise ValueError(
+            f"impl='triton': {name} at chunk={chunk} does not fit this GPU ({err}). "
+            "Use a smaller chunk (32 or 64) or impl='fast'."
+        ) from err
+
+
 class _ChunkDispatch(torch.autograd.Function):
     """(q, zk, zv) (B, H, L, d), u (B, H, L, k), S_K, S_V (B, H, n, k, d), S_D (B, H, n, k), L = n C
     -> y (B, H, L, d) float32: the dispatch inside each chunk from the states before it."""
@@ -160,7 +177,9 @@ class _ChunkDispatch(torch.autograd.Function):
         K, n = u.shape[-1], L // chunk
         y = torch.empty(B, H, L, D, device=q.device, dtype=torch.float32)
         prec = _dot_precision(q.dtype)
-        _fwd_kernel[(B * H, n)](q, zk, zv, u, sk, sv, sd, y, L, n, chunk, D, K, prec)
+        _launch(
+            _fwd_kernel, (B * H, n), chunk, q, zk, zv, u, sk, sv, sd, y, L, n, chunk, D, K, prec
+        )
         ctx.save_for_backward(q, zk, zv, u, sk, sv, sd)
         ctx.chunk = chunk  # type: ignore[attr-defined]
         return y
@@ -178,7 +197,8 @@ class _ChunkDispatch(torch.autograd.Function):
         du = torch.empty(B, H, L, K, **f32)
         dsk, dsv = torch.empty(B, H, n, K, D, **f32), torch.empty(B, H, n, K, D, **f32)
         dsd = torch.empty(B, H, n, K, **f32)
-        _bwd_kernel[(B * H, n)](
+        _launch(
+            _bwd_kernel, (B * H, n), chunk,
             q, zk, zv, u, sk, sv, sd, dy.contiguous(), dq, dzk, dzv, du, dsk, dsv, dsd,
             L, n, chunk, D, K, _dot_precision(q.dtype),
         )  # fmt: skip
