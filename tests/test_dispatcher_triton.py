@@ -155,8 +155,9 @@ def test_a_chunk_too_large_for_the_gpu_is_an_error_naming_the_fix(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Triton's out-of-resource error at launch (what C = 128 gives on an H200) names the chunk."""
-    import shortlist.ops.dispatcher_triton as dt
     from triton.runtime.errors import OutOfResources
+
+    import shortlist.ops.dispatcher_triton as dt
 
     class TooLarge:
         __name__ = "_fwd_kernel"

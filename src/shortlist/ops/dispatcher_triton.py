@@ -14,8 +14,11 @@ dispatch kernel"). Here the per-chunk work is one program per (batch x head, chu
   in ``tests/test_dispatcher_backward_math.py``.
 
 Status: opt-in (``impl="triton"``), never chosen by ``"fast"``; checked against the chunked path
-under Triton's CPU interpreter (``TRITON_INTERPRET=1``, ``tests/test_dispatcher_triton.py``), not
-yet timed on a GPU. Limits: no extra (memory) tokens; C, d and k powers of 2 >= 16 (``tl.dot``).
+under Triton's CPU interpreter (``TRITON_INTERPRET=1``) and compiled on an H200
+(``tests/test_dispatcher_triton.py``). On the H200 at L = 16k it makes the eager step faster and
+the compiled step no faster than the compiled chunked path (docs/long_sequences.md). Limits: no
+extra (memory) tokens; C, d and k powers of 2 >= 16 (``tl.dot``); C <= 64 at d = 64 (shared
+memory, ``benchmarks/triton_dispatch_resources.py``).
 """
 
 from __future__ import annotations
