@@ -451,7 +451,9 @@ def test_profile_summary_per_step_figures_from_a_trace(tmp_path: Path) -> None:
         {"cat": "ac2g", "ts": 5000.0, "dur": 0.0},  # neither host work nor GPU work
     ]
     (tmp_path / "ksa-L64-eager.trace.json").write_text(json.dumps({"traceEvents": events}))
-    (tmp_path / "ksa-L64-eager.txt").write_text("ksa L=64 B=1 D=8 H=2 eager, 2 steps, device cuda\n")
+    (tmp_path / "ksa-L64-eager.txt").write_text(
+        "ksa L=64 B=1 D=8 H=2 eager, 2 steps, device cuda\n"
+    )
     got = profile_summary.summarize(tmp_path / "ksa-L64-eager.trace.json")
     assert got == pytest.approx(
         {
