@@ -221,7 +221,7 @@ def capture_step(step: Callable[[], None], warmup: int) -> Callable[[], None]:
 
     ``reduce-overhead`` replays the forward and the backward as two CUDA graphs, with the autograd
     engine and the graph trees' bookkeeping on the host between them: at 16k a KSA or ELASTIC step
-    has about 1.5 ms of GPU work (``longseq_profile.py``, 2026-11-30) and the host, not the GPU,
+    has about 1.5 ms of GPU work (``longseq_profile_16k.json``, 2026-11-30) and the host, not the GPU,
     then sets the pace. One graph for the whole step, as whole-iteration capture is used in
     training, leaves the GPU's own time; SDPA's step, GPU-bound, is timed the same way. The
     warm-up (compilation, autotuning, first allocations) runs on a side stream, as capture needs.

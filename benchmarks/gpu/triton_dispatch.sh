@@ -3,7 +3,7 @@
 # 4 minutes: (1) its tests compiled for the GPU (tests/test_dispatcher_triton.py, pytest carried as
 # wheels in .whl-test: `pip download pytest -d .whl-test`); (2) the 16k sublayer step, eager and
 # compiled (reduce-overhead), beside the chunked path (chunk 128) and SDPA in the same process, once
-# per Triton chunk in CHUNKS (default "64 128") -> benchmarks/results/longseq_speed_triton_c<C>.json.
+# per Triton chunk in CHUNKS (default "32 64"; 128 does not fit an H200 SM) -> benchmarks/results/longseq_speed_triton_c<C>.json.
 # Carry: .whl-test. Hands back $OUT/triton.tgz (results and logs).
 set -u
 cd "$(dirname "$0")/../.."
@@ -16,7 +16,7 @@ timeout "${TEST_S:-240}" python3 -m pytest -v -p no:cacheprovider -o addopts="" 
   tests/test_dispatcher_triton.py > runs/triton/tests.log 2>&1
 echo "tests rc $?"; grep -E "PASS|FAIL|SKIP|Error" runs/triton/tests.log | cut -c 1-160 | tail -20
 pack
-for c in ${CHUNKS:-64 128}; do
+for c in ${CHUNKS:-32 64}; do
   timeout "${SPEED_S:-150}" python3 benchmarks/longseq_speed.py --device cuda --name "longseq_speed_triton_c$c" \
     --lengths 16384 --methods elastic,elastic-triton,sdpa --compile reduce-overhead \
     --compile-lengths 16384 --elastic-chunk 128 --elastic-triton-chunk "$c" --repeats 10 --warmup 3 \
