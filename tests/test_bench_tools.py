@@ -467,3 +467,23 @@ def test_profile_summary_per_step_figures_from_a_trace(tmp_path: Path) -> None:
     (tmp_path / "ksa-L64-eager.txt").write_text("no header\n")
     with pytest.raises(ValueError, match=r"ksa-L64-eager.txt: no '<n> steps'"):
         profile_summary.summarize(tmp_path / "ksa-L64-eager.trace.json")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graph capture needs a GPU")
+def test_capture_step_replays_forward_and_backward_on_cuda() -> None:
+    """A captured step recomputes the gradient from new input values copied into its buffers."""
+    w = torch.randn(8, 4, device="cuda", requires_grad=True)
+    x = torch.randn(3, 8, device="cuda")
+    dy = torch.randn(3, 4, device="cuda")
+    out = torch.zeros(8, 4, device="cuda")
+
+    def step() -> None:
+        (x @ w).backward(dy)
+        out.copy_(w.grad)  # type: ignore[arg-type]
+        w.grad = None
+
+    replay = longseq_speed.capture_step(step, warmup=2)
+    x.copy_(torch.randn(3, 8, device="cuda"))
+    replay()
+    torch.cuda.synchronize()
+    torch.testing.assert_close(out, x.T @ dy)
