@@ -78,14 +78,14 @@ def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
         return KSAAttentionLayer(
             args.dim, args.heads, chunk=args.chunk, window=args.window,
             impl="banded" if method == "ksa-banded" else "fast",
-            flex_block=getattr(args, "ksa_block", 128),
-            flex_span=getattr(args, "ksa_span", FLEX_SPAN),
-            flex_tiles=getattr(args, "ksa_tiles", ""),
+            flex_block=args.ksa_block,
+            flex_span=args.ksa_span,
+            flex_tiles=args.ksa_tiles,
         )  # fmt: skip
     if method in ("elastic", "elastic-triton"):
         return DispatcherAttentionLayer(
             args.dim, args.heads, num_experts=args.experts,
-            chunk=getattr(args, "elastic_triton_chunk", 32) if method == "elastic-triton"
+            chunk=args.elastic_triton_chunk if method == "elastic-triton"
             else args.elastic_chunk,
             impl="triton" if method == "elastic-triton" else "fast",
         )  # fmt: skip

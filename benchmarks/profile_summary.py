@@ -80,7 +80,12 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for trace in traces:
         stem = trace.name.removesuffix(".trace.json")
-        method, length, mode = re.fullmatch(r"(.+)-L(\d+)-(.+)", stem).groups()  # type: ignore[union-attr]
+        named = re.fullmatch(r"(.+)-L(\d+)-(.+)", stem)
+        if named is None:
+            raise SystemExit(
+                f"{trace}: not named <method>-L<length>-<mode> as longseq_profile.py writes."
+            )
+        method, length, mode = named.groups()
         metrics = summarize(trace)
         log.info("%s %s", stem, {k: round(v, 3) for k, v in metrics.items()})
         rows.append(

@@ -32,6 +32,7 @@ from shortlist.ops.dispatcher import _check_inputs, chunk_states
 try:  # an optional dependency: ships with CUDA builds of torch, `pip install triton` elsewhere
     import triton
     import triton.language as tl
+    from triton.runtime.errors import OutOfResources
 except ImportError:  # pragma: no cover - exercised where triton is absent
     triton = None  # type: ignore[assignment]
 
@@ -148,8 +149,6 @@ def _launch(kernel: object, grid: tuple[int, int], chunk: int, *args: object) ->
     which setting to change (shared memory grows with the chunk: at d = 64 the backward kernel
     needs 132 KiB at C = 64 and 256 KiB at C = 128, over an H100/H200 SM's 227 KiB;
     ``benchmarks/triton_dispatch_resources.py``)."""
-    from triton.runtime.errors import OutOfResources
-
     try:
         kernel[grid](*args)  # type: ignore[index]
     except OutOfResources as err:
@@ -184,7 +183,7 @@ class _ChunkDispatch(torch.autograd.Function):
             _fwd_kernel, (B * H, n), chunk, q, zk, zv, u, sk, sv, sd, y, L, n, chunk, D, K, prec
         )
         ctx.save_for_backward(q, zk, zv, u, sk, sv, sd)
-        ctx.chunk = chunk  # type: ignore[attr-defined]
+        ctx.chunk, ctx.prec = chunk, prec  # type: ignore[attr-defined]
         return y
 
     @staticmethod
@@ -192,7 +191,7 @@ class _ChunkDispatch(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, dy: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         q, zk, zv, u, sk, sv, sd = ctx.saved_tensors  # type: ignore[attr-defined]
-        chunk = ctx.chunk  # type: ignore[attr-defined]
+        chunk, prec = ctx.chunk, ctx.prec  # type: ignore[attr-defined]  # the forward's precision
         B, H, L, D = q.shape
         K, n = u.shape[-1], L // chunk
         f32 = {"device": q.device, "dtype": torch.float32}
@@ -203,7 +202,7 @@ class _ChunkDispatch(torch.autograd.Function):
         _launch(
             _bwd_kernel, (B * H, n), chunk,
             q, zk, zv, u, sk, sv, sd, dy.contiguous(), dq, dzk, dzv, du, dsk, dsv, dsd,
-            L, n, chunk, D, K, _dot_precision(q.dtype),
+            L, n, chunk, D, K, prec,
         )  # fmt: skip
         return dq.to(q.dtype), dzk.to(zk.dtype), dzv.to(zv.dtype), du, dsk, dsv, dsd, None
 
