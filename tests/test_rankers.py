@@ -307,7 +307,9 @@ def test_can_fm_adds_deepfm_wide_part_over_the_main_embeddings() -> None:
             + torch.stack(pairs, -1).sum(-1)
         )
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(fm_interaction(e), torch.stack(pairs, -1).sum(-1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        fm_interaction(e), torch.stack(pairs, -1).sum(-1), rtol=1e-5, atol=1e-5
+    )
     plain = build_model("can", features=data.spec, embed_dim=8, hidden=[16])
     assert not hasattr(plain, "first_order")
 

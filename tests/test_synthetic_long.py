@@ -186,7 +186,9 @@ def test_planted_extra_adds_interests_and_keeps_the_first_one() -> None:
 
 
 def test_planted_extra_needs_a_topic_for_each_interest() -> None:
-    with pytest.raises(ValueError, match=r"planted_extra.*at most n_topics - topics_per_user - 1 = 6"):
+    with pytest.raises(
+        ValueError, match=r"planted_extra.*at most n_topics - topics_per_user - 1 = 6"
+    ):
         LongHistoryConfig(n_topics=10, topics_per_user=3, planted_extra=7)
 
 

@@ -8,21 +8,22 @@
 # five methods; METHODS picks a subset). SCOPES adds the attention op's own rows (default
 # "sublayer,op", the op rows at OP_LENGTHS, default 16384). Run it before anything else on the
 # machine: other processes skew the timings. KSA_TILES: the KSA FlexAttention kernels' Triton tiles
-# ('key=value,...', shortlist.ops.ksa.parse_flex_tiles; default: Inductor's), or "auto": the fastest
-# of benchmarks/results/ksa_flex_tiles*.json (benchmarks/ksa_flex_tiles.py, gpu/flex_tiles.sh).
-# MODES: the compiled modes (default reduce-overhead; "reduce-overhead,step-graph" adds the rows with
-# the whole step captured as one CUDA graph, longseq_speed.capture_step).
+# ('key=value,...', shortlist.ops.ksa.parse_flex_tiles), "auto" (the default, as the table of
+# 2026-11-30 was timed): the fastest of benchmarks/results/ksa_flex_tiles*.json
+# (benchmarks/ksa_flex_tiles.py, gpu/flex_tiles.sh), or empty (KSA_TILES=) for Inductor's own.
+# MODES: the compiled modes (default "reduce-overhead,step-graph": step-graph rows capture the whole
+# step as one CUDA graph, longseq_speed.capture_step; 301 s for the table on 2026-11-30).
 set -u
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 SHORTLIST_COMMIT="${SHORTLIST_COMMIT:-unknown}"
 mkdir -p runs
-KSA_TILES=${KSA_TILES:-}
+KSA_TILES=${KSA_TILES-auto}
 if [ "$KSA_TILES" = auto ]; then
   KSA_TILES=$(python3 benchmarks/ksa_flex_tiles.py --best benchmarks/results/ksa_flex_tiles*.json)
   echo "KSA tiles: $KSA_TILES"
 fi
 timeout "${SPEED_S:-420}" python3 benchmarks/longseq_speed.py --device cuda --repeats 5 --warmup 3 \
-  --compile "${MODES:-reduce-overhead}" --compile-lengths "${COMPILE_LENGTHS:-16384,65536}" \
+  --compile "${MODES:-reduce-overhead,step-graph}" --compile-lengths "${COMPILE_LENGTHS:-16384,65536}" \
   --ksa-block "${KSA_BLOCK:-128}" --ksa-tiles "$KSA_TILES" --elastic-chunk "${ELASTIC_CHUNK:-128}" \
   --methods "${METHODS:-ksa,ksa-banded,elastic,sdpa,naive}" \
   --scopes "${SCOPES:-sublayer,op}" --op-lengths "${OP_LENGTHS:-16384}" > runs/speed.log 2>&1

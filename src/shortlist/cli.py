@@ -23,7 +23,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 data_app = typer.Typer(
-    help="Datasets: list, prepare (validate + cache as Parquet), stats, generate (synthetic), pairs (Swing, user-to-item).", no_args_is_help=True
+    help="Datasets: list, prepare (validate + cache as Parquet), stats, generate (synthetic), pairs (Swing, user-to-item).",
+    no_args_is_help=True,
 )
 app.add_typer(data_app, name="data")
 
