@@ -12,7 +12,7 @@
 # 2026-11-30 was timed): the fastest of benchmarks/results/ksa_flex_tiles*.json
 # (benchmarks/ksa_flex_tiles.py, gpu/flex_tiles.sh), or empty (KSA_TILES=) for Inductor's own.
 # MODES: the compiled modes (default "reduce-overhead,step-graph": step-graph rows capture the whole
-# step as one CUDA graph, longseq_speed.capture_step; 301 s for the table on 2026-11-30).
+# step as one CUDA graph, longseq_speed.capture_step; about 200 s for the table on 2026-11-30).
 set -u
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 SHORTLIST_COMMIT="${SHORTLIST_COMMIT:-unknown}"
