@@ -26,6 +26,5 @@ def test_permissions_and_suffix(tmp_path: Path) -> None:
         assert tmp.suffix == ".npz" and tmp.parent == tmp_path
         tmp.write_bytes(b"x")
     mode = stat.S_IMODE((tmp_path / "a.npz").stat().st_mode)
-    assert mode & 0o044 == 0o044, oct(
-        mode
-    )  # readable by group and others (umask 022), not mkstemp's 0600
+    # readable by group and others (umask 022), not mkstemp's 0600
+    assert mode & 0o044 == 0o044, oct(mode)

@@ -265,9 +265,8 @@ def export(
         # Throughput does not depend on the order of events: take file order (ML-1M here has no
         # timestamps). Such an export is for speed runs only, never for quality.
         data = dataclasses.replace(data, order="sequence")
-    if (
-        max_users is not None
-    ):  # the first users only (speed runs: RecBole writes one row per target)
+    # the first users only (speed runs: RecBole writes one row per target)
+    if max_users is not None:
         inter = data.interactions.filter(pl.col("user") < max_users)
         data = dataclasses.replace(data, interactions=inter, users=data.users.head(max_users))
     split = PROTOCOLS[protocol](data)
