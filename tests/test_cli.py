@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from conftest import ML100K_RATINGS, write_ml100k
 from shortlist.cli import app, parse_overrides
+from shortlist.eval.metrics import compute_metrics
+from shortlist.eval.ranks import load_ranks
 
 runner = CliRunner()
 
@@ -99,16 +102,36 @@ def test_quickstart_tiny(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "report.html").exists() and (
         tmp_path / "run" / "best" / "model.safetensors"
     ).exists()
+    # the per-example ranks behind the metrics: their means are results.json's figures
+    ranks = load_ranks(tmp_path / "run")
+    assert sorted(ranks.splits) == ["test", "valid"] and len(ranks.get("test")) == 60
+    assert compute_metrics(ranks.get("test").ranks, list(results["test"])) == pytest.approx(
+        results["test"]
+    )
 
-    # `shortlist eval` re-evaluates the saved best model and gets the same test metrics
+    # `shortlist eval` re-evaluates the saved best model, gets the same test metrics and writes
+    # the ranks again
     (tmp_path / "run" / "report.html").unlink()
+    (tmp_path / "run" / "ranks.npz").unlink()
     again = runner.invoke(app, ["eval", str(tmp_path / "run"), "--device", "cpu"])
     assert again.exit_code == 0, again.output
     reevaluated = json.loads((tmp_path / "run" / "results.json").read_text())
     assert reevaluated["test"] == pytest.approx(results["test"])
     assert (tmp_path / "run" / "report.html").exists()
+    assert np.array_equal(load_ranks(tmp_path / "run").get("test").ranks, ranks.get("test").ranks)
     bad = runner.invoke(app, ["eval", str(tmp_path)])
     assert bad.exit_code == 2 and "not a run folder" in bad.output
+
+    # `shortlist compare`: a run against itself (glob pattern) is level, with a zero-width interval
+    same = runner.invoke(
+        app, ["compare", str(tmp_path / "ru*"), "--baseline", str(tmp_path / "run")]
+    )
+    assert same.exit_code == 0, same.output
+    assert "A/B 1.000" in same.output and "A-B +0.0000" in same.output
+    missing = runner.invoke(app, ["compare", str(tmp_path / "run"), "-b", str(tmp_path / "x*")])
+    assert missing.exit_code == 2 and "no run folder matches" in missing.output
+    no_ranks = runner.invoke(app, ["compare", str(tmp_path / "run"), "-b", str(tmp_path)])
+    assert no_ranks.exit_code == 2 and "shortlist eval" in no_ranks.output
 
 
 def test_parse_overrides_types() -> None:

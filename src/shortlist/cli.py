@@ -385,9 +385,10 @@ def eval_run(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `shortlist train`.")],
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
 ) -> None:
-    """Re-evaluate a run's best model on its protocol; write results.json and report.html."""
+    """Re-evaluate a run's best model on its protocol; write results.json, ranks.npz and report.html."""
     from shortlist.atomic import write_json
     from shortlist.eval.protocols import evaluate
+    from shortlist.eval.ranks import save_ranks
     from shortlist.models.base import load_model
     from shortlist.train.config import load_config
     from shortlist.train.experiment import RESULTS, make_split
@@ -423,9 +424,67 @@ def eval_run(
         test_by_history_length=test.by_length_bucket([0, 5, 10, 20, 50, 100, 200, 10**9]),
     )
     write_json(path, results)
+    save_ranks(run_dir, {"valid": (split.valid, valid), "test": (split.test, test)})
     _print_metrics(cfg.name, valid.metrics, test.metrics)
     report = _write_report(run_dir)
     console.print(f"metrics written to {path}; report: {report}")
+
+
+def _expand_runs(patterns: list[str], what: str) -> list[Path]:
+    """Run folders from paths or glob patterns (quoted patterns are expanded here), sorted."""
+    import glob
+
+    runs: list[Path] = []
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not found:
+            _fail(FileNotFoundError(f"{what}: no run folder matches {pattern!r}."))
+        runs.extend(Path(f) for f in found)
+    return runs
+
+
+@app.command()
+def compare(
+    runs: Annotated[
+        list[str],
+        typer.Argument(help="Run folders of model A (its seeds), or glob patterns of them."),
+    ],
+    baseline: Annotated[
+        list[str],
+        typer.Option(
+            "--baseline", "-b", help="Run folders or glob patterns of model B; repeatable."
+        ),
+    ],
+    metric: Annotated[str, typer.Option(help="Metric key, e.g. ndcg@10, recall@10, mrr.")] = (
+        "ndcg@10"
+    ),
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    boot: Annotated[int, typer.Option(help="Bootstrap draws.")] = 2000,
+    confidence: Annotated[float, typer.Option(help="Interval coverage.")] = 0.95,
+) -> None:
+    """Paired bootstrap of model A against model B on the same examples (each run's ranks.npz)."""
+    from shortlist.eval.compare import compare_runs
+
+    a, b = _expand_runs(runs, "model A"), _expand_runs(baseline, "--baseline")
+    try:
+        c = compare_runs(a, b, metric, split, n_boot=boot, confidence=confidence)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        _fail(exc)
+    table = Table(title=f"{metric} on {split} ({c.n_examples} examples)", header_style="bold")
+    for col in ("", "runs", "per run", "mean"):
+        table.add_column(col, justify="right" if col else "left")
+    for name, rs, means, mean in (
+        ("A", c.runs_a, c.seed_means_a, c.mean_a),
+        ("B", c.runs_b, c.seed_means_b, c.mean_b),
+    ):
+        table.add_row(name, str(len(rs)), " ".join(f"{m:.4f}" for m in means), f"{mean:.4f}")
+    console.print(table)
+    pct = round(confidence * 100)
+    console.print(
+        f"A/B {c.ratio:.3f} ({pct}% interval {c.ratio_ci[0]:.3f} to {c.ratio_ci[1]:.3f}); "
+        f"A-B {c.diff:+.4f} ({c.diff_ci[0]:+.4f} to {c.diff_ci[1]:+.4f}); "
+        f"share of {boot} paired draws with A <= B: {c.p_not_above:.3f}"
+    )
 
 
 @app.command()

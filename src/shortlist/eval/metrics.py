@@ -65,6 +65,7 @@ __all__ = [
     "Ties",
     "compute_metrics",
     "hit_rate_at_k",
+    "metric_values",
     "mrr",
     "ndcg_at_k",
     "parse_metric",
@@ -154,28 +155,50 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else math.nan
 
 
+def _hits(r: np.ndarray, k: int) -> np.ndarray:
+    """(E,) 1.0 where the target is in the top k (``rank < k``), else 0.0."""
+    return (r < k).astype(np.float64)
+
+
+def _ndcg_values(r: np.ndarray, k: int) -> np.ndarray:
+    """(E,) ``1 / log2(rank + 2)`` for hits (``rank < k``), 0 otherwise."""
+    return np.where(r < k, 1.0 / np.log2(r + 2.0), 0.0)
+
+
+def _reciprocal_ranks(r: np.ndarray) -> np.ndarray:
+    """(E,) ``1 / (rank + 1)``."""
+    return 1.0 / (r + 1.0)
+
+
 def hit_rate_at_k(ranks: torch.Tensor | np.ndarray | Sequence[int], k: int) -> float:
     """HR@k: share of examples whose target is in the top k (``rank < k``); NaN for no examples."""
     k = _check_k(k, "hit_rate_at_k")
-    return _mean((_ranks_array(ranks, "hit_rate_at_k") < k).astype(np.float64))
+    return _mean(_hits(_ranks_array(ranks, "hit_rate_at_k"), k))
 
 
 def recall_at_k(ranks: torch.Tensor | np.ndarray | Sequence[int], k: int) -> float:
     """Recall@k with one relevant item per example: the same number as :func:`hit_rate_at_k`."""
     k = _check_k(k, "recall_at_k")
-    return _mean((_ranks_array(ranks, "recall_at_k") < k).astype(np.float64))
+    return _mean(_hits(_ranks_array(ranks, "recall_at_k"), k))
 
 
 def ndcg_at_k(ranks: torch.Tensor | np.ndarray | Sequence[int], k: int) -> float:
     """NDCG@k with one relevant item: mean of ``1 / log2(rank + 2)`` over hits (``rank < k``), 0 otherwise."""
     k = _check_k(k, "ndcg_at_k")
-    r = _ranks_array(ranks, "ndcg_at_k")
-    return _mean(np.where(r < k, 1.0 / np.log2(r + 2.0), 0.0))
+    return _mean(_ndcg_values(_ranks_array(ranks, "ndcg_at_k"), k))
 
 
 def mrr(ranks: torch.Tensor | np.ndarray | Sequence[int]) -> float:
     """Mean reciprocal rank: mean of ``1 / (rank + 1)`` (no cut-off)."""
-    return _mean(1.0 / (_ranks_array(ranks, "mrr") + 1.0))
+    return _mean(_reciprocal_ranks(_ranks_array(ranks, "mrr")))
+
+
+_PER_EXAMPLE: dict[str, Callable[..., np.ndarray]] = {
+    "hr": _hits,
+    "recall": _hits,
+    "ndcg": _ndcg_values,
+    "mrr": _reciprocal_ranks,
+}
 
 
 # -- metric keys -------------------------------------------------------------------------------
@@ -227,3 +250,18 @@ def compute_metrics(
         fn = METRICS.get(name)
         out[key] = fn(r) if k is None else fn(r, k)
     return out
+
+
+def metric_values(ranks: torch.Tensor | np.ndarray | Sequence[int], key: str) -> np.ndarray:
+    """(E,) float64 per-example values of the metric ``key`` whose mean :func:`compute_metrics` gives
+    (``"ndcg@10"``: ``1 / log2(rank + 2)`` for hits, else 0); for paired comparisons of two models
+    on the same examples (:mod:`shortlist.eval.compare`).
+
+    Example:
+        >>> metric_values(np.array([0, 3, 20]), "hr@10").tolist()
+        [1.0, 1.0, 0.0]
+    """
+    name, k = parse_metric(key)
+    r = _ranks_array(ranks, "metric_values")
+    fn = _PER_EXAMPLE[name]
+    return fn(r) if k is None else fn(r, _check_k(k, "metric_values"))

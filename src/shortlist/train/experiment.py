@@ -8,6 +8,7 @@ Run folder layout::
     runs/<name>/checkpoints/last.pt
     runs/<name>/best/              the best model (save_pretrained)
     runs/<name>/results.json       validation and test metrics of the best model, timings
+    runs/<name>/ranks.npz          each validation and test example's rank (shortlist.eval.ranks)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import yaml
 from shortlist.atomic import write_json
 from shortlist.data.sequences import EvalExamples, SequenceSplit
 from shortlist.eval.protocols import EvalResult, evaluate
+from shortlist.eval.ranks import save_ranks
 from shortlist.models.base import Model, build_model, load_model
 from shortlist.train.config import ExperimentConfig
 from shortlist.train.trainer import Trainer, TrainResult, resolve_device, seed_everything
@@ -169,5 +171,6 @@ def run_on_split(
     # seen items) can be compared like for like
     other = run_eval(best, split.test, exclude=not test.exclude_history)
     payload["test_masked" if other.exclude_history else "test_unmasked"] = other.metrics
+    save_ranks(run_dir, {"valid": (split.valid, valid), "test": (split.test, test)})
     write_json(run_dir / RESULTS, payload)
     return RunResult(run_dir=run_dir, valid=valid.metrics, test=test.metrics, train=result)
