@@ -47,7 +47,7 @@ cd "$(dirname "$0")/../.."
 . benchmarks/gpu/lib.sh
 copy_out() {  # one tarball: at most 8 files come back from $OUT
   tar czf "$OUT/all.tgz" runs/results runs/prof runs/speed.log runs/*.log runs/rbck \
-    runs/*/logs runs/*/*/results.json 2>/dev/null
+    runs/*/logs runs/*/*/results.json runs/*/*/ranks.npz 2>/dev/null
   tail -n 2 runs/*.log 2>/dev/null | tail -n 40
 }
 if [ "${1:-}" = "--wait" ]; then wait_then_copy runs/converge.done "${2:-540}"; exit 0; fi

@@ -28,5 +28,5 @@ q longseq_synthetic synthetic-long .gpu/synthetic-long.npz configs/synthetic sas
 wait
 tail -n 3 runs/longseq_*.log
 cp benchmarks/results/longseq_*.json "$OUT/" 2>/dev/null
-tar czf "$OUT/runs.tgz" runs/longseq_*/*/results.json runs/longseq_*/*/metrics.jsonl runs/longseq_*/logs 2>/dev/null
+tar czf "$OUT/runs.tgz" runs/longseq_*/*/results.json runs/longseq_*/*/ranks.npz runs/longseq_*/*/metrics.jsonl runs/longseq_*/logs 2>/dev/null
 true

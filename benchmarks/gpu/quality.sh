@@ -25,5 +25,5 @@ wait
 echo ALL-DONE > runs/quality.done
 tail -n 4 runs/bench-*.log runs/rb_ml100k.log
 cp benchmarks/results/seqrec_*.json runs/rb_ml100k.json "$OUT/" 2>/dev/null
-tar czf "$OUT/runs.tgz" runs/*/*/results.json runs/*/logs 2>/dev/null
+tar czf "$OUT/runs.tgz" runs/*/*/results.json runs/*/*/ranks.npz runs/*/logs 2>/dev/null
 true

@@ -21,5 +21,5 @@ python3 benchmarks/seqrec.py run --name seqrec_ml100k --dataset ml-100k --split 
 wait
 tail -n 3 runs/bench-*.log; grep -h '"stopped_by"\|"epochs_run"' runs/rb_ml100k.json
 cp benchmarks/results/seqrec_ml100k.json benchmarks/results/seqrec_beauty_hstu_long.json runs/rb_ml100k.json "$OUT/" 2>/dev/null
-tar czf "$OUT/runs.tgz" runs/*/*/results.json runs/*/logs 2>/dev/null
+tar czf "$OUT/runs.tgz" runs/*/*/results.json runs/*/*/ranks.npz runs/*/logs 2>/dev/null
 true
