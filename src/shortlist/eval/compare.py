@@ -37,7 +37,7 @@ from shortlist.eval.ranks import SplitRanks, load_ranks
 
 __all__ = ["PairedComparison", "compare_runs", "paired_bootstrap"]
 
-_CHUNK = 256  # bootstrap draws per block: memory is _CHUNK x E counts
+_BLOCK_ELEMENTS = 1 << 22  # resampled indices held at once (32 MiB of int64), whatever E is
 
 
 @dataclass(frozen=True)
@@ -121,8 +121,9 @@ def paired_bootstrap(
     rng = np.random.default_rng(seed)
     E = a.size
     means_a, means_b = np.empty(n_boot), np.empty(n_boot)
-    for start in range(0, n_boot, _CHUNK):
-        n = min(_CHUNK, n_boot - start)
+    block = max(1, min(n_boot, _BLOCK_ELEMENTS // E))  # draws per block
+    for start in range(0, n_boot, block):
+        n = min(block, n_boot - start)
         idx = rng.integers(0, E, size=(n, E))  # (n, E) resampled example indices
         means_a[start : start + n] = a[idx].mean(axis=1)
         means_b[start : start + n] = b[idx].mean(axis=1)
