@@ -402,6 +402,23 @@ def glob_paths(patterns: list[str]) -> list[Path]:
     return sorted({Path(f) for pattern in patterns for f in glob.glob(pattern)})
 
 
+def glob_groups(items: list[str], option: str = "--group") -> dict[str, list[Path]]:
+    """``["name=pattern", ...]`` -> {name: matching folders}; a name may be given several patterns.
+    ValueError naming ``option`` for a malformed item or a pattern that matches nothing."""
+    groups: dict[str, list[Path]] = {}
+    for item in items:
+        name, sep, pattern = item.partition("=")
+        if not sep or not name or not pattern:
+            raise ValueError(
+                f"{option} expects NAME=PATTERN (a glob of run folders). Got {item!r}."
+            )
+        found = glob_paths([pattern])
+        if not found:
+            raise ValueError(f"{option} {name}: no run folder matches {pattern!r}.")
+        groups.setdefault(name, []).extend(found)
+    return groups
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)

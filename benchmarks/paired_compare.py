@@ -19,24 +19,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Row, glob_paths, write_result
+from common import Row, glob_groups, write_result
 from shortlist.eval.compare import compare_runs
 
 log = logging.getLogger("paired_compare")
-
-
-def parse_groups(items: list[str]) -> dict[str, list[Path]]:
-    """``["name=pattern", ...]`` -> {name: run folders}; a name may be given several patterns."""
-    groups: dict[str, list[Path]] = {}
-    for item in items:
-        name, sep, pattern = item.partition("=")
-        if not sep or not name or not pattern:
-            raise ValueError(f"--group expects NAME=PATTERN (a glob of run folders). Got {item!r}.")
-        found = glob_paths([pattern])
-        if not found:
-            raise ValueError(f"--group {name}: no run folder matches {pattern!r}.")
-        groups.setdefault(name, []).extend(found)
-    return groups
 
 
 def compare_groups(
@@ -100,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-rebuild", action="store_true", help="do not rebuild BENCHMARKS.md")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    groups = parse_groups(args.group)
+    groups = glob_groups(args.group)
     rows = compare_groups(
         groups,
         args.baseline,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -487,3 +488,42 @@ def test_capture_step_replays_forward_and_backward_on_cuda() -> None:
     replay()
     torch.cuda.synchronize()
     torch.testing.assert_close(out, x.T @ dy)
+
+
+def test_by_length_averages_each_bucket_over_the_seeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import by_length
+    import common
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+
+    def run(name: str, recall: float, sizes: tuple[int, int, int] = (3, 0, 5)) -> None:
+        buckets = [
+            {"min_length": lo, "max_length": hi, "num_examples": n, "share": n / 8,
+             "recall@10": recall + lo / 100, "ndcg@10": recall / 2}
+            for (lo, hi), n in zip([(0, 4), (5, 9), (10, None)], sizes, strict=True)
+        ]  # fmt: skip
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(
+            json.dumps({"test_by_history_length": buckets})
+        )
+
+    run("a-s0", 0.1)
+    run("a-s1", 0.3)
+    argv = ["--group", f"a={tmp_path}/a-s*", "--dataset", "d", "--protocol", "tiger"]
+    by_length.main([*argv, "--name", "by_len", "--no-rebuild"])
+    rows = json.loads((tmp_path / "results" / "by_len.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == [
+        "history 0-4; mean of 2 seeds",
+        "history 10+; mean of 2 seeds",
+    ]  # the empty bucket is left out
+    assert rows[1]["metrics"]["recall@10"] == pytest.approx(0.3)  # (0.2 + 0.4) / 2
+    assert rows[1]["metrics"]["examples"] == 5 and rows[1]["metrics"]["share"] == 5 / 8
+    run("a-s2", 0.2, sizes=(4, 0, 4))
+    with pytest.raises(ValueError, match="other length buckets"):
+        by_length.main([*argv, "--name", "x", "--no-rebuild"])
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "results.json").write_text("{}")
+    with pytest.raises(ValueError, match="no 'test_by_history_length'"):
+        by_length.main(["--group", f"b={tmp_path}/b", *argv[2:], "--name", "y", "--no-rebuild"])

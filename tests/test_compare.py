@@ -162,4 +162,4 @@ def test_paired_compare_script_writes_a_row_per_model_and_metric(
     with pytest.raises(ValueError, match="not one of the groups"):
         paired_compare.main([*argv[:-5], "--baseline", "nope", "--name", "x", "--no-rebuild"])
     with pytest.raises(ValueError, match="no run folder matches"):
-        paired_compare.parse_groups([f"a={tmp_path}/none*"])
+        common.glob_groups([f"a={tmp_path}/none*"])

@@ -140,8 +140,9 @@ def test_causal(t: int) -> None:
     assert not torch.allclose(after[:, t], before[:, t])
 
 
-def test_padding_invariance() -> None:
-    model = tiny()
+@pytest.mark.parametrize("position_from", ["oldest", "newest"])
+def test_padding_invariance(position_from: str) -> None:
+    model = tiny(position_from=position_from)
     ids, ts = random_rows(3, 7, [7, 5, 2])
     short = model.user_states(eval_batch(ids, ts))
     pad = torch.zeros(3, 5, dtype=torch.long)
@@ -156,8 +157,9 @@ def test_padding_invariance() -> None:
     )
 
 
-def test_right_padding_gives_the_same_user_state() -> None:
-    model = tiny()
+@pytest.mark.parametrize("position_from", ["oldest", "newest"])
+def test_right_padding_gives_the_same_user_state(position_from: str) -> None:
+    model = tiny(position_from=position_from)
     ids, ts = random_rows(3, 8, [8, 5, 2])
     right_ids, right_ts = torch.zeros_like(ids), torch.zeros_like(ts)
     for b in range(3):
@@ -169,6 +171,23 @@ def test_right_padding_gives_the_same_user_state() -> None:
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_positions_from_the_newest_event() -> None:
+    """``position_from="newest"``: the last event has position max_len - 1 at any length, as in
+    SASRec; a row of max_len events has the same positions either way."""
+    oldest, newest = tiny(), tiny(position_from="newest")
+    newest.load_state_dict(oldest.state_dict())
+    L = oldest.config.max_len
+    ids, ts = random_rows(2, L, [L, 3])
+    a, b = oldest.encode(ids, ts), newest.encode(ids, ts)
+    torch.testing.assert_close(a[0], b[0], rtol=0, atol=0)  # full row: positions 0..L-1 both ways
+    assert not torch.allclose(a[1, -3:], b[1, -3:])
+    seen: list[torch.Tensor] = []
+    hook = newest.pos_emb.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    newest.encode(ids, ts)
+    hook.remove()
+    assert seen[0][1, -3:].tolist() == [L - 3, L - 2, L - 1]
 
 
 def test_empty_history_gives_zero_state() -> None:
@@ -450,6 +469,10 @@ def test_bf16_autocast(device: str) -> None:
             "The 'loss' parameter of HSTUConfig must be one of ['softmax', 'sampled_softmax']. Got 'bce'",
         ),
         ({"num_negatives": 0}, "at least one negative with loss='sampled_softmax'"),
+        (
+            {"position_from": "left"},
+            "The 'position_from' parameter of HSTUConfig must be one of ['oldest', 'newest'].",
+        ),
     ],
 )
 def test_config_validation(overrides: dict, message: str) -> None:
