@@ -63,10 +63,8 @@ TIME_BUCKET_WIDTH = 0.301  # official bucketization: floor(ln(max(|dt|, 1)) / 0.
 NORM_EPS = 1e-6  # layer norms and L2 norms, as in the official code
 
 LOSSES = ("softmax", "sampled_softmax")
-POSITION_FROM = (
-    "oldest",
-    "newest",
-)  # where HSTUConfig.position_from counts absolute positions from
+# where HSTUConfig.position_from counts absolute positions from
+POSITION_FROM = ("oldest", "newest")
 
 
 @dataclass
@@ -340,9 +338,8 @@ class HSTU(Retriever):
                 f"Sequences of length {L} exceed HSTU's max_len={c.max_len}; pad/truncate to max_len."
             )
         valid = ids > 0  # (B, L)
-        if (
-            c.position_from == "newest"
-        ):  # max_len - 1 = most recent event, whatever the padding side
+        if c.position_from == "newest":
+            # max_len - 1 = the most recent event, whatever the padding side
             after = valid.long().flip(1).cumsum(1).flip(1)  # (B, L) real events at or after t
             pos = (c.max_len - after).clamp(0, c.max_len - 1)  # padding clamped (zeroed below)
         else:
