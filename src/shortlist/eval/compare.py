@@ -18,8 +18,7 @@ seeds cannot remove; the spread over seeds is in each group's per-seed means.
 
 Example:
     >>> c = compare_runs(["runs/ksa-s0", "runs/ksa-s1"], ["runs/sasrec-s0"], "ndcg@10")  # doctest: +SKIP
-    >>> c.ratio, c.ratio_ci                                                                  # doctest: +SKIP
-    (1.08, (1.01, 1.15))
+    >>> print(c.summary())  # means, A/B with its interval, P(A <= B)                        # doctest: +SKIP
 """
 
 from __future__ import annotations
