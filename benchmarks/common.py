@@ -403,8 +403,11 @@ def glob_paths(patterns: list[str]) -> list[Path]:
 
 
 def glob_groups(items: list[str], option: str = "--group") -> dict[str, list[Path]]:
-    """``["name=pattern", ...]`` -> {name: matching folders}; a name may be given several patterns.
-    ValueError naming ``option`` for a malformed item or a pattern that matches nothing."""
+    """``["name=pattern", ...]`` -> {name: matching run folders} (``shortlist.eval.compare.
+    expand_runs``); a name may be given several patterns. ValueError naming ``option`` for a
+    malformed item or a pattern that matches nothing."""
+    from shortlist.eval.compare import expand_runs
+
     groups: dict[str, list[Path]] = {}
     for item in items:
         name, sep, pattern = item.partition("=")
@@ -412,10 +415,10 @@ def glob_groups(items: list[str], option: str = "--group") -> dict[str, list[Pat
             raise ValueError(
                 f"{option} expects NAME=PATTERN (a glob of run folders). Got {item!r}."
             )
-        found = glob_paths([pattern])
-        if not found:
-            raise ValueError(f"{option} {name}: no run folder matches {pattern!r}.")
-        groups.setdefault(name, []).extend(found)
+        try:
+            groups.setdefault(name, []).extend(expand_runs([pattern]))
+        except FileNotFoundError as err:
+            raise ValueError(f"{option} {name}: {err}") from None
     return groups
 
 

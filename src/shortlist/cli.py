@@ -430,43 +430,25 @@ def eval_run(
     console.print(f"metrics written to {path}; report: {report}")
 
 
-def _expand_runs(patterns: list[str], what: str) -> list[Path]:
-    """Run folders from paths or glob patterns (quoted patterns are expanded here), sorted."""
-    import glob
-
-    runs: list[Path] = []
-    for pattern in patterns:
-        found = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-        if not found:
-            _fail(FileNotFoundError(f"{what}: no run folder matches {pattern!r}."))
-        runs.extend(Path(f) for f in found)
-    return runs
-
-
 @app.command()
 def compare(
     runs: Annotated[
-        list[str],
-        typer.Argument(help="Run folders of model A (its seeds), or glob patterns of them."),
+        list[str], typer.Argument(help="Run folders of model A (its seeds), or glob patterns.")
     ],
     baseline: Annotated[
         list[str],
-        typer.Option(
-            "--baseline", "-b", help="Run folders or glob patterns of model B; repeatable."
-        ),
+        typer.Option("--baseline", "-b", help="Run folders or globs of model B; repeatable."),
     ],
-    metric: Annotated[str, typer.Option(help="Metric key, e.g. ndcg@10, recall@10, mrr.")] = (
-        "ndcg@10"
-    ),
+    metric: Annotated[str, typer.Option(help="Metric key: ndcg@10, recall@10, mrr...")] = "ndcg@10",
     split: Annotated[str, typer.Option(help="valid or test.")] = "test",
     boot: Annotated[int, typer.Option(help="Bootstrap draws.")] = 2000,
     confidence: Annotated[float, typer.Option(help="Interval coverage.")] = 0.95,
 ) -> None:
     """Paired bootstrap of model A against model B on the same examples (each run's ranks.npz)."""
-    from shortlist.eval.compare import compare_runs
+    from shortlist.eval.compare import compare_runs, expand_runs
 
-    a, b = _expand_runs(runs, "model A"), _expand_runs(baseline, "--baseline")
     try:
+        a, b = expand_runs(runs), expand_runs(baseline)
         c = compare_runs(a, b, metric, split, n_boot=boot, confidence=confidence)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         _fail(exc)
@@ -479,12 +461,7 @@ def compare(
     ):
         table.add_row(name, str(len(rs)), " ".join(f"{m:.4f}" for m in means), f"{mean:.4f}")
     console.print(table)
-    pct = round(confidence * 100)
-    console.print(
-        f"A/B {c.ratio:.3f} ({pct}% interval {c.ratio_ci[0]:.3f} to {c.ratio_ci[1]:.3f}); "
-        f"A-B {c.diff:+.4f} ({c.diff_ci[0]:+.4f} to {c.diff_ci[1]:+.4f}); "
-        f"share of {boot} paired draws with A <= B: {c.p_not_above:.3f}"
-    )
+    console.print(c.summary())
 
 
 @app.command()

@@ -1,9 +1,9 @@
 """Paired comparison of two models on the same evaluation examples, with a bootstrap interval.
 
-A mean metric such as NDCG@10 over a few hundred or thousand users moves by more than the gaps
-between models (on MovieLens latest-small's 671 test users, several thousandths). Comparing two
-models' means alone cannot tell such a gap from the draw of the users. This module compares them
-example by example:
+A mean metric such as NDCG@10 over a few hundred or thousand users also depends on which users
+were drawn into the test set, and the gaps between models are often a few thousandths. Comparing
+two models' means alone cannot tell such a gap from the draw of the users. This module compares
+them example by example:
 
 1. each run folder's ``ranks.npz`` (:mod:`shortlist.eval.ranks`) gives the per-example ranks;
 2. every run of a group must rank the same examples (same users and targets, same order);
@@ -23,9 +23,10 @@ Example:
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ import numpy as np
 from shortlist.eval.metrics import metric_values, parse_metric
 from shortlist.eval.ranks import SplitRanks, load_ranks
 
-__all__ = ["PairedComparison", "compare_runs", "paired_bootstrap"]
+__all__ = ["PairedComparison", "compare_runs", "expand_runs", "paired_bootstrap"]
 
 _BLOCK_ELEMENTS = 1 << 22  # resampled indices held at once (32 MiB of int64), whatever E is
 
@@ -72,10 +73,6 @@ class PairedComparison:
     n_boot: int
     confidence: float
     seed: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly fields (tuples as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def summary(self) -> str:
         """One line: means, ratio with its interval, and p_not_above."""
@@ -143,6 +140,18 @@ def paired_bootstrap(
         "ratio_ci": interval(ratios),
         "p_not_above": float((diffs <= 0).mean()),
     }
+
+
+def expand_runs(patterns: Sequence[str]) -> list[Path]:
+    """Run folders from paths or glob patterns (a pattern quoted on the command line is expanded
+    here), each pattern's matches sorted; FileNotFoundError naming a pattern that matches nothing."""
+    runs: list[Path] = []
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern))
+        if not found:
+            raise FileNotFoundError(f"no run folder matches {pattern!r}.")
+        runs.extend(Path(f) for f in found)
+    return runs
 
 
 def _group(runs: Sequence[str | os.PathLike[str]], split: str, name: str) -> list[SplitRanks]:

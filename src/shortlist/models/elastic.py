@@ -56,9 +56,8 @@ class ElasticConfig:
     product_keys: bool = True  # IMR by product keys (M must be a square) instead of M flat keys
     chunk_size: int = 64  # C: chunk length of the linear-time LDA
     logit_bound: float = 16.0  # T: compress logits stay in [-T, T] (stability, see ops/dispatcher)
-    impl: Literal["fast", "reference", "triton"] = (
-        "fast"  # "reference": O(L^2), tests only; "triton": opt-in, CUDA
-    )
+    # "reference": O(L^2), tests only; "triton": opt-in, CUDA (ops/dispatcher_triton.py)
+    impl: Literal["fast", "reference", "triton"] = "fast"
     ffn_dim: int = 0  # 0 = 4 * dim
     dropout: float = 0.2
     loss: Literal["softmax", "sampled_softmax"] = "softmax"

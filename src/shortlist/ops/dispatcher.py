@@ -194,14 +194,16 @@ class ChunkStates:
     invalid positions to n C) and the state before each chunk.
 
     q, zk, zv: (B, H, n, C, d) in :func:`matmul_dtype`. u: (B, H, n, C, k) float32, u = exp(s - T),
-    0 at padding. sk, sv: (B, H, n, k, d) float32, sums of u zk / u zv over all earlier chunks;
-    sd: (B, H, n, k) float32, sums of u. pad: positions added in front.
+    0 at padding; ut: (B, H, n, k, C), u transposed in the matmul dtype. sk, sv: (B, H, n, k, d)
+    float32, sums of u zk / u zv over all earlier chunks; sd: (B, H, n, k) float32, sums of u.
+    pad: positions added in front.
     """
 
     q: torch.Tensor
     zk: torch.Tensor
     zv: torch.Tensor
     u: torch.Tensor
+    ut: torch.Tensor
     sk: torch.Tensor
     sv: torch.Tensor
     sd: torch.Tensor
@@ -249,7 +251,7 @@ def chunk_states(
         return F.pad(x.cumsum(2), (0, 0) * (x.ndim - 3) + (1, 0))[:, :, :n]
 
     return ChunkStates(
-        q=_cut(q.to(cd), pad, n, C), zk=zkc, zv=zvc, u=uc32,
+        q=_cut(q.to(cd), pad, n, C), zk=zkc, zv=zvc, u=uc32, ut=ut,
         sk=before((ut @ zkc).float()), sv=before((ut @ zvc).float()), sd=before(uc32.sum(3)),
         pad=pad,
     )  # fmt: skip
@@ -282,10 +284,9 @@ def dispatcher_attention_chunked(
         valid = torch.ones(q.shape[0], q.shape[2], dtype=torch.bool, device=q.device)
     ch = chunk_states(q, expert_q, kc, zk, zv, valid, logit_bound, chunk)
     B, H, n, C, d = ch.q.shape
-    qc, zkc, zvc, uc32, sk, sv, sd = ch.q, ch.zk, ch.zv, ch.u, ch.sk, ch.sv, ch.sd
+    qc, zkc, zvc, uc32, ut, sk, sv, sd = ch.q, ch.zk, ch.zv, ch.u, ch.ut, ch.sk, ch.sv, ch.sd
     cd = qc.dtype
-    uc = uc32.to(cd)
-    ut = uc.transpose(-1, -2)  # (B, H, n, k, C)
+    uc = ut.transpose(-1, -2)  # (B, H, n, C, k) in the matmul dtype
     mask = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()  # [t, j]: j <= t
     qk = (qc @ zkc.transpose(-1, -2)).masked_fill(~mask, 0.0)  # (B, H, n, C, C)
     # sum_j u_je q_t.zk_j: (B, H, n, C, k)
