@@ -17,8 +17,9 @@
 #   the choice reads every benchmarks/results/sweep_beauty_*.json as one (a config in two is an error);
 # - mls (issue 4), detached: MovieLens latest-small, configs/ml-latest-small/{sasrec,ksa,elastic}.yaml
 #   x 3 seeds until patience (MLS_S only as a safety limit), into runs/mls_converged;
-# - mlssweep (issue 4), detached: MovieLens latest-small candidates MLS_MODELS from
-#   configs/ml-latest-small/sweep x 3 seeds (MLS_S) into their own sweep file MLS_NAME, runs/mls_sweep;
+# - mlssweep (issue 4), detached: MovieLens latest-small candidates MLS_MODELS from MLS_DIR
+#   (default configs/ml-latest-small/sweep) x MLS_SEEDS (0,1,2), MLS_PAR at once (6), MLS_S a safety
+#   limit, into their own sweep file MLS_NAME, runs/mls_sweep;
 # - hstu100k: the second HSTU sweep on ML-100k, configs/ml-100k/sweep-hstu x 5 seeds (patience 50,
 #   like the frozen config, which is its hstu-d64-do5; HSTU_SEEDS) -> sweep_ml100k_hstu, into runs/hstu100k;
 # - synthetic (issue 4): the planted long-range split, made here and carried (polars is not on the
@@ -70,7 +71,8 @@ export BEAUTY_PAR="${BEAUTY_PAR:-18}" PARTS RB_S="${RB_S:-960}" BEAUTY_S="${BEAU
   SYN_MODELS="${SYN_MODELS:-sasrec-long512,sasrec-long2048,ksa-long,ksa-long-c8,ksa-long-hybrid,elastic-long}" \
   BEAUTY_MODELS="${BEAUTY_MODELS:-sasrec-d256,sasrec-d256-do6,hstu-d256,hstu-d128,ksa-c4w4,elastic-e16}" \
   BEAUTY_NAME="${BEAUTY_NAME:-sweep_beauty_converged}" MLS_MODELS="${MLS_MODELS:-ksa-w8,ksa-c16w16}" \
-  MLS_NAME="${MLS_NAME:-sweep_mls_ksa}"
+  MLS_NAME="${MLS_NAME:-sweep_mls_ksa}" MLS_DIR="${MLS_DIR:-configs/ml-latest-small/sweep}" \
+  MLS_SEEDS="${MLS_SEEDS:-0,1,2}" MLS_PAR="${MLS_PAR:-6}"
 setsid bash -c '
   has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
   common="--set train.num_workers=0 --no-rebuild"
@@ -91,7 +93,7 @@ setsid bash -c '
   fi
   if has mlssweep; then
     python3 benchmarks/seqrec.py run --name "$MLS_NAME" --dataset ml-latest-small --split .gpu/ml-latest-small.npz \
-      --config-dir configs/ml-latest-small/sweep --models "$MLS_MODELS" --seeds 0,1,2 --parallel 6 \
+      --config-dir "$MLS_DIR" --models "$MLS_MODELS" --seeds "$MLS_SEEDS" --parallel "$MLS_PAR" \
       --out-dir runs/mls_sweep --set train.time_limit_s="$MLS_S" $common > runs/mls_sweep.log 2>&1 &
   fi
   if has hstu100k; then
