@@ -6,7 +6,7 @@ one model gains or loses (e.g. most Amazon Beauty test histories are shorter tha
 
     python benchmarks/by_length.py --dataset amazon-beauty --protocol tiger \\
         --group 'sasrec=runs/beauty_converged/*-sasrec-d128-l2n05-ema998-s*' \\
-        --group 'hstu=runs/beauty_round10/*-hstu-d256-h16-t055-ema999-s*' \\
+        --group 'hstu=runs/beauty_round11/*-hstu-d256-h32-t055-ema999-s*' \\
         --metrics recall@10,ndcg@10 --name beauty_by_length
 """
 
