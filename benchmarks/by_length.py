@@ -21,13 +21,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, glob_groups, write_result
 
+OPEN_END = (
+    10**9 - 1
+)  # runs before 2026-11-30 closed their last bucket at this length instead of None
+
 
 def bucket_label(bucket: dict) -> str:  # type: ignore[type-arg]
     """``"history 5-9"`` or ``"history 200+"`` (the last bucket is open)."""
     hi = bucket["max_length"]
-    return (
-        f"history {bucket['min_length']}+" if hi is None else f"history {bucket['min_length']}-{hi}"
-    )
+    if hi is None or hi >= OPEN_END:
+        return f"history {bucket['min_length']}+"
+    return f"history {bucket['min_length']}-{hi}"
 
 
 def group_rows(

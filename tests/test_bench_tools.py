@@ -519,6 +519,9 @@ def test_by_length_averages_each_bucket_over_the_seeds(
         "history 10+; mean of 2 seeds",
     ]  # the empty bucket is left out
     assert rows[1]["metrics"]["recall@10"] == pytest.approx(0.3)  # (0.2 + 0.4) / 2
+    # older runs closed the last bucket at 10**9 - 1: still labelled as the open bucket
+    assert by_length.bucket_label({"min_length": 200, "max_length": 10**9 - 1}) == "history 200+"
+    assert by_length.bucket_label({"min_length": 200, "max_length": 499}) == "history 200-499"
     assert rows[1]["metrics"]["examples"] == 5 and rows[1]["metrics"]["share"] == 5 / 8
     run("a-s2", 0.2, sizes=(4, 0, 4))
     with pytest.raises(ValueError, match="other length buckets"):

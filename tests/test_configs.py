@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from conftest import write_ml1m_official
+from shortlist.eval.protocols import DEFAULT_LENGTH_EDGES
 from shortlist.train.config import ConfigError, apply_overrides, load_config, parse_config
 from shortlist.train.experiment import run_experiment
 from shortlist.train.quickstart import QUICKSTART
@@ -94,6 +95,9 @@ def test_ml1m_configs_run_on_an_official_format_fixture(model: str, tmp_path: Pa
     assert (
         saved["protocol"] == "hstu" and saved["split"]["test"] == 7
     )  # users 1 and 3..8 have >= 3 ratings
+    buckets = saved["test_by_history_length"]  # the default edges, the last bucket open
+    assert [b["min_length"] for b in buckets] == list(DEFAULT_LENGTH_EDGES)
+    assert buckets[-1]["max_length"] is None and buckets[-2]["max_length"] == 499
 
 
 def test_sequential_run_is_reproducible_from_its_seed(tmp_path: Path) -> None:

@@ -253,6 +253,17 @@ def test_report_from_epoch_records_alone_and_odd_bucket_keys(tmp_path: Path) -> 
     assert page.count(PNG) == 3  # loss from the epoch records, buckets read from other key names
 
 
+def test_bucket_labels_open_and_closed_ends() -> None:
+    from shortlist.eval.report import _buckets
+
+    raw = [
+        {"min_length": 5, "max_length": 9, "num_examples": 2, "hr@10": 0.1},
+        {"min_length": 200, "max_length": None, "num_examples": 1, "hr@10": 0.3},
+        {"min_length": 200, "max_length": 10**9 - 1, "num_examples": 1, "hr@10": 0.3},  # older runs
+    ]
+    assert [b.label for b in _buckets(raw, ["hr@10"])] == ["5–9", "200+", "200+"]
+
+
 def test_report_replaces_an_existing_one(tmp_path: Path) -> None:
     write_report(tmp_path, _results("first", "amazon-beauty", "tiger"), [])
     page = write_report(tmp_path, _results("second", "amazon-beauty", "tiger"), []).read_text()

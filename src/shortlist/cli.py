@@ -421,7 +421,7 @@ def eval_run(
     results.update(
         valid=valid.metrics,
         test=test.metrics,
-        test_by_history_length=test.by_length_bucket([0, 5, 10, 20, 50, 100, 200, 10**9]),
+        test_by_history_length=test.by_length_bucket(),
     )
     write_json(path, results)
     save_ranks(run_dir, {"valid": (split.valid, valid), "test": (split.test, test)})

@@ -402,6 +402,9 @@ def _first(row: Mapping[str, Any], keys: Sequence[str]) -> Any:
     return next((row[k] for k in keys if k in row), None)
 
 
+_OPEN_END = 10**9 - 1  # runs before 2026-11-30 closed their last bucket here instead of None
+
+
 def _buckets(raw: Any, columns: Sequence[str]) -> list[_Bucket]:
     """Rows of ``results["test_by_history_length"]``, read defensively (the format may evolve)."""
     if not isinstance(raw, list | tuple):
@@ -415,7 +418,7 @@ def _buckets(raw: Any, columns: Sequence[str]) -> list[_Bucket]:
             label = row["label"]
         elif lo is None:
             label = f"≤ {hi:g}" if hi is not None else "?"
-        elif hi is None:
+        elif hi is None or hi >= _OPEN_END:
             label = f"{lo:g}+"
         else:
             label = f"{lo:g}" if hi == lo else f"{lo:g}–{hi:g}"

@@ -163,7 +163,7 @@ def run_on_split(
         "device": str(device),
         "valid": valid.metrics,
         "test": test.metrics,
-        "test_by_history_length": test.by_length_bucket([0, 5, 10, 20, 50, 100, 200, 10**9]),
+        "test_by_history_length": test.by_length_bucket(),
         "test_exclude_history": test.exclude_history,
         "train_config": asdict(train_cfg),
     }
