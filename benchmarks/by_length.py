@@ -21,9 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, glob_groups, write_result
 
-OPEN_END = (
-    10**9 - 1
-)  # runs before 2026-11-30 closed their last bucket at this length instead of None
+# runs before 2026-11-30 closed their last bucket at this length instead of None
+OPEN_END = 10**9 - 1
 
 
 def bucket_label(bucket: dict) -> str:  # type: ignore[type-arg]
