@@ -66,6 +66,8 @@ log = logging.getLogger("benchmarks.longseq_speed")
 LENGTHS = [512, 2048, 4096, 8192, 16384, 32768, 65536]
 METHODS = ["ksa", "ksa-banded", "elastic", "sdpa", "naive"]
 STEP_GRAPH = "step-graph"  # a --compile mode of this script: compile "default" + one CUDA graph
+# modes with CUDA graphs: they allocate from a private pool before the timed step (no peak_mib)
+GRAPH_MODES = ("reduce-overhead", "max-autotune", STEP_GRAPH)
 OPT_IN = ["elastic-triton"]  # timed only when named in --methods (CUDA: ops/dispatcher_triton.py)
 
 
@@ -320,8 +322,7 @@ def _write(
             for k, v in res.items()
             if k in ("fwd_bwd_s", "peak_mib", "tokens_per_s", "warmup_s", "batch")
         }
-        if mode in ("reduce-overhead", "max-autotune", STEP_GRAPH):  # the modes with CUDA graphs
-            # CUDA graphs allocate from a private pool before the timed step: no comparable peak
+        if mode in GRAPH_MODES:  # no comparable peak
             metrics.pop("peak_mib", None)
         if res.get("oom"):
             metrics["oom"] = 1.0
@@ -381,7 +382,7 @@ def _write(
         + (
             " Rows +compile(reduce-overhead) and +compile(step-graph) have no peak_mib: CUDA"
             " graphs allocate from a private pool before the timed step."
-            if {"reduce-overhead", "max-autotune", STEP_GRAPH} & set(args.compile.split(","))
+            if set(GRAPH_MODES) & set(args.compile.split(","))
             else ""
         ),
         extra={"config": config},

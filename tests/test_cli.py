@@ -109,14 +109,19 @@ def test_quickstart_tiny(tmp_path: Path) -> None:
         results["test"]
     )
 
-    # `shortlist eval` re-evaluates the saved best model, gets the same test metrics and writes
-    # the ranks again
+    # `shortlist eval` re-evaluates the saved best model with the code training uses
+    # (experiment.evaluate_best): the same test metrics, the other masking rule, the ranks again
     (tmp_path / "run" / "report.html").unlink()
     (tmp_path / "run" / "ranks.npz").unlink()
+    owned = ("valid", "test", "test_unmasked", "test_exclude_history", "test_by_history_length")
+    kept = {k: v for k, v in results.items() if k not in owned}
+    (tmp_path / "run" / "results.json").write_text(json.dumps(kept))
     again = runner.invoke(app, ["eval", str(tmp_path / "run"), "--device", "cpu"])
     assert again.exit_code == 0, again.output
     reevaluated = json.loads((tmp_path / "run" / "results.json").read_text())
     assert reevaluated["test"] == pytest.approx(results["test"])
+    assert reevaluated["test_unmasked"] == pytest.approx(results["test_unmasked"])
+    assert reevaluated["test_exclude_history"] is True and reevaluated["epochs_run"] == 2
     assert (tmp_path / "run" / "report.html").exists()
     assert np.array_equal(load_ranks(tmp_path / "run").get("test").ranks, ranks.get("test").ranks)
     bad = runner.invoke(app, ["eval", str(tmp_path)])

@@ -387,11 +387,9 @@ def eval_run(
 ) -> None:
     """Re-evaluate a run's best model on its protocol; write results.json, ranks.npz and report.html."""
     from shortlist.atomic import write_json
-    from shortlist.eval.protocols import evaluate
-    from shortlist.eval.ranks import save_ranks
     from shortlist.models.base import load_model
     from shortlist.train.config import load_config
-    from shortlist.train.experiment import RESULTS, make_split
+    from shortlist.train.experiment import RESULTS, evaluate_best, make_split
     from shortlist.train.trainer import resolve_device
 
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "best").is_dir():
@@ -409,23 +407,11 @@ def eval_run(
         model = load_model(run_dir / "best").to(dev)
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
-    kw = {
-        "batch_size": cfg.eval.batch_size,
-        "device": dev,
-        "exclude_history": cfg.eval.exclude_history,
-    }
-    valid = evaluate(model, split.valid, cfg.protocol, **kw)
-    test = evaluate(model, split.test, cfg.protocol, **kw)
     path = run_dir / RESULTS
     results = json.loads(path.read_text()) if path.exists() else {"name": cfg.name}
-    results.update(
-        valid=valid.metrics,
-        test=test.metrics,
-        test_by_history_length=test.by_length_bucket(),
-    )
+    results.update(evaluate_best(model, split, cfg, dev, run_dir))
     write_json(path, results)
-    save_ranks(run_dir, {"valid": (split.valid, valid), "test": (split.test, test)})
-    _print_metrics(cfg.name, valid.metrics, test.metrics)
+    _print_metrics(cfg.name, results["valid"], results["test"])
     report = _write_report(run_dir)
     console.print(f"metrics written to {path}; report: {report}")
 

@@ -124,8 +124,7 @@ def paired_bootstrap(
         means_a[start : start + n] = a[idx].mean(axis=1)
         means_b[start : start + n] = b[idx].mean(axis=1)
     diffs = means_a - means_b
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where(means_b > 0, means_a / np.where(means_b > 0, means_b, 1.0), np.nan)
+    ratios = np.where(means_b > 0, means_a / np.where(means_b > 0, means_b, 1.0), np.nan)
     tail = (1.0 - confidence) / 2 * 100
     mean_a, mean_b = float(a.mean()), float(b.mean())
 

@@ -193,20 +193,13 @@ def mrr(ranks: torch.Tensor | np.ndarray | Sequence[int]) -> float:
     return _mean(_reciprocal_ranks(_ranks_array(ranks, "mrr")))
 
 
-_PER_EXAMPLE: dict[str, Callable[..., np.ndarray]] = {
-    "hr": _hits,
-    "recall": _hits,
-    "ndcg": _ndcg_values,
-    "mrr": _reciprocal_ranks,
-}
-
-
 # -- metric keys -------------------------------------------------------------------------------
-METRICS: Registry[Callable[..., float]] = Registry("metric")
-METRICS.add("hr", hit_rate_at_k)
-METRICS.add("recall", recall_at_k)
-METRICS.add("ndcg", ndcg_at_k)
-METRICS.add("mrr", mrr)
+# per-example values (E,) from (E,) float ranks (and k): a metric is the mean of its values
+METRICS: Registry[Callable[..., np.ndarray]] = Registry("metric")
+METRICS.add("hr", _hits)
+METRICS.add("recall", _hits)  # one relevant item per example: the same values as HR
+METRICS.add("ndcg", _ndcg_values)
+METRICS.add("mrr", _reciprocal_ranks)
 
 _NO_CUTOFF = ("mrr",)
 
@@ -244,12 +237,14 @@ def compute_metrics(
         {'hr@1': 0.5, 'mrr': 0.625}
     """
     r = _ranks_array(ranks, "compute_metrics")
-    out: dict[str, float] = {}
-    for key in keys:
-        name, k = parse_metric(key)
-        fn = METRICS.get(name)
-        out[key] = fn(r) if k is None else fn(r, k)
-    return out
+    return {key: _mean(_values(r, key)) for key in keys}
+
+
+def _values(r: np.ndarray, key: str) -> np.ndarray:
+    """(E,) values of the metric ``key`` over checked float ranks ``r``."""
+    name, k = parse_metric(key)  # k, when present, is an int >= 1
+    fn = METRICS.get(name)
+    return fn(r) if k is None else fn(r, k)
 
 
 def metric_values(ranks: torch.Tensor | np.ndarray | Sequence[int], key: str) -> np.ndarray:
@@ -261,7 +256,4 @@ def metric_values(ranks: torch.Tensor | np.ndarray | Sequence[int], key: str) ->
         >>> metric_values(np.array([0, 3, 20]), "hr@10").tolist()
         [1.0, 1.0, 0.0]
     """
-    name, k = parse_metric(key)
-    r = _ranks_array(ranks, "metric_values")
-    fn = _PER_EXAMPLE[name]
-    return fn(r) if k is None else fn(r, _check_k(k, "metric_values"))
+    return _values(_ranks_array(ranks, "metric_values"), key)

@@ -12,8 +12,8 @@ Follows the research model of meta-recsys/generative-recommenders
   with its right-padded rows; here it is computed from the padding mask, so left and right
   padding give the same states. ``position_from="newest"`` counts from the most recent event
   instead (it always has position ``max_len - 1``), as SASRec does: an option, not the official
-  model (on Amazon Beauty, where 81% of test histories have fewer than 10 events, HSTU trails
-  SASRec on Recall@10 at those lengths and not at longer ones: docs/protocols.md).
+  model (on Amazon Beauty, where 81% of test histories have fewer than 10 events, most of HSTU's
+  Recall@10 gap to SASRec is at those lengths, and this option narrows it: docs/protocols.md).
 - Each layer (pre-norm, residual; the norms have no learned scale, eps 1e-6)::
 
       U, V, Q, K = split(SiLU(LayerNorm(X) @ W1))                 # pointwise projection, no bias

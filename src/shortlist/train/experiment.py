@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from shortlist.atomic import write_json
@@ -116,20 +117,15 @@ def run_on_split(
         device,
     )
 
-    def run_eval(
-        m: Model, examples: EvalExamples, exclude: bool | None = config.eval.exclude_history
-    ) -> EvalResult:
+    def validate(m: Model) -> dict[str, float]:
         return evaluate(
             m,
-            examples,
+            split.valid,
             config.protocol,
             batch_size=config.eval.batch_size,
             device=device,
-            exclude_history=exclude,
-        )
-
-    def validate(m: Model) -> dict[str, float]:
-        return run_eval(m, split.valid).metrics
+            exclude_history=config.eval.exclude_history,
+        ).metrics
 
     trainer = Trainer(
         model,
@@ -145,8 +141,7 @@ def run_on_split(
     if not trainer.dist.is_main:  # under torchrun, rank 0 evaluates and writes the results
         return RunResult(run_dir=run_dir, valid={}, test={}, train=result)
     best = load_model(run_dir / "best").to(device)
-    valid = run_eval(best, split.valid)
-    test = run_eval(best, split.test)
+    evaluated = evaluate_best(best, split, config, device, run_dir)
     payload = {
         "name": config.name,
         "dataset": config.dataset.name,
@@ -161,16 +156,49 @@ def run_on_split(
         "wall_seconds": time.perf_counter() - start,
         "sequences_per_s": result.sequences_per_s,
         "device": str(device),
+        **evaluated,
+        "train_config": asdict(train_cfg),
+    }
+    write_json(run_dir / RESULTS, payload)
+    return RunResult(
+        run_dir=run_dir, valid=evaluated["valid"], test=evaluated["test"], train=result
+    )
+
+
+def evaluate_best(
+    model: Model,
+    split: SequenceSplit,
+    config: ExperimentConfig,
+    device: torch.device,
+    run_dir: Path,
+) -> dict[str, Any]:
+    """Evaluate a run's best model on its validation and test examples; write ``ranks.npz``.
+
+    Used after training (:func:`run_on_split`) and by ``shortlist eval RUN_DIR``. Returns the
+    fields of ``results.json`` it owns: ``valid``, ``test``, ``test_by_history_length``,
+    ``test_exclude_history`` and the test metrics under the other masking rule
+    (``test_unmasked`` or ``test_masked``), so that a baseline that evaluates the other way
+    (RecBole never masks seen items) can be compared like for like.
+    """
+
+    def run(examples: EvalExamples, exclude: bool | None) -> EvalResult:
+        return evaluate(
+            model,
+            examples,
+            config.protocol,
+            batch_size=config.eval.batch_size,
+            device=device,
+            exclude_history=exclude,
+        )
+
+    valid = run(split.valid, config.eval.exclude_history)
+    test = run(split.test, config.eval.exclude_history)
+    other = run(split.test, not test.exclude_history)
+    save_ranks(run_dir, {"valid": (split.valid, valid), "test": (split.test, test)})
+    return {
         "valid": valid.metrics,
         "test": test.metrics,
         "test_by_history_length": test.by_length_bucket(),
         "test_exclude_history": test.exclude_history,
-        "train_config": asdict(train_cfg),
+        "test_masked" if other.exclude_history else "test_unmasked": other.metrics,
     }
-    # the other masking rule too, so a baseline that evaluates the other way (RecBole never masks
-    # seen items) can be compared like for like
-    other = run_eval(best, split.test, exclude=not test.exclude_history)
-    payload["test_masked" if other.exclude_history else "test_unmasked"] = other.metrics
-    save_ranks(run_dir, {"valid": (split.valid, valid), "test": (split.test, test)})
-    write_json(run_dir / RESULTS, payload)
-    return RunResult(run_dir=run_dir, valid=valid.metrics, test=test.metrics, train=result)
