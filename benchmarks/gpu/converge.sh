@@ -125,4 +125,5 @@ setsid bash -c '
   wait
   cp benchmarks/results/*.json runs/results/  # the next call'"'"'s copy of the tree replaces benchmarks/
   echo done > runs/converge.done' > runs/converge.log 2>&1 < /dev/null &
-sleep "${FIRST_WAIT_S:-30}"; copy_out
+# FIRST_WAIT_S: this call waits that long at most for the detached job (30 s by default)
+wait_then_copy runs/converge.done "${FIRST_WAIT_S:-30}"
