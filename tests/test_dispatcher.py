@@ -44,16 +44,18 @@ def _inputs(seed: int, B: int, H: int, L: int, d: int, k: int, m: int, scale: fl
     m=st.integers(0, 3),
     chunk=st.integers(1, 17),
     bound=st.sampled_from([2.0, 8.0, 16.0, 40.0]),
+    window=st.integers(0, 12),
 )
-def test_chunked_matches_reference(seed, B, H, L, d, k, m, chunk, bound) -> None:
+def test_chunked_matches_reference(seed, B, H, L, d, k, m, chunk, bound, window) -> None:
     q, eq, kc, zk, zv, valid, extra = _inputs(seed, B, H, L, d, k, m)
     ek, ev = extra if extra else (None, None)
     ref = dispatcher_attention_reference(
-        q, eq, kc, zk, zv, valid, logit_bound=bound, extra_k=ek, extra_v=ev
+        q, eq, kc, zk, zv, valid, logit_bound=bound, extra_k=ek, extra_v=ev, window=window
     )
     fast = dispatcher_attention_chunked(
-        q, eq, kc, zk, zv, valid, logit_bound=bound, extra_k=ek, extra_v=ev, chunk=chunk
-    )
+        q, eq, kc, zk, zv, valid, logit_bound=bound, extra_k=ek, extra_v=ev, chunk=chunk,
+        window=window,
+    )  # fmt: skip
     torch.testing.assert_close(fast, ref, **TOL)
     assert torch.all(fast[~valid[:, None].expand(-1, H, -1)] == 0)  # padding outputs are zero
 
@@ -66,15 +68,18 @@ def test_chunked_matches_reference(seed, B, H, L, d, k, m, chunk, bound) -> None
     k=st.integers(1, 4),
     m=st.integers(0, 2),
     per_row_experts=st.booleans(),
+    window=st.integers(0, 6),
 )
-def test_incremental_step_equals_full(seed, B, L, k, m, per_row_experts) -> None:
+def test_incremental_step_equals_full(seed, B, L, k, m, per_row_experts, window) -> None:
     H, d = 2, 3
     q, eq, kc, zk, zv, valid, extra = _inputs(seed, B, H, L, d, k, m)
     if per_row_experts:
         eq = eq[None].expand(B, -1, -1, -1) + torch.randn(B, H, k, d)
     ek, ev = extra if extra else (None, None)
-    full = dispatcher_attention_reference(q, eq, kc, zk, zv, valid, extra_k=ek, extra_v=ev)
-    state = DispatcherState.zeros(B, H, k, d)
+    full = dispatcher_attention_reference(
+        q, eq, kc, zk, zv, valid, extra_k=ek, extra_v=ev, window=window
+    )
+    state = DispatcherState.zeros(B, H, k, d, window=window)
     outs = []
     for t in range(L):
         y, state = dispatcher_step(
@@ -127,6 +132,24 @@ def test_prefix_summary_matches_hand_computed() -> None:
         torch.testing.assert_close(out[0, 0, :, 0], expected)
 
 
+def test_window_matches_hand_computed() -> None:
+    # One head, one expert whose logits are all 0, d = 1, q = 1: position t dispatches over the
+    # expert (key = mean of the zk so far, value = mean of the zv so far) and its last W = 2 events.
+    zk = torch.tensor([0.5, -1.0, 2.0, 0.0]).view(1, 1, 4, 1)
+    zv = torch.tensor([1.0, 3.0, -2.0, 5.0]).view(1, 1, 4, 1)
+    q, kc, eq = torch.ones(1, 1, 4, 1), torch.zeros(1, 1, 4, 1), torch.zeros(1, 1, 1)
+    expected = []
+    for t in range(4):
+        kz, vz = zk[0, 0, : t + 1, 0].mean(), zv[0, 0, : t + 1, 0].mean()
+        recent = range(max(0, t - 1), t + 1)
+        logits = torch.stack([kz, *(zk[0, 0, j, 0] for j in recent)])
+        values = torch.stack([vz, *(zv[0, 0, j, 0] for j in recent)])
+        expected.append((logits.softmax(0) * values).sum())
+    for impl in ("reference", "fast"):
+        out = dispatcher_attention(q, eq, kc, zk, zv, chunk=3, impl=impl, window=2)
+        torch.testing.assert_close(out[0, 0, :, 0], torch.stack(expected))
+
+
 def test_gradients_match_reference() -> None:
     B, H, L, d, k = 2, 2, 19, 3, 4
     inputs = _inputs(3, B, H, L, d, k, 2)
@@ -135,7 +158,7 @@ def test_gradients_match_reference() -> None:
     for impl in ("reference", "fast"):
         leaves = [x.clone().requires_grad_() for x in (q, eq, kc, zk, zv, ek, ev)]
         out = dispatcher_attention(
-            *leaves[:5], valid, extra_k=leaves[5], extra_v=leaves[6], chunk=4, impl=impl
+            *leaves[:5], valid, extra_k=leaves[5], extra_v=leaves[6], chunk=4, impl=impl, window=3
         )
         (out * torch.linspace(-1, 1, d)).sum().backward()
         grads.append([x.grad for x in leaves])
@@ -147,9 +170,12 @@ def test_gradients_match_reference() -> None:
 @given(seed=st.integers(0, 2**31 - 1), L=st.integers(1, 30), chunk=st.integers(1, 9))
 def test_layer_fast_matches_reference_and_steps(seed: int, L: int, chunk: int) -> None:
     torch.manual_seed(seed)
-    fast = DispatcherAttentionLayer(8, heads=2, num_experts=3, chunk=chunk, use_memory=True)
+    window = seed % 5  # 0 (experts alone) to 4
+    fast = DispatcherAttentionLayer(
+        8, heads=2, num_experts=3, chunk=chunk, use_memory=True, window=window
+    )
     ref = DispatcherAttentionLayer(
-        8, heads=2, num_experts=3, chunk=chunk, impl="reference", use_memory=True
+        8, heads=2, num_experts=3, chunk=chunk, impl="reference", use_memory=True, window=window
     )
     ref.load_state_dict(fast.state_dict())
     x = torch.randn(2, L, 8)
@@ -182,6 +208,12 @@ def test_layer_without_valid_and_errors() -> None:
     with pytest.raises(ValueError, match=r"chunk must be an int >= 1. Got 0 instead"):
         x = torch.randn(1, 1, 4, 2)
         dispatcher_attention(x, torch.randn(1, 2, 2), x, x, x, chunk=0)
+    with pytest.raises(ValueError, match=r"'window' parameter .* int >= 0. Got -2 instead"):
+        DispatcherAttentionLayer(8, heads=2, num_experts=2, window=-2)
+    with pytest.raises(ValueError, match=r"impl='triton'\) has no local window"):
+        DispatcherAttentionLayer(8, heads=2, num_experts=2, impl="triton", window=4)
+    with pytest.raises(ValueError, match=r"window must be an int >= 0. Got -1 instead"):
+        dispatcher_attention(*_inputs(0, 1, 1, 3, 2, 2, 0)[:6], window=-1)
     with pytest.raises(ValueError, match=r"impl must be one of"):
         dispatcher_attention(x, torch.randn(1, 2, 2), x, x, x, impl="flash")  # type: ignore[arg-type]
 

@@ -36,10 +36,10 @@ def test_shapes_and_zero_padding(memory_size: int) -> None:
     assert torch.all(h[ids == 0] == 0) and torch.all(h[ids > 0].abs().sum(-1) > 0)
 
 
-@pytest.mark.parametrize("memory_size", [0, 16])
+@pytest.mark.parametrize(("memory_size", "local_window"), [(0, 0), (16, 0), (0, 3), (16, 5)])
 @pytest.mark.parametrize("t", [2, 5, 11])
-def test_exact_causality(memory_size: int, t: int) -> None:
-    m = _model(memory_size=memory_size)
+def test_exact_causality(memory_size: int, local_window: int, t: int) -> None:
+    m = _model(memory_size=memory_size, local_window=local_window)
     ids = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]])
     changed = ids.clone()
     changed[0, t] = 20
@@ -59,18 +59,18 @@ def test_padding_invariance_and_independent_rows() -> None:
     torch.testing.assert_close(both[1], m.encode(other)[0])
 
 
-@pytest.mark.parametrize("memory_size", [0, 16])
-def test_fast_equals_reference(memory_size: int) -> None:
-    fast = _model(memory_size=memory_size)
-    ref = _model(memory_size=memory_size, impl="reference")
+@pytest.mark.parametrize(("memory_size", "local_window"), [(0, 0), (16, 0), (0, 4), (16, 20)])
+def test_fast_equals_reference(memory_size: int, local_window: int) -> None:
+    fast = _model(memory_size=memory_size, local_window=local_window)
+    ref = _model(memory_size=memory_size, impl="reference", local_window=local_window)
     ref.load_state_dict(fast.state_dict())
     ids = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [0] * 7 + [1, 2, 3, 4, 5]])
     torch.testing.assert_close(fast.encode(ids), ref.encode(ids), atol=2e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("memory_size", [0, 16])
-def test_incremental_equals_full_recompute(memory_size: int) -> None:
-    m = _model(memory_size=memory_size)
+@pytest.mark.parametrize(("memory_size", "local_window"), [(0, 0), (16, 0), (0, 3), (16, 1)])
+def test_incremental_equals_full_recompute(memory_size: int, local_window: int) -> None:
+    m = _model(memory_size=memory_size, local_window=local_window)
     ids = torch.tensor(
         [[0, 0, 0, 3, 4, 5, 6, 7, 8, 9, 10, 11], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]]
     )
@@ -127,6 +127,12 @@ def test_config_errors() -> None:
         ValueError, match=r"'num_experts' parameter of ElasticConfig must be an int >= 1. Got 0"
     ):
         build_model("elastic", num_items=5, num_experts=0)
+    with pytest.raises(
+        ValueError, match=r"'local_window' parameter of ElasticConfig must be an int >= 0. Got -1"
+    ):
+        build_model("elastic", num_items=5, local_window=-1)
+    with pytest.raises(ValueError, match=r"'local_window' .* impl='triton' has no local window"):
+        build_model("elastic", num_items=5, local_window=4, impl="triton")
     with pytest.raises(ValueError, match="exceed ELASTIC's max_len=12"):
         _model().encode(torch.ones(1, 13, dtype=torch.long))
     build_model("elastic", num_items=5, memory_size=20, product_keys=False)  # flat keys: any M

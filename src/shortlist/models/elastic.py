@@ -16,7 +16,8 @@ Model (it mirrors SASRec: same batches, losses, item table and evaluation):
                 x = x + Drop(FFN(LN(x)))
     h = LN(x); the score of item i at position t is h_t . E_i.
 LDA: :class:`~shortlist.ops.dispatcher_layer.DispatcherAttentionLayer` (k learned interest experts
-per layer compress every prefix; each position dispatches from its own causal expert states).
+per layer compress every prefix; each position dispatches from its own causal expert states and,
+with ``local_window`` W > 0, from its W most recent events exactly).
 IMR: one :class:`~shortlist.ops.interest_memory.InterestMemory` of M slots shared by the layers;
 each layer queries it at every position from that position's own state (so the selection at t
 depends only on events <= t) and adds the k retrieved interest tokens as extra dispatch tokens.
@@ -55,6 +56,8 @@ class ElasticConfig:
     memory_topk: int = 0  # slots retrieved per position; 0 = num_experts
     product_keys: bool = True  # IMR by product keys (M must be a square) instead of M flat keys
     chunk_size: int = 64  # C: chunk length of the linear-time LDA
+    # W: each position also dispatches from its W most recent events exactly (0 = experts alone)
+    local_window: int = 0
     logit_bound: float = 16.0  # T: compress logits stay in [-T, T] (stability, see ops/dispatcher)
     # "reference": O(L^2), tests only; "triton": opt-in, CUDA (ops/dispatcher_triton.py)
     impl: Literal["fast", "reference", "triton"] = "fast"
@@ -68,8 +71,14 @@ class ElasticConfig:
 
     def __post_init__(self) -> None:
         check_next_item_config(
-            self, num_experts=1, memory_size=0, memory_topk=0, chunk_size=1, ffn_dim=0
-        )
+            self, num_experts=1, memory_size=0, memory_topk=0, chunk_size=1, ffn_dim=0,
+            local_window=0,
+        )  # fmt: skip
+        if self.local_window and self.impl == "triton":
+            raise ValueError(
+                "The 'local_window' parameter of ElasticConfig needs impl='fast' (or 'reference'): "
+                f"impl='triton' has no local window. Got local_window={self.local_window}."
+            )
         if self.memory_size:
             if self.memory_k > self.memory_size:
                 raise ValueError(
@@ -128,7 +137,7 @@ class ElasticBlock(nn.Module):
         self.ln1 = nn.LayerNorm(c.dim)
         self.lda = DispatcherAttentionLayer(
             c.dim, c.num_heads, c.num_experts, c.chunk_size, impl=c.impl,
-            logit_bound=c.logit_bound, use_memory=c.memory_size > 0,
+            logit_bound=c.logit_bound, use_memory=c.memory_size > 0, window=c.local_window,
         )  # fmt: skip
         self.memory_query = nn.Linear(c.dim, c.dim) if c.memory_size else None
         self.ln2 = nn.LayerNorm(c.dim)

@@ -24,10 +24,16 @@ over the valid events j <= t::
 the same thing: a convex combination commutes with affine maps, so we project the events first and
 never build Z.)
 
-Dispatch (per position). Position t reads its own causal expert states (and its m extra tokens)::
+Dispatch (per position). Position t reads its own causal expert states (and its m extra tokens,
+and with a local window W > 0 the valid events j in (t - W, t] exactly: its W most recent events
+under left padding, the models' layout; an invalid position inside a row would take a slot)::
 
-    p_t = softmax_e( [q_t . Kz_t[e]]_e  ++  [q_t . xk_t[i]]_i )
-    y_t = sum_e p_te Vz_t[e] + sum_i p_ti xv_t[i]
+    p_t = softmax( [q_t . Kz_t[e]]_e  ++  [q_t . xk_t[i]]_i  ++  [q_t . zk_j]_j )
+    y_t = sum_e p_te Vz_t[e] + sum_i p_ti xv_t[i] + sum_j p_tj zv_j
+
+The window is this project's addition (docs/long_sequences.md, "ELASTIC"): the experts summarise
+the whole prefix, the window keeps the latest events exact, as KSA's window does for its chunks;
+it costs O(L W d) more and the incremental state keeps the last W events.
 
 Stability without a running max. Logits are clamped to [-T, T] (the layer keeps them there by
 construction: cosine similarity times a scale < T), so ``exp(s - T)`` lies in [e^{-2T}, 1]: no
@@ -48,7 +54,7 @@ Implementations:
       over chunks, no data-dependent control flow (torch.compile-friendly).
     - ``ops/dispatcher_triton.dispatcher_attention_triton``: the chunked algorithm with one Triton
       kernel per chunk and direction (opt-in ``impl="triton"``; CUDA, no extra tokens).
-    - :func:`dispatcher_step`: one new event per row, O(H k d), from a :class:`DispatcherState`.
+    - :func:`dispatcher_step`: one new event per row, O(H (k + W) d), from a :class:`DispatcherState`.
 """
 
 from __future__ import annotations
@@ -74,7 +80,10 @@ def _check_inputs(
     extra_k: torch.Tensor | None,
     extra_v: torch.Tensor | None,
     logit_bound: float,
+    window: int = 0,
 ) -> None:
+    if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+        raise ValueError(f"window must be an int >= 0. Got {window!r} instead.")
     if q.ndim != 4:
         raise ValueError(f"q must have shape (B, H, L, d). Got {tuple(q.shape)} instead.")
     for name, t in (("kc", kc), ("zk", zk), ("zv", zv)):
@@ -129,14 +138,44 @@ def _compress_logits(expert_q: torch.Tensor, kc: torch.Tensor, bound: float) -> 
 
 
 def _dispatch(
-    logits: torch.Tensor, extra_logits: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Softmax over the k expert logits (..., k) and the m extra logits (..., m) jointly."""
-    if extra_logits is None:
-        return logits.softmax(-1), None
-    k = logits.shape[-1]
-    p = torch.cat([logits, extra_logits], -1).softmax(-1)
-    return p[..., :k], p[..., k:]
+    logits: torch.Tensor, *extras: torch.Tensor | None
+) -> tuple[torch.Tensor | None, ...]:
+    """Softmax over the k expert logits (..., k) and every given group of extra logits (..., m_i)
+    jointly (-inf marks an absent token); returns one probability tensor per group, None where the
+    group is None."""
+    given = [e for e in extras if e is not None]
+    if not given:
+        return (logits.softmax(-1), *(None for _ in extras))
+    parts = (
+        torch.cat([logits, *given], -1)
+        .softmax(-1)
+        .split([logits.shape[-1], *(e.shape[-1] for e in given)], -1)
+    )
+    probs = iter(parts[1:])
+    return (parts[0], *(None if e is None else next(probs) for e in extras))
+
+
+def _unfold_window(x: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, H, L, d) -> (B, H, L, d, W) view: [..., t, :, w] = x at position t - W + 1 + w
+    (zeros before the start)."""
+    return F.pad(x, (0, 0, window - 1, 0)).unfold(2, window, 1)
+
+
+def window_logits(
+    q: torch.Tensor, zk: torch.Tensor, valid: torch.Tensor, window: int
+) -> torch.Tensor:
+    """The local window's dispatch logits: q, zk (B, H, L, d), valid (B, L) -> (B, H, L, W) float32,
+    [t, w] = q_t . zk_{t-W+1+w}, -inf where that event is before the start or not valid."""
+    logits = (q.unsqueeze(-2) @ _unfold_window(zk, window)).squeeze(-2).float()  # (B, H, L, W)
+    ok = F.pad(valid, (window - 1, 0)).unfold(1, window, 1)  # (B, L, W)
+    return logits.masked_fill(~ok[:, None], float("-inf"))
+
+
+def window_values(p: torch.Tensor, zv: torch.Tensor) -> torch.Tensor:
+    """Window probabilities p (B, H, L, W) and zv (B, H, L, d) -> (B, H, L, d) float32,
+    sum_w p[t, w] zv_{t-W+1+w}."""
+    zw = _unfold_window(zv, p.shape[-1])  # (B, H, L, d, W)
+    return (zw @ p.to(zw.dtype).unsqueeze(-1)).squeeze(-1).float()
 
 
 def dispatcher_attention_reference(
@@ -150,6 +189,7 @@ def dispatcher_attention_reference(
     logit_bound: float = 16.0,
     extra_k: torch.Tensor | None = None,
     extra_v: torch.Tensor | None = None,
+    window: int = 0,
 ) -> torch.Tensor:
     """Causal LDA with an explicit (L, L) mask: the definition in the module docstring.
 
@@ -161,11 +201,13 @@ def dispatcher_attention_reference(
         valid: (B, L) bool, False at padding (padding is never part of any state); all True if None.
         logit_bound: T, the compress logits are clamped to [-T, T].
         extra_k, extra_v: (B, H, L, m, d) per-position extra dispatch tokens, or None.
+        window: W: position t also dispatches exactly from the valid events j in (t - W, t]
+            (keys zk, values zv; t itself included); 0 = none.
 
     Returns:
         (B, H, L, d) in the dtype of q; zero where not valid.
     """
-    _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound)
+    _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound, window)
     B, _, L, _ = q.shape
     if valid is None:
         valid = torch.ones(B, L, dtype=torch.bool, device=q.device)
@@ -181,10 +223,17 @@ def dispatcher_attention_reference(
     extra_logits = None
     if extra_k is not None:
         extra_logits = (qf[:, :, :, None] * extra_k.float()).sum(-1)  # (B, H, L, m)
-    p, pe = _dispatch(disp, extra_logits)
+    win_logits = None
+    if window:
+        t = torch.arange(L, device=q.device)
+        band = allowed & (t[:, None] - t[None, :] < window)  # (B, L, L): t - W < j <= t, valid
+        win_logits = (qf @ zk.float().transpose(-1, -2)).masked_fill(~band[:, None], float("-inf"))
+    p, pe, pw = _dispatch(disp, extra_logits, win_logits)
     y = (p.permute(0, 1, 3, 2)[..., None] * vz).sum(2)  # (B, H, L, d)
     if pe is not None and extra_v is not None:
         y = y + (pe[..., None] * extra_v.float()).sum(3)
+    if pw is not None:
+        y = y + pw @ zv.float()  # (B, H, L, L) @ (B, H, L, d)
     return (y * valid[:, None, :, None]).to(q.dtype)
 
 
@@ -269,6 +318,7 @@ def dispatcher_attention_chunked(
     extra_k: torch.Tensor | None = None,
     extra_v: torch.Tensor | None = None,
     chunk: int = 64,
+    window: int = 0,
 ) -> torch.Tensor:
     """Causal LDA in linear time: chunk-prefix states plus masked intra-chunk matmuls.
 
@@ -277,9 +327,11 @@ def dispatcher_attention_chunked(
         state before c:  SK[e] = sum_{j < c} u_je zk_j, SV[e] likewise, SD[e] = sum_{j < c} u_je
         intra-chunk:     (Q Zk^T . mask) U gives sum_{j <= t in c} u_je q_t.zk_j;  mask U the
                          denominators; ((R U^T) . mask) Zv the value term, R = p / den.
-    Left padding of L to n C uses invalid positions, so any padding side is handled.
+    Left padding of L to n C uses invalid positions, so any padding side is handled. The local
+    window (``window`` W > 0) is O(L W d): its logits and values read W shifted views of zk and zv
+    (:func:`window_logits`, :func:`window_values`).
     """
-    _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound)
+    _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound, window)
     if valid is None:
         valid = torch.ones(q.shape[0], q.shape[2], dtype=torch.bool, device=q.device)
     ch = chunk_states(q, expert_q, kc, zk, zv, valid, logit_bound, chunk)
@@ -296,12 +348,18 @@ def dispatcher_attention_chunked(
     extra_logits = None
     if extra_k is not None:
         extra_logits = (qc.float()[..., None, :] * ch.cut(extra_k.float())).sum(-1)
-    p, pe = _dispatch(num / den, extra_logits)  # (B, H, n, C, k), (B, H, n, C, m)
+    win_logits = None
+    if window:  # (B, H, n, C, W); the front padding's rows are dropped below
+        win_logits = ch.cut(window_logits(q.to(cd), zk.to(cd), valid, window))
+    # (B, H, n, C, k), (B, H, n, C, m), (B, H, n, C, W)
+    p, pe, pw = _dispatch(num / den, extra_logits, win_logits)
     r = (p / den).to(cd)  # (B, H, n, C, k)
     y = (r @ sv.to(cd)).float() + ((r @ ut).masked_fill(~mask, 0.0) @ zvc).float()  # (B,H,n,C,d)
     if pe is not None and extra_v is not None:
         y = y + (pe[..., None] * ch.cut(extra_v.float())).sum(-2)
     y = y.reshape(B, H, n * C, d)[:, :, ch.pad :]  # (B, H, L, d)
+    if pw is not None:
+        y = y + window_values(pw.reshape(B, H, n * C, window)[:, :, ch.pad :], zv.to(cd))
     return (y * valid[:, None, :, None]).to(q.dtype)
 
 
@@ -318,27 +376,24 @@ def dispatcher_attention(
     extra_v: torch.Tensor | None = None,
     chunk: int = 64,
     impl: Impl = "fast",
+    window: int = 0,
 ) -> torch.Tensor:
     """The one dispatch point: ``impl="reference"`` (O(L^2), tests), ``"fast"`` (chunked) or
-    ``"triton"`` (chunked, one Triton kernel per chunk: ``ops/dispatcher_triton.py``)."""
+    ``"triton"`` (chunked, one Triton kernel per chunk: ``ops/dispatcher_triton.py``; no local
+    window)."""
     if impl == "reference":
         return dispatcher_attention_reference(
-            q,
-            expert_q,
-            kc,
-            zk,
-            zv,
-            valid,
-            logit_bound=logit_bound,
-            extra_k=extra_k,
-            extra_v=extra_v,
-        )
+            q, expert_q, kc, zk, zv, valid, logit_bound=logit_bound, extra_k=extra_k,
+            extra_v=extra_v, window=window,
+        )  # fmt: skip
     if impl == "fast":
         return dispatcher_attention_chunked(
             q, expert_q, kc, zk, zv, valid, logit_bound=logit_bound, extra_k=extra_k,
-            extra_v=extra_v, chunk=chunk,
+            extra_v=extra_v, chunk=chunk, window=window,
         )  # fmt: skip
     if impl == "triton":
+        if window:
+            raise ValueError("impl='triton' has no local window: use impl='fast' with window > 0.")
         from shortlist.ops.dispatcher_triton import dispatcher_attention_triton
 
         return dispatcher_attention_triton(
@@ -353,22 +408,43 @@ def dispatcher_attention(
 
 @dataclass(frozen=True)
 class DispatcherState:
-    """Compressed expert state after a prefix, float32 (exact: no running max is needed).
+    """Compressed expert state after a prefix, float32 (exact: no running max is needed), and the
+    local window's last W events.
 
     num_k, num_v: (B, H, k, d) sums of ``u_je zk_j`` / ``u_je zv_j`` over the events so far.
     den: (B, H, k) sums of ``u_je``.
+    recent_k, recent_v: (B, H, W, d) zk / zv of the last W events, oldest first (W may be 0); the
+        same window as the full path's under left padding (a step with ``valid`` False adds none).
+    recent_valid: (B, W) bool, False for slots not yet filled.
     """
 
     num_k: torch.Tensor
     num_v: torch.Tensor
     den: torch.Tensor
+    recent_k: torch.Tensor
+    recent_v: torch.Tensor
+    recent_valid: torch.Tensor
+
+    @property
+    def window(self) -> int:
+        """W, the local window of the state (0 = none)."""
+        return self.recent_k.shape[2]
 
     @staticmethod
     def zeros(
-        batch: int, heads: int, experts: int, head_dim: int, device: torch.device | str = "cpu"
+        batch: int,
+        heads: int,
+        experts: int,
+        head_dim: int,
+        device: torch.device | str = "cpu",
+        window: int = 0,
     ) -> DispatcherState:
         z = torch.zeros(batch, heads, experts, head_dim, device=device)
-        return DispatcherState(num_k=z, num_v=z.clone(), den=z[..., 0].clone())
+        r = torch.zeros(batch, heads, window, head_dim, device=device)
+        return DispatcherState(
+            num_k=z, num_v=z.clone(), den=z[..., 0].clone(), recent_k=r, recent_v=r.clone(),
+            recent_valid=torch.zeros(batch, window, dtype=torch.bool, device=device),
+        )  # fmt: skip
 
 
 def dispatcher_step(
@@ -384,10 +460,11 @@ def dispatcher_step(
     extra_k: torch.Tensor | None = None,
     extra_v: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, DispatcherState]:
-    """Append one event per row: update the expert state in O(H k d) and dispatch it.
+    """Append one event per row: update the expert state in O(H k d) (and the window's last W
+    events) and dispatch it.
 
     Args:
-        state: the state after the previous events.
+        state: the state after the previous events (its window W is the one the full path used).
         q, kc, zk, zv: (B, H, d) the new event's projections.
         expert_q: (H, k, d) or (B, H, k, d).
         valid: (B,) bool; rows where False keep their state and output zero.
@@ -402,19 +479,35 @@ def dispatcher_step(
     eq = expert_q if expert_q.ndim == 4 else expert_q.unsqueeze(0)
     s = (eq.float() @ kc.float()[..., None])[..., 0].clamp(-logit_bound, logit_bound)  # (B,H,k)
     u = torch.exp(s - logit_bound) * valid[:, None, None]  # (B, H, k)
+    recent_k, recent_v, recent_valid = state.recent_k, state.recent_v, state.recent_valid
+    if state.window:  # shift the window by one where the row has a new event
+        keep = valid[:, None, None, None]
+        recent_k = torch.where(keep, torch.cat([recent_k[:, :, 1:], zk.float()[:, :, None]], 2), recent_k)  # fmt: skip
+        recent_v = torch.where(keep, torch.cat([recent_v[:, :, 1:], zv.float()[:, :, None]], 2), recent_v)  # fmt: skip
+        recent_valid = torch.where(
+            valid[:, None], torch.cat([recent_valid[:, 1:], valid[:, None]], 1), recent_valid
+        )
     new = DispatcherState(
         num_k=state.num_k + u[..., None] * zk.float()[:, :, None],
         num_v=state.num_v + u[..., None] * zv.float()[:, :, None],
         den=state.den + u,
+        recent_k=recent_k,
+        recent_v=recent_v,
+        recent_valid=recent_valid,
     )
     den = new.den.clamp_min(torch.finfo(torch.float32).tiny)
     qf = q.float()
     logits = (new.num_k @ qf[..., None])[..., 0] / den  # (B, H, k)
-    extra_logits = None
+    extra_logits = win_logits = None
     if extra_k is not None:
         extra_logits = (extra_k.float() @ qf[..., None])[..., 0]  # (B, H, m)
-    p, pe = _dispatch(logits, extra_logits)
+    if state.window:
+        win_logits = (recent_k @ qf[..., None])[..., 0]  # (B, H, W)
+        win_logits = win_logits.masked_fill(~recent_valid[:, None], float("-inf"))
+    p, pe, pw = _dispatch(logits, extra_logits, win_logits)
     y = ((p / den)[..., None] * new.num_v).sum(2)  # (B, H, d)
     if pe is not None and extra_v is not None:
         y = y + (pe[..., None] * extra_v.float()).sum(2)
+    if pw is not None:
+        y = y + (pw[..., None] * recent_v).sum(2)
     return (y * valid[:, None, None]).to(q.dtype), new

@@ -12,6 +12,7 @@ Per head:
     compress logit  s_ej = g_h * cos(eq_e, x_j Wc)   with g_h = T * sigmoid(w_h) < T (bounded)
     expert streams  zk_j = x_j Wzk, zv_j = x_j Wzv    (averaged into expert keys / values)
     memory tokens   xk_ti, xv_ti = mem_ti Wmk, mem_ti Wmv   (only with ``use_memory=True``)
+    local window    the last W events' zk_j, zv_j, read exactly (only with ``window`` W > 0)
 and the output is ``concat_h(y) Wo``.
 
 Example:
@@ -52,6 +53,8 @@ class DispatcherAttentionLayer(nn.Module):
             (chunked, one Triton kernel per chunk; CUDA, no memory tokens: ops/dispatcher_triton.py).
         logit_bound: T, bound of the compress logits.
         use_memory: accept per-position memory tokens (B, L, m, D) as extra dispatch tokens.
+        window: W, the most recent events each position also dispatches from exactly (its own
+            included; 0 = the experts alone): ops/dispatcher.py.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class DispatcherAttentionLayer(nn.Module):
         impl: Impl = "fast",
         logit_bound: float = 16.0,
         use_memory: bool = False,
+        window: int = 0,
     ) -> None:
         super().__init__()
         for name, value in (("dim", dim), ("heads", heads), ("num_experts", num_experts), ("chunk", chunk)):  # fmt: skip
@@ -72,6 +76,16 @@ class DispatcherAttentionLayer(nn.Module):
                     f"The {name!r} parameter of DispatcherAttentionLayer must be an int >= 1. "
                     f"Got {value!r} instead."
                 )
+        if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+            raise ValueError(
+                "The 'window' parameter of DispatcherAttentionLayer must be an int >= 0. "
+                f"Got {window!r} instead."
+            )
+        if window and impl == "triton":
+            raise ValueError(
+                "DispatcherAttentionLayer(impl='triton') has no local window: use impl='fast' "
+                f"with window={window}, or window=0."
+            )
         if dim % heads:
             raise ValueError(
                 f"The 'dim' parameter of DispatcherAttentionLayer ({dim}) must be divisible by "
@@ -89,6 +103,7 @@ class DispatcherAttentionLayer(nn.Module):
             )
         self.dim, self.heads, self.num_experts, self.chunk = dim, heads, num_experts, chunk
         self.head_dim = dim // heads
+        self.window = window
         self.impl: Impl = impl
         self.logit_bound = float(logit_bound)
         self.qkv = nn.Linear(dim, 4 * dim)  # q, kc, zk, zv
@@ -153,7 +168,7 @@ class DispatcherAttentionLayer(nn.Module):
             mk, mv = mk.permute(0, 3, 1, 2, 4), mv.permute(0, 3, 1, 2, 4)  # (B, H, L, m, d)
         y = dispatcher_attention(
             q, expert_q, kc, zk, zv, valid, logit_bound=self.logit_bound,
-            extra_k=mk, extra_v=mv, chunk=self.chunk, impl=self.impl,
+            extra_k=mk, extra_v=mv, chunk=self.chunk, impl=self.impl, window=self.window,
         )  # fmt: skip
         return (y,)
 
@@ -172,7 +187,9 @@ class DispatcherAttentionLayer(nn.Module):
     # -- incremental ----------------------------------------------------------------------------
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> DispatcherState:
         """The empty state (no event yet) for ``batch`` rows."""
-        return DispatcherState.zeros(batch, self.heads, self.num_experts, self.head_dim, device)
+        return DispatcherState.zeros(
+            batch, self.heads, self.num_experts, self.head_dim, device, window=self.window
+        )
 
     def step(
         self,
@@ -183,8 +200,8 @@ class DispatcherAttentionLayer(nn.Module):
     ) -> tuple[torch.Tensor, DispatcherState]:
         """One new position per row: x (B, D), valid (B,), memory (B, m, D) -> (B, D), new state.
 
-        Equals the last position of :meth:`forward` over the whole prefix, in O(H k d) for the
-        mixing (plus the projections)."""
+        Equals the last position of :meth:`forward` over the whole prefix, in O(H (k + W) d) for
+        the mixing (plus the projections)."""
         B = x.shape[0]
         q, kc, zk, zv = self._project(x)  # (B, H, d) each
         mk, mv = self._memory(memory)  # (B, m, H, d) or None
