@@ -97,7 +97,9 @@ def main() -> None:
     parts = {n: json.loads((src / f"{n}.json").read_text()) for n in PARTS if n not in missing}
     skipped = [f"{n}: {args.why_missing}" for n in missing]
     rows, commands = merge(parts)
-    first = next(iter(parts.values()))
+    # the file's commit, date and machine are those of its newest part (each part's own are in its
+    # rows' notes and commands); ties keep the first in PARTS order
+    newest = max(parts.values(), key=lambda p: p["date"])
     write_result(
         "longseq_quality",
         rows,
@@ -107,7 +109,7 @@ def main() -> None:
         + " | notes: "
         + " | ".join(f"{n}: {p['notes']}" for n, p in parts.items() if p.get("notes"))
         + "".join(f" | not measured: {m}" for m in skipped),
-        extra={"commit": first["commit"], "date": first["date"], "machine": first["machine"]},
+        extra={"commit": newest["commit"], "date": newest["date"], "machine": newest["machine"]},
     )
 
 

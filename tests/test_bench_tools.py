@@ -172,11 +172,15 @@ def test_longseq_quality_ratios_against_the_run_baseline_and_missing_parts(
         longseq_quality, "write_result", lambda name, rows, **kw: written.update(kw)
     )
     (tmp_path / "longseq_mls.json").write_text(json.dumps(part))
+    newer = {**part, "commit": "def5678", "date": "2026-11-30", "machine": "newer"}
+    (tmp_path / "longseq_ml100k.json").write_text(json.dumps(newer))
     argv = ["longseq_quality.py", "--from", str(tmp_path), "--why-missing", "split redesigned"]
     monkeypatch.setattr(sys, "argv", argv)
     longseq_quality.main()
     assert "not measured: longseq_synthetic: split redesigned" in written["notes"]
     assert "not measured: longseq_mls" not in written["notes"]
+    # the file is dated by its newest part, whichever comes first
+    assert written["extra"] == {"commit": "def5678", "date": "2026-11-30", "machine": "newer"}
     monkeypatch.setattr(sys, "argv", ["longseq_quality.py", "--from", str(tmp_path / "none")])
     with pytest.raises(SystemExit, match="none of the result files"):
         longseq_quality.main()

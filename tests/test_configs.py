@@ -149,3 +149,48 @@ def test_frozen_beauty_configs_are_the_chosen_sweep_config_with_its_figures(fami
     assert set(figures) == {"recall@5", "ndcg@5", "recall@10", "ndcg@10"}
     for metric, text in figures.items():
         assert text == f"{row['metrics'][metric]:.4f}", (metric, text)
+
+
+@pytest.mark.parametrize(
+    ("folder", "dataset", "family"),
+    [
+        ("amazon-beauty", "amazon-beauty", "ksa"),
+        ("amazon-beauty", "amazon-beauty", "elastic"),
+        ("ml-latest-small", "ml-latest-small", "sasrec"),
+        ("ml-latest-small", "ml-latest-small", "ksa"),
+        ("ml-latest-small", "ml-latest-small", "elastic"),
+        ("ml-100k", "ml-100k", "ksa"),
+        ("ml-100k", "ml-100k", "elastic"),
+    ],
+)
+def test_frozen_long_history_configs_are_the_chosen_sweep_config(
+    folder: str, dataset: str, family: str
+) -> None:
+    """configs/<folder>/<family>.yaml is the sweep config longseq_quality.json chose for that
+    dataset and family (same settings), and its header's test NDCG@10 and HR/Recall@10 are that
+    result's means (rounded to 4 places)."""
+    import json
+    import re
+
+    result = json.loads((ROOT / "benchmarks" / "results" / "longseq_quality.json").read_text())
+    (row,) = [
+        r for r in result["rows"]
+        if r["dataset"] == dataset and r["model"] == f"shortlist {family}"
+        and r["variant"].startswith("mean of") and "not masked" not in r["protocol"]
+    ]  # fmt: skip
+    chosen = re.search(r"config (\S+), chosen", row["variant"]).group(1)  # type: ignore[union-attr]
+    sweeps = list((ROOT / "configs" / folder).glob(f"sweep*/{chosen}.yaml"))
+    assert len(sweeps) == 1, f"sweep config {chosen}.yaml: found {sweeps}"
+    frozen = (ROOT / "configs" / folder / f"{family}.yaml").read_text()
+
+    def body(text: str) -> dict:  # type: ignore[type-arg]
+        cfg = yaml.safe_load(text)
+        return {k: v for k, v in cfg.items() if k not in ("name", "eval")}
+
+    assert body(frozen) == body(sweeps[0].read_text()), f"{family}.yaml is not {sweeps[0]}"
+    reaches = re.search(r"Reaches \(.*\): (.*)", frozen).group(1)  # type: ignore[union-attr]
+    own = reaches.split("(")[0]  # the model's figures; the parenthesis has SASRec's
+    figures = dict(re.findall(r"(recall@10|hr@10|ndcg@10) (\d\.\d{4})", own))
+    assert "ndcg@10" in figures and len(figures) == 2, reaches
+    for metric, text in figures.items():
+        assert text == f"{row['metrics'][metric]:.4f}", (metric, text)
