@@ -185,6 +185,7 @@ def test_frozen_long_history_configs_are_the_chosen_sweep_config(
 
     def body(text: str) -> dict:  # type: ignore[type-arg]
         cfg = yaml.safe_load(text)
+        # the run's name and its evaluation batch size do not change a result
         return {k: v for k, v in cfg.items() if k not in ("name", "eval")}
 
     assert body(frozen) == body(sweeps[0].read_text()), f"{family}.yaml is not {sweeps[0]}"

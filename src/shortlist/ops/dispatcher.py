@@ -447,6 +447,13 @@ class DispatcherState:
         )  # fmt: skip
 
 
+def _push(window: torch.Tensor, new: torch.Tensor, rows: torch.Tensor, dim: int) -> torch.Tensor:
+    """``window`` (B, ...) with its oldest slot along ``dim`` dropped and ``new`` (size 1 along
+    ``dim``) appended, in the rows where ``rows`` (B,) is True; the other rows unchanged."""
+    moved = torch.cat([window.narrow(dim, 1, window.shape[dim] - 1), new], dim)
+    return torch.where(rows.view(-1, *(1,) * (window.ndim - 1)), moved, window)
+
+
 def dispatcher_step(
     state: DispatcherState,
     q: torch.Tensor,
@@ -480,13 +487,10 @@ def dispatcher_step(
     s = (eq.float() @ kc.float()[..., None])[..., 0].clamp(-logit_bound, logit_bound)  # (B,H,k)
     u = torch.exp(s - logit_bound) * valid[:, None, None]  # (B, H, k)
     recent_k, recent_v, recent_valid = state.recent_k, state.recent_v, state.recent_valid
-    if state.window:  # shift the window by one where the row has a new event
-        keep = valid[:, None, None, None]
-        recent_k = torch.where(keep, torch.cat([recent_k[:, :, 1:], zk.float()[:, :, None]], 2), recent_k)  # fmt: skip
-        recent_v = torch.where(keep, torch.cat([recent_v[:, :, 1:], zv.float()[:, :, None]], 2), recent_v)  # fmt: skip
-        recent_valid = torch.where(
-            valid[:, None], torch.cat([recent_valid[:, 1:], valid[:, None]], 1), recent_valid
-        )
+    if state.window:  # the window moves by one event in the rows that have one
+        recent_k = _push(recent_k, zk.float()[:, :, None], valid, dim=2)  # (B, H, W, d)
+        recent_v = _push(recent_v, zv.float()[:, :, None], valid, dim=2)
+        recent_valid = _push(recent_valid, valid[:, None], valid, dim=1)  # (B, W)
     new = DispatcherState(
         num_k=state.num_k + u[..., None] * zk.float()[:, :, None],
         num_v=state.num_v + u[..., None] * zv.float()[:, :, None],
