@@ -25,7 +25,7 @@ depends only on events <= t) and adds the k retrieved interest tokens as extra d
 Causality is exact: every operation is per position or a prefix sum, and the LDA's fixed
 stabiliser (bounded logits) keeps each output bitwise independent of later events.
 Incremental inference: :meth:`Elastic.init_state` / :meth:`Elastic.step` append one event per row in
-O(layers (H k d + D^2 + sqrt(M) D)), equal to a full recompute.
+O(layers (H (k + W) d + D^2 + sqrt(M) D)), equal to a full recompute (W = local_window).
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ class Elastic(NextItemRetriever):
         """Append one event per row: items (B,) (0 = no event for that row).
 
         Returns the (B, D) state after the event (what :meth:`encode` gives at that position) and
-        the new state. Cost per event: O(layers (H k d + D^2)), independent of the history length.
+        the new state. Cost per event: O(layers (H (k + W) d + D^2)), independent of the history length.
         """
         valid = items > 0  # (B,)
         if bool((state.positions[valid] >= self.config.max_len).any()):
