@@ -225,7 +225,8 @@ class Elastic(NextItemRetriever):
         """Append one event per row: items (B,) (0 = no event for that row).
 
         Returns the (B, D) state after the event (what :meth:`encode` gives at that position) and
-        the new state. Cost per event: O(layers (H (k + W) d + D^2)), independent of the history length.
+        the new state. Cost per event: O(layers (H (k + W) d + D^2)), independent of the history
+        length.
         """
         valid = items > 0  # (B,)
         if bool((state.positions[valid] >= self.config.max_len).any()):

@@ -54,7 +54,8 @@ Implementations:
       over chunks, no data-dependent control flow (torch.compile-friendly).
     - ``ops/dispatcher_triton.dispatcher_attention_triton``: the chunked algorithm with one Triton
       kernel per chunk and direction (opt-in ``impl="triton"``; CUDA, no extra tokens).
-    - :func:`dispatcher_step`: one new event per row, O(H (k + W) d), from a :class:`DispatcherState`.
+    - :func:`dispatcher_step`: one new event per row, O(H (k + W) d), from a
+      :class:`DispatcherState`.
 """
 
 from __future__ import annotations
