@@ -1,5 +1,8 @@
 """Models side by side by history length: the test metrics of each history-length bucket, averaged
-over a model's seeds, from the ``test_by_history_length`` of its runs' ``results.json``.
+over a model's seeds, from the ``test_by_history_length`` of its runs' ``results.json``, or, with
+``--edges``, re-bucketed from each run's ``ranks.npz`` at the given edges (so runs written with
+other edges can share one table). Ranks files from before 2026-11-30 hold no history lengths: then
+``--split`` (the split the runs were evaluated on) gives them, after the protocol's cap.
 
 A mean over all users can hide where two models differ; the buckets say at which history lengths
 one model gains or loses (e.g. most Amazon Beauty test histories are shorter than 10 events).
@@ -8,6 +11,7 @@ one model gains or loses (e.g. most Amazon Beauty test histories are shorter tha
         --group 'sasrec=runs/beauty_converged/*-sasrec-d128-l2n05-ema998-s*' \\
         --group 'hstu=runs/beauty_round11/*-hstu-d256-h32-t055-ema999-s*' \\
         --metrics recall@10,ndcg@10 --name beauty_by_length
+    python benchmarks/by_length.py ... --edges 0,10,20,50,100,200,500 --split .gpu/ml-latest-small.npz
 """
 
 from __future__ import annotations
@@ -17,9 +21,15 @@ import json
 import statistics
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, glob_groups, write_result
+
+if TYPE_CHECKING:
+    from shortlist.data.sequences import SequenceSplit
 
 # runs before 2026-11-30 closed their last bucket at this length instead of None
 OPEN_END = 10**9 - 1
@@ -33,12 +43,56 @@ def bucket_label(bucket: dict) -> str:  # type: ignore[type-arg]
     return f"history {bucket['min_length']}-{hi}"
 
 
+def ranks_buckets(
+    run: Path,
+    edges: list[int],
+    metrics: list[str],
+    protocol: str,
+    split: SequenceSplit | None,
+) -> list[dict]:  # type: ignore[type-arg]
+    """The run's test metrics per bucket of ``edges``, from its ``ranks.npz`` (the same buckets as
+    training's ``EvalResult.by_length_bucket``). History lengths come from the file, or from
+    ``split``'s test examples capped by the protocol when the file predates them."""
+    from shortlist.eval.protocols import EvalResult, cap_history, get_protocol
+    from shortlist.eval.ranks import load_ranks
+
+    ranks = load_ranks(run).get("test")
+    lengths = ranks.lengths
+    if lengths is None:
+        if split is None:
+            raise ValueError(
+                f"{run / 'ranks.npz'} has no history lengths (written before they were kept): "
+                "give --split, the split file the run was evaluated on."
+            )
+        if not np.array_equal(split.test.users, ranks.users):
+            raise ValueError(
+                f"{run / 'ranks.npz'} ranks other test users than --split: not the same split?"
+            )
+        capped = cap_history(split.test.history, get_protocol(protocol).max_history)
+        lengths = np.diff(capped.offsets).astype(np.int64)
+    result = EvalResult(
+        metrics={}, per_example_rank=ranks.ranks, history_lengths=lengths,
+        num_examples=len(ranks), metric_keys=tuple(metrics),
+    )  # fmt: skip
+    return result.by_length_bucket(edges)
+
+
 def group_rows(
-    name: str, runs: list[Path], metrics: list[str], dataset: str, protocol: str
+    name: str,
+    runs: list[Path],
+    metrics: list[str],
+    dataset: str,
+    protocol: str,
+    edges: list[int] | None = None,
+    split: SequenceSplit | None = None,
 ) -> list[Row]:
-    """One row per non-empty bucket: the seeds' mean of each metric, the bucket's size and share."""
+    """One row per non-empty bucket: the seeds' mean of each metric, the bucket's size and share
+    (buckets from results.json, or re-made from ranks.npz at ``edges``: :func:`ranks_buckets`)."""
     buckets = []
     for run in runs:
+        if edges is not None:
+            buckets.append(ranks_buckets(run, edges, metrics, protocol, split))
+            continue
         path = run / "results.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: is {run} a finished run folder?")
@@ -72,15 +126,29 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--protocol", required=True)
     p.add_argument("--name", required=True, help="result name: benchmarks/results/<name>.json")
+    p.add_argument(
+        "--edges",
+        default="",
+        help="comma-separated increasing history lengths: re-bucket every run from its ranks.npz",
+    )
+    p.add_argument(
+        "--split", default="", help="split file (.npz) for ranks files without history lengths"
+    )
     p.add_argument("--notes", default="")
     p.add_argument("--no-rebuild", action="store_true", help="do not rebuild BENCHMARKS.md")
     args = p.parse_args(argv)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    edges = [int(e) for e in args.edges.split(",") if e.strip()] if args.edges else None
+    split = None
+    if args.split:
+        from shortlist.data.sequences import SequenceSplit
+
+        split = SequenceSplit.load(args.split)
     groups = glob_groups(args.group)
     rows = [
         row
         for name, runs in groups.items()
-        for row in group_rows(name, runs, metrics, args.dataset, args.protocol)
+        for row in group_rows(name, runs, metrics, args.dataset, args.protocol, edges, split)
     ]
     notes = "Run folders: " + "; ".join(
         f"{k}: {', '.join(r.name for r in v)}" for k, v in groups.items()

@@ -534,3 +534,57 @@ def test_by_length_averages_each_bucket_over_the_seeds(
     (tmp_path / "b" / "results.json").write_text("{}")
     with pytest.raises(ValueError, match="no 'test_by_history_length'"):
         by_length.main(["--group", f"b={tmp_path}/b", *argv[2:], "--name", "y", "--no-rebuild"])
+
+
+def test_by_length_rebuckets_from_ranks_with_or_without_stored_lengths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--edges re-makes the buckets from ranks.npz: from its stored lengths, or from --split's
+    test histories (capped by the protocol) for files without them; hand-computed hit rates."""
+    import numpy as np
+
+    import by_length
+    import common
+    from shortlist.data.sequences import EvalExamples, Jagged, SequenceSplit
+    from shortlist.eval.protocols import EvalResult
+    from shortlist.eval.ranks import save_ranks
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    lengths = np.array([1, 3, 12, 30, 25])  # history lengths of the 5 test users
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    history = Jagged(np.ones(int(offsets[-1]), dtype=np.int32), offsets)
+    test = EvalExamples(np.arange(5), history, np.arange(1, 6))
+    ranks = np.array([0, 20, 3, 50, 9])  # hit@10: 1, 0, 1, 0, 1
+    result = EvalResult(metrics={}, per_example_rank=ranks, history_lengths=lengths, num_examples=5)
+    save_ranks(tmp_path / "new-s0", {"test": (test, result)})
+    argv = ["--dataset", "d", "--protocol", "tiger", "--metrics", "recall@10", "--no-rebuild"]
+    by_length.main(["--group", f"a={tmp_path}/new-s0", *argv, "--edges", "0,10,20", "--name", "n"])
+    rows = json.loads((tmp_path / "results" / "n.json").read_text())["rows"]
+    got = {r["variant"]: (r["metrics"]["recall@10"], r["metrics"]["examples"]) for r in rows}
+    assert got == {
+        "history 0-9; mean of 1 seeds": (0.5, 2),
+        "history 10-19; mean of 1 seeds": (1.0, 1),
+        "history 20+; mean of 1 seeds": (0.5, 2),
+    }
+    # the same file without lengths (as written before they were kept): from the split, whose
+    # histories the tiger protocol caps at 20 events (30 and 25 -> 20)
+    with np.load(tmp_path / "new-s0" / "ranks.npz") as data:
+        old = {k: data[k] for k in data.files if not k.endswith(".lengths")}
+    (tmp_path / "old-s0").mkdir()
+    np.savez(tmp_path / "old-s0" / "ranks.npz", **old)
+    group = ["--group", f"a={tmp_path}/old-s0", *argv, "--edges", "0,10,20,26"]
+    with pytest.raises(ValueError, match=r"no history lengths .* give --split"):
+        by_length.main([*group, "--name", "o"])
+    split = SequenceSplit(
+        protocol="tiger", num_items=5, train_users=np.arange(5), train=history,
+        train_timestamps=None, valid=test, test=test, max_history=20,
+    )  # fmt: skip
+    split.save(tmp_path / "split.npz")
+    by_length.main([*group, "--split", str(tmp_path / "split.npz"), "--name", "o"])
+    rows = json.loads((tmp_path / "results" / "o.json").read_text())["rows"]
+    got = {r["variant"]: r["metrics"]["examples"] for r in rows}
+    assert got == {  # capped at 20, no history reaches the 26+ bucket
+        "history 0-9; mean of 1 seeds": 2,
+        "history 10-19; mean of 1 seeds": 1,
+        "history 20-25; mean of 1 seeds": 2,
+    }

@@ -96,7 +96,15 @@ def test_ranks_round_trip_and_errors(tmp_path: Path) -> None:
     got = load_ranks(run).get("test")
     assert got.ranks.tolist() == [0, 5, 40] and got.users.tolist() == [0, 1, 2]
     assert got.targets.tolist() == [1, 2, 3] and not got.exclude_history
+    assert got.lengths is not None and got.lengths.tolist() == [1, 1, 1]
     assert not list(run.glob(".ranks.npz*"))  # no temporary file left behind
+    # a file written before lengths were kept still loads, without them
+    with np.load(run / "ranks.npz") as data:
+        old = {k: data[k] for k in data.files if not k.endswith(".lengths")}
+    np.savez(tmp_path / "old.npz", **old)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old.npz").rename(tmp_path / "old" / "ranks.npz")
+    assert load_ranks(tmp_path / "old").get("test").lengths is None
     with pytest.raises(KeyError, match="no 'valid' split"):
         load_ranks(run).get("valid")
     with pytest.raises(FileNotFoundError, match="shortlist eval"):

@@ -2,8 +2,9 @@
 
 A run folder (``shortlist train``, ``benchmarks/seqrec.py``) holds ``results.json`` with the mean
 metrics and ``ranks.npz`` with what they are the mean of: for each evaluation split (``valid``,
-``test``), the example users (E,), targets (E,) and the 0-based rank of each target (E,) under the
-run's protocol. Two runs on the same split rank the same examples, so their metrics can be compared
+``test``), the example users (E,), targets (E,), the 0-based rank of each target (E,) under the
+run's protocol and each example's history length after the protocol's cap (E,; files written
+before 2026-11-30 have none). Two runs on the same split rank the same examples, so their metrics can be compared
 user by user (:mod:`shortlist.eval.compare`) instead of only by their means.
 
 Example:
@@ -33,12 +34,14 @@ _FIELDS = ("users", "targets", "ranks")
 
 @dataclass(frozen=True)
 class SplitRanks:
-    """One split's examples and ranks: ``users``, ``targets``, ``ranks``, each (E,) int64."""
+    """One split's examples and ranks: ``users``, ``targets``, ``ranks``, each (E,) int64, and
+    ``lengths`` (E,) int64 history lengths after the protocol's cap (None in older files)."""
 
     users: np.ndarray
     targets: np.ndarray
     ranks: np.ndarray
     exclude_history: bool
+    lengths: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ranks)
@@ -78,6 +81,7 @@ def save_ranks(
         arrays[f"{split}.targets"] = np.asarray(examples.targets, dtype=np.int64)
         arrays[f"{split}.ranks"] = np.asarray(result.per_example_rank, dtype=np.int64)
         arrays[f"{split}.exclude_history"] = np.asarray(bool(result.exclude_history))
+        arrays[f"{split}.lengths"] = np.asarray(result.history_lengths, dtype=np.int64)
     path = Path(run_dir) / RANKS
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
@@ -114,5 +118,11 @@ def load_ranks(run_dir: str | os.PathLike[str]) -> RunRanks:
                 )
             key = f"{split}.exclude_history"
             exclude = bool(data[key]) if key in data.files else False
-            splits[split] = SplitRanks(users, targets, ranks, exclude)
+            key = f"{split}.lengths"
+            lengths = data[key] if key in data.files else None
+            if lengths is not None and len(lengths) != len(ranks):
+                raise ValueError(
+                    f"{path}: split {split!r} has {len(lengths)} lengths for {len(ranks)} ranks."
+                )
+            splits[split] = SplitRanks(users, targets, ranks, exclude, lengths)
     return RunRanks(run_dir, splits)
