@@ -48,6 +48,32 @@ def test_exact_causality(memory_size: int, local_window: int, t: int) -> None:
     assert (a[0, t] - b[0, t]).abs().amax() > 1e-3
 
 
+@pytest.mark.parametrize("position_from", ["newest", "none"])
+def test_position_options_are_causal_and_pad_invariant(position_from: str) -> None:
+    m = _model(local_window=2, position_from=position_from)
+    ids = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]])
+    changed = ids.clone()
+    changed[0, 7] = 20
+    a, b = m.encode(ids), m.encode(changed)
+    assert torch.equal(a[0, :7], b[0, :7]) and (a[0, 7] - b[0, 7]).abs().amax() > 1e-3
+    padded, unpadded = torch.tensor([[0, 0, 3, 4, 5]]), torch.tensor([[3, 4, 5]])
+    torch.testing.assert_close(m.encode(padded)[0, -3:], m.encode(unpadded)[0])
+    ref = _model(local_window=2, position_from=position_from, impl="reference")
+    ref.load_state_dict(m.state_dict())
+    torch.testing.assert_close(m.encode(ids), ref.encode(ids), atol=2e-5, rtol=1e-4)
+    # the position table is the only difference between the options
+    assert (m.pos_emb is None) == (position_from == "none")
+
+
+def test_positions_from_newest_match_sasrec_s_convention() -> None:
+    m = _model(position_from="newest")
+    torch.nn.init.zeros_(m.item_emb.weight)  # inputs are the position embeddings alone
+    m.blocks = torch.nn.ModuleList()  # no mixing: the states are LN(positions)
+    h = m.encode(torch.tensor([[0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 5, 6]]))
+    expected = m.ln(m.pos_emb.weight[-3:])  # the latest event takes position max_len - 1
+    torch.testing.assert_close(h[0, -3:], expected)
+
+
 def test_padding_invariance_and_independent_rows() -> None:
     m = _model(memory_size=16)
     short = torch.tensor([[0, 3, 4, 5]])
@@ -84,6 +110,19 @@ def test_incremental_equals_full_recompute(memory_size: int, local_window: int) 
     assert state.positions.tolist() == [9, 12]
     with pytest.raises(ValueError, match="max_len=12 entries"):
         m.step(state, torch.tensor([1, 1]))
+
+
+def test_incremental_without_positions_and_refused_from_newest() -> None:
+    m = _model(local_window=3, position_from="none")
+    ids = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]])
+    state, hidden = m.init_state(1), []
+    for t in range(ids.shape[1]):
+        out = m.step(state, ids[:, t])
+        state, _ = out.state, hidden.append(out.hidden)
+    torch.testing.assert_close(torch.stack(hidden, 1), m.encode(ids), atol=1e-5, rtol=1e-4)
+    newest = _model(position_from="newest")
+    with pytest.raises(ValueError, match=r"position_from 'oldest' or 'none'.*encode"):
+        newest.step(newest.init_state(1), torch.tensor([3]))
 
 
 @pytest.mark.parametrize("loss", ["softmax", "sampled_softmax"])
@@ -133,6 +172,10 @@ def test_config_errors() -> None:
         build_model("elastic", num_items=5, local_window=-1)
     with pytest.raises(ValueError, match=r"'local_window' .* impl='triton' has no local window"):
         build_model("elastic", num_items=5, local_window=4, impl="triton")
+    with pytest.raises(
+        ValueError, match=r"'position_from' .* one of \['oldest', 'newest', 'none'\]"
+    ):
+        build_model("elastic", num_items=5, position_from="latest")
     with pytest.raises(ValueError, match="exceed ELASTIC's max_len=12"):
         _model().encode(torch.ones(1, 13, dtype=torch.long))
     build_model("elastic", num_items=5, memory_size=20, product_keys=False)  # flat keys: any M

@@ -11,7 +11,9 @@ k experts, M memory slots.
 
 Model (it mirrors SASRec: same batches, losses, item table and evaluation):
     x_t = E[i_t] sqrt(D) + P[t - first]   (positions counted from the first real event of the row,
-                                           so appending events never changes earlier positions)
+                                           so appending events never changes earlier positions;
+                                           ``position_from``: "newest" counts back from the latest
+                                           event as SASRec does, "none" has no position table)
     per block:  x = x + Drop(LDA(LN(x), mem_t))   mem_t = IMR(W_l LN(x)_t) (optional, per position)
                 x = x + Drop(FFN(LN(x)))
     h = LN(x); the score of item i at position t is h_t . E_i.
@@ -43,6 +45,8 @@ from shortlist.ops.dispatcher import IMPLS, MAX_LOGIT_BOUND, DispatcherState
 from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
 from shortlist.ops.interest_memory import InterestMemory
 
+POSITION_FROM = ("oldest", "newest", "none")
+
 
 @dataclass
 class ElasticConfig:
@@ -61,6 +65,9 @@ class ElasticConfig:
     logit_bound: float = 16.0  # T: compress logits stay in [-T, T] (stability, see ops/dispatcher)
     # "reference": O(L^2), tests only; "triton": opt-in, CUDA (ops/dispatcher_triton.py)
     impl: Literal["fast", "reference", "triton"] = "fast"
+    # where absolute positions count from: "oldest" (incremental steps keep them), "newest" (the
+    # latest event always takes position max_len - 1, as in SASRec; no incremental step), "none"
+    position_from: Literal["oldest", "newest", "none"] = "oldest"
     ffn_dim: int = 0  # 0 = 4 * dim
     dropout: float = 0.2
     loss: Literal["softmax", "sampled_softmax"] = "softmax"
@@ -96,6 +103,11 @@ class ElasticConfig:
             raise ValueError(
                 f"The 'logit_bound' parameter of ElasticConfig must be in (4, {MAX_LOGIT_BOUND}]. "
                 f"Got {self.logit_bound!r} instead."
+            )
+        if self.position_from not in POSITION_FROM:
+            raise ValueError(
+                "The 'position_from' parameter of ElasticConfig must be one of "
+                f"{list(POSITION_FROM)}. Got {self.position_from!r} instead."
             )
         if self.impl not in IMPLS:
             raise ValueError(
@@ -183,7 +195,7 @@ class Elastic(NextItemRetriever):
         super().__init__(config)
         c = config
         self.item_emb = nn.Embedding(c.num_items + 1, c.dim, padding_idx=0)
-        self.pos_emb = nn.Embedding(c.max_len, c.dim)
+        self.pos_emb = nn.Embedding(c.max_len, c.dim) if c.position_from != "none" else None
         self.drop = nn.Dropout(c.dropout)
         self.memory = (
             InterestMemory(c.dim, c.memory_size, c.memory_k, product_keys=c.product_keys)
@@ -196,7 +208,8 @@ class Elastic(NextItemRetriever):
 
     def _embed(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """ids, pos (...) -> (...) x D input states."""
-        return self.item_emb(ids) * math.sqrt(self.config.dim) + self.pos_emb(pos)
+        x = self.item_emb(ids) * math.sqrt(self.config.dim)
+        return x if self.pos_emb is None else x + self.pos_emb(pos)
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, L) left-padded item ids -> (B, L, D) states (zero at padding); L <= max_len."""
@@ -207,7 +220,11 @@ class Elastic(NextItemRetriever):
                 "pad/truncate to max_len."
             )
         valid = ids > 0  # (B, L)
-        pos = (valid.long().cumsum(1) - 1).clamp(min=0)  # (B, L): 0 at the first real event
+        if self.config.position_from == "newest":  # max_len - 1 = the latest event
+            after = valid.long().flip(1).cumsum(1).flip(1)  # (B, L) real events at or after t
+            pos = (self.config.max_len - after).clamp(0, self.config.max_len - 1)
+        else:
+            pos = (valid.long().cumsum(1) - 1).clamp(min=0)  # (B, L): 0 at the first real event
         x = self.drop(self._embed(ids, pos)) * valid[..., None]
         for block in self.blocks:
             x = block(x, valid, self.memory) * valid[..., None]
@@ -228,6 +245,11 @@ class Elastic(NextItemRetriever):
         the new state. Cost per event: O(layers (H (k + W) d + D^2)), independent of the history
         length.
         """
+        if self.config.position_from == "newest":
+            raise ValueError(
+                "Elastic.step needs position_from 'oldest' or 'none': with 'newest' every new "
+                "event renumbers the earlier ones, so the states must be recomputed with encode()."
+            )
         valid = items > 0  # (B,)
         if bool((state.positions[valid] >= self.config.max_len).any()):
             raise ValueError(
