@@ -27,18 +27,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, glob_groups, write_result
+from shortlist.eval.protocols import LEGACY_OPEN_END, EvalResult, history_lengths
+from shortlist.eval.ranks import load_ranks
 
 if TYPE_CHECKING:
     from shortlist.data.sequences import SequenceSplit
-
-# runs before 2026-11-30 closed their last bucket at this length instead of None
-OPEN_END = 10**9 - 1
 
 
 def bucket_label(bucket: dict) -> str:  # type: ignore[type-arg]
     """``"history 5-9"`` or ``"history 200+"`` (the last bucket is open)."""
     hi = bucket["max_length"]
-    if hi is None or hi >= OPEN_END:
+    if hi is None or hi >= LEGACY_OPEN_END:
         return f"history {bucket['min_length']}+"
     return f"history {bucket['min_length']}-{hi}"
 
@@ -53,9 +52,6 @@ def ranks_buckets(
     """The run's test metrics per bucket of ``edges``, from its ``ranks.npz`` (the same buckets as
     training's ``EvalResult.by_length_bucket``). History lengths come from the file, or from
     ``split``'s test examples capped by the protocol when the file predates them."""
-    from shortlist.eval.protocols import EvalResult, cap_history, get_protocol
-    from shortlist.eval.ranks import load_ranks
-
     ranks = load_ranks(run).get("test")
     lengths = ranks.lengths
     if lengths is None:
@@ -68,8 +64,7 @@ def ranks_buckets(
             raise ValueError(
                 f"{run / 'ranks.npz'} ranks other test users than --split: not the same split?"
             )
-        capped = cap_history(split.test.history, get_protocol(protocol).max_history)
-        lengths = np.diff(capped.offsets).astype(np.int64)
+        lengths = history_lengths(split.test, protocol)
     result = EvalResult(
         metrics={}, per_example_rank=ranks.ranks, history_lengths=lengths,
         num_examples=len(ranks), metric_keys=tuple(metrics),

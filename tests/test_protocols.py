@@ -13,7 +13,14 @@ import torch
 from shortlist.data.batches import EvalBatch
 from shortlist.data.sequences import EvalExamples, Jagged
 from shortlist.eval.metrics import ndcg_at_k
-from shortlist.eval.protocols import PROTOCOLS, EvalProtocol, cap_history, evaluate, get_protocol
+from shortlist.eval.protocols import (
+    PROTOCOLS,
+    EvalProtocol,
+    cap_history,
+    evaluate,
+    get_protocol,
+    history_lengths,
+)
 from shortlist.models import build_model
 from shortlist.models.base import LossOutput, Retriever
 from shortlist.registry import UnknownNameError
@@ -315,6 +322,16 @@ def test_no_examples():
 
 
 # -- buckets -----------------------------------------------------------------------------------
+def test_history_lengths_are_the_capped_rows_lengths():
+    lengths = np.array([0, 3, 20, 21, 50])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    ex = EvalExamples(np.arange(5), Jagged(np.arange(1, offsets[-1] + 1), offsets), np.ones(5))
+    for name in ("tiger", "hstu"):  # capped at 20, and not capped
+        capped = cap_history(ex.history, get_protocol(name).max_history)
+        assert history_lengths(ex, name).tolist() == np.diff(capped.offsets).tolist()
+    assert history_lengths(ex, "tiger").tolist() == [0, 3, 20, 20, 20]
+
+
 def test_by_length_bucket():
     result = evaluate(FakeRetriever(FakeConfig()), examples_of(HISTORIES, TARGETS), "hstu")
     # lengths [1, 2, 0, 3, 1, 4], ranks [0, 1, 4, 12, 60, 250]

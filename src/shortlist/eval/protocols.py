@@ -66,15 +66,19 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_LENGTH_EDGES",
+    "LEGACY_OPEN_END",
     "PROTOCOLS",
     "EvalProtocol",
     "EvalResult",
     "cap_history",
     "evaluate",
     "get_protocol",
+    "history_lengths",
 ]
 
 DEFAULT_LENGTH_EDGES: tuple[int, ...] = (0, 5, 10, 20, 50, 100, 200, 500)
+# results.json written before 2026-11-30 closed the last (open) bucket at this max_length, not None
+LEGACY_OPEN_END = 10**9 - 1
 
 
 @dataclass(frozen=True)
@@ -262,6 +266,14 @@ def cap_history(history: Jagged, max_history: int | None) -> Jagged:
     return Jagged(history.values[segment_indices(starts, offsets[1:])], new_offsets)
 
 
+def history_lengths(examples: EvalExamples, protocol: str | EvalProtocol) -> np.ndarray:
+    """(E,) int64 history length of each example after the protocol's cap (the lengths of
+    :func:`cap_history`'s rows), as :func:`evaluate` records them in ``EvalResult.history_lengths``."""
+    lengths = np.diff(examples.history.offsets).astype(np.int64)
+    cap = get_protocol(protocol).max_history
+    return lengths if cap is None else np.minimum(lengths, cap)
+
+
 def _num_items(model: Retriever) -> int | None:
     n = getattr(getattr(model, "config", None), "num_items", None)
     return int(n) if isinstance(n, int | np.integer) else None
@@ -340,7 +352,7 @@ def evaluate(
         if examples.history_timestamps is None
         else cap_history(examples.history_timestamps, proto.max_history)
     )
-    lengths = np.diff(history.offsets).astype(np.int64)
+    lengths = history_lengths(examples, proto)
 
     start_time = time.perf_counter()
     ranks: list[torch.Tensor] = []

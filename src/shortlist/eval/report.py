@@ -45,7 +45,7 @@ import yaml
 
 from shortlist.atomic import write_text
 from shortlist.eval.anchors import Anchor, anchors_for
-from shortlist.eval.protocols import PROTOCOLS, EvalProtocol
+from shortlist.eval.protocols import LEGACY_OPEN_END, PROTOCOLS, EvalProtocol
 
 log = logging.getLogger(__name__)
 
@@ -402,9 +402,6 @@ def _first(row: Mapping[str, Any], keys: Sequence[str]) -> Any:
     return next((row[k] for k in keys if k in row), None)
 
 
-_OPEN_END = 10**9 - 1  # runs before 2026-11-30 closed their last bucket here instead of None
-
-
 def _buckets(raw: Any, columns: Sequence[str]) -> list[_Bucket]:
     """Rows of ``results["test_by_history_length"]``, read defensively (the format may evolve)."""
     if not isinstance(raw, list | tuple):
@@ -418,7 +415,7 @@ def _buckets(raw: Any, columns: Sequence[str]) -> list[_Bucket]:
             label = row["label"]
         elif lo is None:
             label = f"≤ {hi:g}" if hi is not None else "?"
-        elif hi is None or hi >= _OPEN_END:
+        elif hi is None or hi >= LEGACY_OPEN_END:
             label = f"{lo:g}+"
         else:
             label = f"{lo:g}" if hi == lo else f"{lo:g}–{hi:g}"

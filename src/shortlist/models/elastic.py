@@ -40,7 +40,11 @@ import torch
 from torch import nn
 
 from shortlist.models.base import register
-from shortlist.models.next_item import NextItemRetriever, check_next_item_config
+from shortlist.models.next_item import (
+    NextItemRetriever,
+    absolute_positions,
+    check_next_item_config,
+)
 from shortlist.ops.dispatcher import IMPLS, MAX_LOGIT_BOUND, DispatcherState
 from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
 from shortlist.ops.interest_memory import InterestMemory
@@ -220,11 +224,7 @@ class Elastic(NextItemRetriever):
                 "pad/truncate to max_len."
             )
         valid = ids > 0  # (B, L)
-        if self.config.position_from == "newest":  # max_len - 1 = the latest event
-            after = valid.long().flip(1).cumsum(1).flip(1)  # (B, L) real events at or after t
-            pos = (self.config.max_len - after).clamp(0, self.config.max_len - 1)
-        else:
-            pos = (valid.long().cumsum(1) - 1).clamp(min=0)  # (B, L): 0 at the first real event
+        pos = absolute_positions(valid, self.config.max_len, self.config.position_from)
         x = self.drop(self._embed(ids, pos)) * valid[..., None]
         for block in self.blocks:
             x = block(x, valid, self.memory) * valid[..., None]

@@ -58,6 +58,7 @@ from torch.autograd.function import once_differentiable
 from shortlist.data.batches import EvalBatch, SequenceBatch
 from shortlist.models.base import LossOutput, Retriever, register
 from shortlist.models.losses import full_softmax_loss, sampled_softmax_loss
+from shortlist.models.next_item import absolute_positions
 
 TIME_BUCKET_WIDTH = 0.301  # official bucketization: floor(ln(max(|dt|, 1)) / 0.301)
 NORM_EPS = 1e-6  # layer norms and L2 norms, as in the official code
@@ -338,12 +339,7 @@ class HSTU(Retriever):
                 f"Sequences of length {L} exceed HSTU's max_len={c.max_len}; pad/truncate to max_len."
             )
         valid = ids > 0  # (B, L)
-        if c.position_from == "newest":
-            # max_len - 1 = the most recent event, whatever the padding side
-            after = valid.long().flip(1).cumsum(1).flip(1)  # (B, L) real events at or after t
-            pos = (c.max_len - after).clamp(0, c.max_len - 1)  # padding clamped (zeroed below)
-        else:
-            pos = (valid.long().cumsum(1) - 1).clamp(min=0)  # (B, L): 0 = oldest kept event
+        pos = absolute_positions(valid, c.max_len, c.position_from)  # padding zeroed below
         x = self.item_emb(ids) * math.sqrt(c.dim) + self.pos_emb(pos)  # (B, L, D)
         x = self.drop(x) * valid[..., None]
         idx = torch.arange(L, device=ids.device)

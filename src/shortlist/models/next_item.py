@@ -24,6 +24,18 @@ from shortlist.data.batches import EvalBatch, SequenceBatch
 from shortlist.models.base import LossOutput, Retriever
 from shortlist.models.losses import full_softmax_loss, sampled_softmax_loss
 
+
+def absolute_positions(valid: torch.Tensor, max_len: int, position_from: str) -> torch.Tensor:
+    """Learned-position indices (B, L) int64 of a padded batch's real events, from ``valid`` (B, L):
+    ``"oldest"`` counts 0, 1, ... from the first real event (appending events keeps them);
+    ``"newest"`` gives the latest event ``max_len - 1`` and counts back (SASRec's convention).
+    Padding gets an in-range index; callers zero it. Any padding side."""
+    if position_from == "newest":
+        after = valid.long().flip(1).cumsum(1).flip(1)  # (B, L) real events at or after t
+        return (max_len - after).clamp(0, max_len - 1)
+    return (valid.long().cumsum(1) - 1).clamp(min=0)
+
+
 # int settings every next-item config has, with their lower bounds
 COMMON_INTS = {
     "num_items": 1, "max_len": 1, "dim": 1, "num_layers": 0, "num_heads": 1,
