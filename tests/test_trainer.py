@@ -126,6 +126,25 @@ def test_config_validation() -> None:
         match=r"The 'epochs' parameter of TrainConfig must be an int >= 1\. Got 0 instead\.",
     ):
         TrainConfig(epochs=0)
+    with pytest.raises(
+        ValueError, match=r"'compile_mode' .* one of \['default', .*Got 'fast' instead\."
+    ):
+        TrainConfig(compile_mode="fast")  # type: ignore[arg-type]
+
+
+def test_compile_mode_reaches_torch_compile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+
+    def fake_compile(module: torch.nn.Module, mode: str = "default") -> torch.nn.Module:
+        seen.append(mode)
+        return module  # eager: the test checks the wiring, not Inductor
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    cfg = _config(epochs=1, compile=True, compile_mode="max-autotune")
+    Trainer(tiny_sasrec(), cyclic_sequences(), cfg, tmp_path / "run").fit()
+    assert seen == ["max-autotune"]
 
 
 @pytest.mark.timeout(240)

@@ -73,6 +73,9 @@ class BatchSource(Protocol):
     def set_epoch(self, epoch: int) -> None: ...
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 20
@@ -94,6 +97,11 @@ class TrainConfig:
     log_every: int = 50  # steps between JSONL log lines
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     compile: bool = False  # torch.compile the model's loss (GPU)
+    # torch.compile mode with compile=True: "max-autotune" autotunes the GEMMs (ELASTIC's many small
+    # per-chunk matmuls: docs/long_sequences.md, speed); "reduce-overhead" adds CUDA graphs
+    compile_mode: Literal[
+        "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"
+    ] = "default"
     # "last": each training row is a user's most recent max_len targets (older events are never
     # targets); "all": long sequences are cut into windows of max_len targets so every event is one
     windows: Literal["last", "all"] = "last"
@@ -118,6 +126,11 @@ class TrainConfig:
             )
         if self.ema_decay != 0:
             check_decay(self.ema_decay, "TrainConfig", "ema_decay")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(
+                f"The 'compile_mode' parameter of TrainConfig must be one of {list(COMPILE_MODES)}. "
+                f"Got {self.compile_mode!r} instead."
+            )
         self.betas = tuple(self.betas)  # type: ignore[assignment]
 
 
@@ -357,7 +370,7 @@ class Trainer:
             net = nn.parallel.DistributedDataParallel(
                 net, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        step_fn = torch.compile(net) if c.compile else net
+        step_fn = torch.compile(net, mode=c.compile_mode) if c.compile else net
         autocast = (
             (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16))
             if self.amp
