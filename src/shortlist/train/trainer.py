@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 import torch
@@ -73,7 +73,8 @@ class BatchSource(Protocol):
     def set_epoch(self, epoch: int) -> None: ...
 
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 
 
 @dataclass
@@ -99,9 +100,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model's loss (GPU)
     # torch.compile mode with compile=True: "max-autotune" autotunes the GEMMs (ELASTIC's many small
     # per-chunk matmuls: docs/long_sequences.md, speed); "reduce-overhead" adds CUDA graphs
-    compile_mode: Literal[
-        "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"
-    ] = "default"
+    compile_mode: CompileMode = "default"
     # "last": each training row is a user's most recent max_len targets (older events are never
     # targets); "all": long sequences are cut into windows of max_len targets so every event is one
     windows: Literal["last", "all"] = "last"
