@@ -588,3 +588,81 @@ def test_by_length_rebuckets_from_ranks_with_or_without_stored_lengths(
         "history 10-19; mean of 1 seeds": 1,
         "history 20-25; mean of 1 seeds": 2,
     }
+
+
+def test_by_target_gap_buckets_valid_and_test_by_the_time_since_the_last_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hand-computed hit rates per gap bucket (the same timestamp, < 1 h, < 1 d, later), averaged
+    over two seeds, with the ratio to a baseline group; and the errors."""
+    import numpy as np
+
+    import by_target_gap
+    import common
+    from shortlist.data.sequences import EvalExamples, Jagged, SequenceSplit
+    from shortlist.eval.protocols import EvalResult
+    from shortlist.eval.ranks import save_ranks
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    offsets = np.array([0, 2, 4, 6, 8])
+    history = Jagged(np.ones(8, dtype=np.int32), offsets)
+    times = Jagged(np.array([0, 10] * 4, dtype=np.int64), offsets)  # last event at t = 10
+    # gaps 0 s, 1 s, 4,990 s (1 h - 1 d), 99,990 s (1 d+)
+    examples = EvalExamples(
+        np.arange(4), history, np.arange(1, 5),
+        history_timestamps=times, target_timestamps=np.array([10, 11, 5000, 100000]),
+    )  # fmt: skip
+    assert by_target_gap.target_gaps(examples, "test").tolist() == [0, 1, 4990, 99990]
+    split = SequenceSplit(
+        protocol="hstu", num_items=5, train_users=np.arange(4), train=history,
+        train_timestamps=times, valid=examples, test=examples, max_history=None,
+    )  # fmt: skip
+    split.save(tmp_path / "split.npz")
+
+    def run(name: str, ranks: list[int]) -> None:
+        r = np.array(ranks)
+        result = EvalResult(
+            metrics={}, per_example_rank=r, history_lengths=np.full(4, 2), num_examples=4
+        )
+        save_ranks(tmp_path / name, {"valid": (examples, result), "test": (examples, result)})
+
+    run("m-s0", [0, 20, 3, 9])  # hits 1, 0, 1, 1
+    run("m-s1", [50, 0, 3, 20])  # hits 0, 1, 1, 0
+    run("base-s0", [0, 0, 0, 0])  # hits everywhere
+    argv = [
+        "--split", str(tmp_path / "split.npz"), "--dataset", "d", "--protocol", "hstu",
+        "--metrics", "hr@10", "--no-rebuild", "--group", f"m={tmp_path}/m-s*",
+    ]  # fmt: skip
+    by_target_gap.main(
+        [*argv, "--group", f"b={tmp_path}/base-s0", "--baseline", "b", "--name", "g"]
+    )
+    rows = json.loads((tmp_path / "results" / "g.json").read_text())["rows"]
+    got = {
+        (r["model"], r["variant"]): (r["metrics"]["hr@10"], r["metrics"]["examples"]) for r in rows
+    }
+    for split_name in ("valid", "test"):
+        assert got[("m", f"{split_name}; gap 0 s; mean of 2 seeds")] == (0.5, 1)
+        assert got[("m", f"{split_name}; gap 1 s-1 h; mean of 2 seeds")] == (0.5, 1)
+        assert got[("m", f"{split_name}; gap 1 h-1 d; mean of 2 seeds")] == (1.0, 1)
+        assert got[("m", f"{split_name}; gap 1 d+; mean of 2 seeds")] == (0.5, 1)
+        assert got[("b", f"{split_name}; gap 0 s; mean of 1 seeds")] == (1.0, 1)
+    ratio = {
+        r["variant"]: r["metrics"]["hr@10_vs_baseline_ratio"] for r in rows if r["model"] == "m"
+    }
+    assert ratio["test; gap 1 h-1 d; mean of 2 seeds"] == 1.0
+    assert ratio["valid; gap 1 d+; mean of 2 seeds"] == 0.5
+    # errors: unknown baseline, edges, protocol, another split's users, no timestamps
+    with pytest.raises(ValueError, match="--baseline 'x' is not one of the --group names"):
+        by_target_gap.main([*argv, "--baseline", "x", "--name", "e"])
+    with pytest.raises(ValueError, match="--edges must start at 0 and increase"):
+        by_target_gap.main([*argv, "--edges", "0,60,30", "--name", "e"])
+    with pytest.raises(ValueError, match=r"--protocol 'tiger' but .* was made for 'hstu'"):
+        by_target_gap.main([*argv, "--protocol", "tiger", "--name", "e"])
+    other = EvalExamples(
+        np.arange(1, 5), history, np.arange(1, 5), times, examples.target_timestamps
+    )
+    with pytest.raises(ValueError, match="ranks other valid users than --split"):
+        by_target_gap.bucket_means(tmp_path / "m-s0", "valid", other, np.zeros(4, int), ["hr@10"])
+    with pytest.raises(ValueError, match="The test examples of the split have no timestamps"):
+        by_target_gap.target_gaps(EvalExamples(np.arange(4), history, np.arange(1, 5)), "test")
+    assert by_target_gap.bucket_label(60, 7200) == "gap 1 min-2 h"
