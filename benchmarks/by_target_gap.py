@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Row, glob_groups, write_result
+from common import Row, glob_groups, groups_notes, write_result
 from shortlist.eval.metrics import metric_values
 from shortlist.eval.ranks import load_ranks
 
@@ -178,14 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     ]
     if args.baseline:
         add_ratios(rows, args.baseline, metrics)
-    notes = "Run folders: " + "; ".join(
-        f"{k}: {', '.join(r.name for r in v)}" for k, v in groups.items()
-    )
     write_result(
-        args.name,
-        rows,
-        notes=" ".join(x for x in (args.notes, notes + ".") if x),
-        rebuild=not args.no_rebuild,
+        args.name, rows, notes=groups_notes(groups, args.notes), rebuild=not args.no_rebuild
     )
 
 

@@ -422,6 +422,15 @@ def glob_groups(items: list[str], option: str = "--group") -> dict[str, list[Pat
     return groups
 
 
+def groups_notes(groups: dict[str, list[Path]], notes: str = "") -> str:
+    """A result's notes: ``notes`` followed by "Run folders: name: a, b; name2: c." (the folder
+    names of :func:`glob_groups`' groups)."""
+    folders = "Run folders: " + "; ".join(
+        f"{k}: {', '.join(r.name for r in v)}" for k, v in groups.items()
+    )
+    return " ".join(x for x in (notes, folders + ".") if x)
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
