@@ -23,10 +23,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Row, glob_groups, groups_notes, write_result
+from common import Row, check_same_users, glob_groups, groups_notes, write_result
 from shortlist.eval.protocols import LEGACY_OPEN_END, EvalResult, history_lengths
 from shortlist.eval.ranks import load_ranks
 
@@ -60,10 +58,7 @@ def ranks_buckets(
                 f"{run / 'ranks.npz'} has no history lengths (written before they were kept): "
                 "give --split, the split file the run was evaluated on."
             )
-        if not np.array_equal(split.test.users, ranks.users):
-            raise ValueError(
-                f"{run / 'ranks.npz'} ranks other test users than --split: not the same split?"
-            )
+        check_same_users(run, "test", ranks.users, split.test.users)
         lengths = history_lengths(split.test, protocol)
     result = EvalResult(
         metrics={}, per_example_rank=ranks.ranks, history_lengths=lengths,

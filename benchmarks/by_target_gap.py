@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Row, glob_groups, groups_notes, write_result
+from common import Row, check_same_users, glob_groups, groups_notes, write_result
 from shortlist.eval.metrics import metric_values
 from shortlist.eval.ranks import load_ranks
 
 if TYPE_CHECKING:
     from shortlist.data.sequences import EvalExamples, SequenceSplit
+    from shortlist.eval.ranks import SplitRanks
 
 SPLITS = ("valid", "test")
 DEFAULT_EDGES = (0, 1, 3600, 86400)
@@ -82,15 +83,10 @@ def bucket_of(examples: EvalExamples, where: str, edges: list[int]) -> np.ndarra
 
 
 def bucket_means(
-    run: Path, split_name: str, examples: EvalExamples, buckets: np.ndarray, metrics: list[str]
+    ranks: SplitRanks, buckets: np.ndarray, metrics: list[str]
 ) -> dict[int, dict[str, float]]:
-    """The run's mean of each metric over each non-empty bucket's examples of ``split_name``
-    (``buckets``: :func:`bucket_of`), by bucket index."""
-    ranks = load_ranks(run).get(split_name)
-    if not np.array_equal(np.asarray(examples.users), ranks.users):
-        raise ValueError(
-            f"{run / 'ranks.npz'} ranks other {split_name} users than --split: not the same split?"
-        )
+    """A run's mean of each metric over each non-empty bucket's examples (``ranks`` of one split,
+    ``buckets``: :func:`bucket_of` of the same examples), by bucket index."""
     values = {m: metric_values(ranks.ranks, m) for m in metrics}
     return {
         int(i): {m: float(v[buckets == i].mean()) for m, v in values.items()}
@@ -108,10 +104,15 @@ def group_rows(
 ) -> list[Row]:
     """One row per split and non-empty bucket: the seeds' mean of each metric, size and share."""
     rows = []
+    loaded = [load_ranks(r) for r in runs]  # each ranks.npz read once, for both splits
     for split_name in SPLITS:
         examples = getattr(split, split_name)
         buckets = bucket_of(examples, split_name, edges)
-        per_run = [bucket_means(r, split_name, examples, buckets, metrics) for r in runs]
+        per_run = []
+        for run, ranks in zip(runs, loaded, strict=True):
+            split_ranks = ranks.get(split_name)
+            check_same_users(run, split_name, split_ranks.users, examples.users)
+            per_run.append(bucket_means(split_ranks, buckets, metrics))
         for i in sorted(per_run[0]):
             hi = edges[i + 1] if i + 1 < len(edges) else None
             n = int((buckets == i).sum())

@@ -33,6 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from shortlist.atomic import write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -420,6 +422,15 @@ def glob_groups(items: list[str], option: str = "--group") -> dict[str, list[Pat
         except FileNotFoundError as err:
             raise ValueError(f"{option} {name}: {err}") from None
     return groups
+
+
+def check_same_users(run: Path, split_name: str, ranked: np.ndarray, users: np.ndarray) -> None:
+    """ValueError unless ``run``'s ranks of ``split_name`` (their ``users``, ``ranked``) are of the
+    split file's examples (``users``), in the same order."""
+    if not np.array_equal(np.asarray(users), np.asarray(ranked)):
+        raise ValueError(
+            f"{run / 'ranks.npz'} ranks other {split_name} users than --split: not the same split?"
+        )
 
 
 def groups_notes(groups: dict[str, list[Path]], notes: str = "") -> str:

@@ -22,11 +22,16 @@ import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from by_target_gap import target_gaps
 from common import Row, write_result
+
+if TYPE_CHECKING:
+    from shortlist.data.sequences import EvalExamples
 
 
 def selection_bias(run_dir: Path, window: int) -> tuple[float, float, float]:
@@ -44,14 +49,11 @@ def selection_bias(run_dir: Path, window: int) -> tuple[float, float, float]:
     return epochs[best], statistics.mean(near), result["test"]["ndcg@10"]
 
 
-def tie_share(examples) -> float:  # type: ignore[no-untyped-def]
-    """Share of examples whose target timestamp equals the last history event's."""
-    hist = examples.history_timestamps
-    if hist is None or examples.target_timestamps is None:
-        raise ValueError("The split has no timestamps: ties cannot be measured.")
-    has = hist.lengths > 0
-    last = hist.values[hist.offsets[1:][has] - 1]
-    return float(np.mean(last == examples.target_timestamps[has]))
+def tie_share(examples: EvalExamples, where: str) -> float:
+    """Share of the ``where`` examples (with a history) whose target timestamp equals the last
+    history event's (:func:`by_target_gap.target_gaps` of 0)."""
+    gaps = target_gaps(examples, where)
+    return float(np.mean(gaps[gaps >= 0] == 0))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,8 +74,8 @@ def main(argv: list[str] | None = None) -> None:
             model="split",
             variant=Path(args.split).name,
             metrics={
-                "valid_tie_share": tie_share(split.valid),
-                "test_tie_share": tie_share(split.test),
+                "valid_tie_share": tie_share(split.valid, "valid"),
+                "test_tie_share": tie_share(split.test, "test"),
             },
         )
     ]

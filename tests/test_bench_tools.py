@@ -599,6 +599,7 @@ def test_by_target_gap_buckets_valid_and_test_by_the_time_since_the_last_event(
 
     import by_target_gap
     import common
+    import valid_test_gap
     from shortlist.data.sequences import EvalExamples, Jagged, SequenceSplit
     from shortlist.eval.protocols import EvalResult
     from shortlist.eval.ranks import save_ranks
@@ -613,6 +614,7 @@ def test_by_target_gap_buckets_valid_and_test_by_the_time_since_the_last_event(
         history_timestamps=times, target_timestamps=np.array([10, 11, 5000, 100000]),
     )  # fmt: skip
     assert by_target_gap.target_gaps(examples, "test").tolist() == [0, 1, 4990, 99990]
+    assert valid_test_gap.tie_share(examples, "test") == 0.25  # one target shares its timestamp
     split = SequenceSplit(
         protocol="hstu", num_items=5, train_users=np.arange(4), train=history,
         train_timestamps=times, valid=examples, test=examples, max_history=None,
@@ -661,8 +663,12 @@ def test_by_target_gap_buckets_valid_and_test_by_the_time_since_the_last_event(
     other = EvalExamples(
         np.arange(1, 5), history, np.arange(1, 5), times, examples.target_timestamps
     )
-    with pytest.raises(ValueError, match="ranks other valid users than --split"):
-        by_target_gap.bucket_means(tmp_path / "m-s0", "valid", other, np.zeros(4, int), ["hr@10"])
+    moved = SequenceSplit(
+        protocol="hstu", num_items=5, train_users=np.arange(4), train=history,
+        train_timestamps=times, valid=other, test=other, max_history=None,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"m-s0/ranks\.npz ranks other valid users than --split"):
+        by_target_gap.group_rows("m", [tmp_path / "m-s0"], moved, [0, 1], ["hr@10"], "d")
     with pytest.raises(ValueError, match="The test examples of the split have no timestamps"):
         by_target_gap.target_gaps(EvalExamples(np.arange(4), history, np.arange(1, 5)), "test")
     assert by_target_gap.bucket_label(60, 7200) == "gap 1 min-2 h"

@@ -179,3 +179,15 @@ def test_config_errors() -> None:
     with pytest.raises(ValueError, match="exceed ELASTIC's max_len=12"):
         _model().encode(torch.ones(1, 13, dtype=torch.long))
     build_model("elastic", num_items=5, memory_size=20, product_keys=False)  # flat keys: any M
+
+
+def test_absolute_positions_by_hand() -> None:
+    from shortlist.models.next_item import absolute_positions
+
+    valid = torch.tensor([[False, True, True, True], [True, True, False, False]])
+    # oldest: 0 at the first real event; padding clamped to 0 (callers zero it)
+    assert absolute_positions(valid, 8, "oldest").tolist() == [[0, 0, 1, 2], [0, 1, 1, 1]]
+    # newest: the latest real event takes max_len - 1, whatever the padding side
+    assert absolute_positions(valid, 8, "newest").tolist() == [[5, 5, 6, 7], [6, 7, 7, 7]]
+    with pytest.raises(ValueError, match=r"'oldest' or 'newest'\. Got 'none' instead"):
+        absolute_positions(valid, 8, "none")

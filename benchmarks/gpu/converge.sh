@@ -73,9 +73,7 @@ export BEAUTY_PAR="${BEAUTY_PAR:-18}" PARTS RB_S="${RB_S:-960}" BEAUTY_S="${BEAU
   BEAUTY_NAME="${BEAUTY_NAME:-sweep_beauty_converged}" MLS_MODELS="${MLS_MODELS:-ksa-w8,ksa-c16w16}" \
   MLS_NAME="${MLS_NAME:-sweep_mls_ksa}" MLS_DIR="${MLS_DIR:-configs/ml-latest-small/sweep}" \
   MLS_SEEDS="${MLS_SEEDS:-0,1,2}" MLS_PAR="${MLS_PAR:-6}"
-# A machine still warm from an earlier job keeps its runs/converge.done: without this, the wait below
-# (and every --wait call) would return at once while the new job runs (it did, 2026-11-30).
-rm -f runs/converge.done
+fresh_done runs/converge.done
 setsid bash -c '
   has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
   common="--set train.num_workers=0 --no-rebuild"

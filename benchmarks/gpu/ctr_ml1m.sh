@@ -18,6 +18,7 @@ CTR_CANDS=${CTR_CANDS:-can-dice-ug,can-dice-ugy,can-dice-ugy-l3,can-dice-ugy-ya}
 for c in ${CTR_CANDS//,/ }; do cp "configs/ml-1m-ctr/sweep/$c.yaml" runs/ctr_cfg/; done
 export CTR_MODELS="can,din,deepfm,dcnv2,$CTR_CANDS" CTR_PAR="${CTR_PAR:-10}" \
   CTR_SEEDS_2020="${CTR_SEEDS_2020:-0,1,2,3,4}" CTR_SEEDS_SPLITS="${CTR_SEEDS_SPLITS:-0,1,2}"
+fresh_done runs/ctr_ml1m.done
 setsid bash -c '
   for part in "2020 .gpu/ml-1m-ctr.npz $CTR_SEEDS_2020" \
               "1 runs/ctr-splits/ml-1m-ctr-split1.npz $CTR_SEEDS_SPLITS" \

@@ -11,6 +11,12 @@ gpu_setup() {  # the wheels the GPU machine lacks, RecBole's virtual site, RecBo
   fi
 }
 
+fresh_done() {  # DONE_FILE: call when launching a detached job. A machine still warm from an
+  # earlier job keeps its done file, which would end this job's waits at once (converge.sh did,
+  # 2026-11-30); each launch removes only its own, so jobs sharing a call keep theirs.
+  mkdir -p "$(dirname "$1")" && rm -f "$1"
+}
+
 wait_then_copy() {  # DONE_FILE SECONDS: wait for the detached job (at most SECONDS), then copy_out
   local end=$((SECONDS + ${2:-540}))
   while [ ! -f "$1" ] && [ $SECONDS -lt $end ]; do sleep 10; done

@@ -25,6 +25,7 @@ copy_out() {  # one tarball: at most 8 files come back from $OUT
 }
 if [ "${1:-}" = "--wait" ]; then wait_then_copy runs/rb.done "${2:-540}"; exit 0; fi
 gpu_setup
+fresh_done runs/rb.done
 setsid bash -c '
   for s in 0 1 2; do
     PYTHONPATH=/tmp/recbole-site python3 benchmarks/recbole/run_sasrec.py --data runs/recbole/data/ml-100k-hstu-L200 \

@@ -30,5 +30,6 @@ timeout "${SPEED_S:-330}" python3 benchmarks/longseq_speed.py --device cuda --re
 timeout "${CTR_SPEED_S:-60}" python3 benchmarks/ctr_speed.py --data .gpu/ml-1m-ctr.npz .gpu/amazon-beauty-ctr.npz \
   --devices cuda --merge > runs/ctr_speed.log 2>&1
 grep -E "L= *16384|L= *4096" runs/speed.log | cut -c 1-150
+fresh_done runs/sweeps.done
 setsid bash benchmarks/gpu/sweeps_detached.sh > runs/sweeps.log 2>&1 < /dev/null &
 sleep "${FIRST_WAIT_S:-60}"; copy_out

@@ -41,6 +41,7 @@ from torch import nn
 
 from shortlist.models.base import register
 from shortlist.models.next_item import (
+    POSITION_FROM,
     NextItemRetriever,
     absolute_positions,
     check_next_item_config,
@@ -48,8 +49,6 @@ from shortlist.models.next_item import (
 from shortlist.ops.dispatcher import IMPLS, MAX_LOGIT_BOUND, DispatcherState
 from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
 from shortlist.ops.interest_memory import InterestMemory
-
-POSITION_FROM = ("oldest", "newest", "none")
 
 
 @dataclass
@@ -210,10 +209,14 @@ class Elastic(NextItemRetriever):
         self.ln = nn.LayerNorm(c.dim)
         self.apply(self._init)
 
-    def _embed(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """ids, pos (...) -> (...) x D input states."""
+    def _embed(self, ids: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
+        """ids, pos (...) -> (...) x D input states; ``pos`` is unused (may be None) without a
+        position table (``position_from="none"``)."""
         x = self.item_emb(ids) * math.sqrt(self.config.dim)
-        return x if self.pos_emb is None else x + self.pos_emb(pos)
+        if self.pos_emb is None:
+            return x
+        assert pos is not None, "a model with a position table embeds positions"
+        return x + self.pos_emb(pos)
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, L) left-padded item ids -> (B, L, D) states (zero at padding); L <= max_len."""
@@ -224,7 +227,11 @@ class Elastic(NextItemRetriever):
                 "pad/truncate to max_len."
             )
         valid = ids > 0  # (B, L)
-        pos = absolute_positions(valid, self.config.max_len, self.config.position_from)
+        pos = (
+            None
+            if self.pos_emb is None
+            else absolute_positions(valid, self.config.max_len, self.config.position_from)
+        )
         x = self.drop(self._embed(ids, pos)) * valid[..., None]
         for block in self.blocks:
             x = block(x, valid, self.memory) * valid[..., None]

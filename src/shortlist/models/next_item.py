@@ -24,6 +24,9 @@ from shortlist.data.batches import EvalBatch, SequenceBatch
 from shortlist.models.base import LossOutput, Retriever
 from shortlist.models.losses import full_softmax_loss, sampled_softmax_loss
 
+# where a model's learned absolute positions count from ("none": the model has no position table)
+POSITION_FROM: tuple[str, ...] = ("oldest", "newest", "none")
+
 
 def absolute_positions(valid: torch.Tensor, max_len: int, position_from: str) -> torch.Tensor:
     """Learned-position indices (B, L) int64 of a padded batch's real events, from ``valid`` (B, L):
@@ -33,6 +36,10 @@ def absolute_positions(valid: torch.Tensor, max_len: int, position_from: str) ->
     if position_from == "newest":
         after = valid.long().flip(1).cumsum(1).flip(1)  # (B, L) real events at or after t
         return (max_len - after).clamp(0, max_len - 1)
+    if position_from != "oldest":
+        raise ValueError(
+            f"absolute_positions counts from 'oldest' or 'newest'. Got {position_from!r} instead."
+        )
     return (valid.long().cumsum(1) - 1).clamp(min=0)
 
 
