@@ -13,6 +13,8 @@
 # (benchmarks/ksa_flex_tiles.py, gpu/flex_tiles.sh), or empty (KSA_TILES=) for Inductor's own.
 # MODES: the compiled modes (default "reduce-overhead,step-graph": step-graph rows capture the whole
 # step as one CUDA graph, longseq_speed.capture_step; about 200 s for the table on 2026-11-30).
+# INDUCTOR: torch._inductor.config settings for the compiled rows (longseq_speed.py --inductor), e.g.
+# INDUCTOR=max_autotune=True ELASTIC_CHUNK=64, the setting of longseq_speed_16k_autotune_*.json.
 set -u
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 SHORTLIST_COMMIT="${SHORTLIST_COMMIT:-unknown}"
@@ -26,7 +28,8 @@ timeout "${SPEED_S:-420}" python3 benchmarks/longseq_speed.py --device cuda --re
   --compile "${MODES:-reduce-overhead,step-graph}" --compile-lengths "${COMPILE_LENGTHS:-16384,65536}" \
   --ksa-block "${KSA_BLOCK:-128}" --ksa-tiles "$KSA_TILES" --elastic-chunk "${ELASTIC_CHUNK:-128}" \
   --methods "${METHODS:-ksa,ksa-banded,elastic,sdpa,naive}" \
-  --scopes "${SCOPES:-sublayer,op}" --op-lengths "${OP_LENGTHS:-16384}" > runs/speed.log 2>&1
+  --scopes "${SCOPES:-sublayer,op}" --op-lengths "${OP_LENGTHS:-16384}" \
+  --inductor "${INDUCTOR:-}" > runs/speed.log 2>&1
 echo "longseq_speed rc $?"
 grep -E "L= *16384|L= *4096" runs/speed.log | cut -c 1-150
 tar czf "$OUT/speed.tgz" benchmarks/results/longseq_speed.json runs/speed.log

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Issue 4's tables from one lease each, detached, in order:
+# 1. the speed table ALONE on the GPU (benchmarks/gpu/longseq_speed.sh) with Inductor's GEMM
+#    autotuning for every compiled row and ELASTIC's dispatcher chunks of 64 (INDUCTOR, ELASTIC_CHUNK;
+#    the setting longseq_speed_16k_autotune_*.json chose), SPEED_S a time limit -> longseq_speed.json;
+# 2. then the frozen configs of each family, chosen earlier by validation (benchmarks/select_configs.py
+#    over the sweep files), trained again side by side in one job, so that KSA and ELASTIC are compared
+#    with SASRec from the same run: configs/amazon-beauty/{sasrec,ksa,elastic}.yaml x 3 seeds ->
+#    longseq_beauty.json and configs/ml-100k/{sasrec,ksa,elastic}.yaml x 5 seeds -> longseq_ml100k.json
+#    (BEAUTY_S, ML_S: safety limits per run; PARTS="speed beauty ml100k" picks).
+# Call 1: `SHORTLIST_COMMIT=<commit> bash benchmarks/gpu/final_rows.sh` carrying .whl,
+# .gpu/amazon-beauty.npz and .gpu/ml-100k.npz; later calls `bash benchmarks/gpu/final_rows.sh --wait S`
+# until runs/final.done exists; each hands back $OUT/all.tgz (runs/results holds the result files).
+# Here: longseq_quality.py --from a folder with these two files and the MovieLens/synthetic parts.
+set -u
+cd "$(dirname "$0")/../.."
+. benchmarks/gpu/lib.sh
+copy_out() {
+  tar czf "$OUT/all.tgz" runs/results runs/speed.log runs/final*.log runs/final/*/*/results.json \
+    runs/final/*/*/ranks.npz runs/final/*/logs 2>/dev/null
+  tail -n 2 runs/final*.log runs/speed.log 2>/dev/null | tail -n 30
+}
+if [ "${1:-}" = "--wait" ]; then wait_then_copy runs/final.done "${2:-540}"; exit 0; fi
+gpu_setup
+mkdir -p runs/results runs/final
+export PARTS="${PARTS:-speed beauty ml100k}" BEAUTY_S="${BEAUTY_S:-900}" ML_S="${ML_S:-400}" \
+  SPEED_S="${SPEED_S:-600}" INDUCTOR="${INDUCTOR-max_autotune=True}" ELASTIC_CHUNK="${ELASTIC_CHUNK:-64}"
+fresh_done runs/final.done
+setsid bash -c '
+  has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
+  if has speed; then
+    OUT=$(mktemp -d) bash benchmarks/gpu/longseq_speed.sh > runs/final_speed.log 2>&1
+    cp benchmarks/results/longseq_speed.json runs/results/
+  fi
+  common="--set train.num_workers=0 --no-rebuild"
+  if has beauty; then
+    python3 benchmarks/seqrec.py run --name longseq_beauty --dataset amazon-beauty \
+      --split .gpu/amazon-beauty.npz --config-dir configs/amazon-beauty --models sasrec,ksa,elastic \
+      --seeds 0,1,2 --parallel 9 --out-dir runs/final/beauty --set train.time_limit_s="$BEAUTY_S" \
+      $common > runs/final_beauty.log 2>&1 &
+  fi
+  if has ml100k; then
+    python3 benchmarks/seqrec.py run --name longseq_ml100k --dataset ml-100k --split .gpu/ml-100k.npz \
+      --config-dir configs/ml-100k --models sasrec,ksa,elastic --seeds 0,1,2,3,4 --parallel 15 \
+      --out-dir runs/final/ml100k --set train.time_limit_s="$ML_S" $common > runs/final_ml100k.log 2>&1 &
+  fi
+  wait
+  cp benchmarks/results/longseq_*.json runs/results/
+  echo done > runs/final.done' > runs/final.log 2>&1 < /dev/null &
+wait_then_copy runs/final.done "${FIRST_WAIT_S:-30}"
