@@ -163,7 +163,9 @@ def write_result(
     extra: dict[str, Any] | None = None,
     rebuild: bool = True,
 ) -> Path:
-    """Write ``benchmarks/results/<name>.json`` atomically and rebuild BENCHMARKS.md."""
+    """Write ``benchmarks/results/<name>.json`` atomically and rebuild BENCHMARKS.md; with
+    ``$SHORTLIST_RESULTS_COPY`` set, also a copy in that folder (each rewrite of a partial result
+    included), which a GPU call's copy of the working tree does not replace."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     result = {
         "name": name,
@@ -179,6 +181,10 @@ def write_result(
         result.update(extra)
     path = RESULTS / f"{name}.json"
     write_json(path, result)
+    copy_dir = os.environ.get("SHORTLIST_RESULTS_COPY")
+    if copy_dir:  # a detached GPU job: the next call's copy of the tree replaces benchmarks/results
+        Path(copy_dir).mkdir(parents=True, exist_ok=True)
+        write_json(Path(copy_dir) / f"{name}.json", result)
     if rebuild:
         rebuild_benchmarks_md()
     return path

@@ -37,6 +37,11 @@ whole step, forward and backward, as one CUDA graph (:func:`capture_step`): what
 GPU's time, without the host work between reduce-overhead's forward and backward graphs.
 
     python benchmarks/longseq_speed.py --device cuda                      # H200 -> longseq_speed.json
+
+A run stopped by a time limit before it wrote its file (a detached GPU job whose file the next
+call's copy of the tree replaced) keeps its rows in its log: ``--from-log LOG`` with the run's own
+options writes the result from the cases the log holds, each row as logged, ``fwd_bwd_s`` recomputed
+from the logged ``tokens_per_s`` (the log rounds seconds to 0.1 ms), and says so in the notes.
     python benchmarks/longseq_speed.py --device cuda --compile reduce-overhead --compile-lengths 4096,16384
     nice python benchmarks/longseq_speed.py --device cpu --name longseq_speed_cpu --max-len 8192
 """
@@ -44,8 +49,10 @@ GPU's time, without the host work between reduce-overhead's forward and backward
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import logging
+import re
 import resource
 import statistics
 import subprocess
@@ -307,8 +314,44 @@ def _label(method: str, mode: str) -> str:
 PROTOCOLS = {"sublayer": "fwd+bwd, one sublayer", "op": "fwd+bwd, attention op only"}
 
 
+_LOG_ROW = re.compile(r"^\S+ \S+ (sublayer|op) +(\S+) +L= *(\d+) (\{.*\})$")
+
+
+def _parse_label(label: str) -> tuple[str, str]:
+    """Inverse of :func:`_label`: "ksa+compile(step-graph)" -> ("ksa", "step-graph")."""
+    method, plus, rest = label.partition("+compile")
+    if not plus:
+        return method, "eager"
+    return method, rest.strip("()") or "default"
+
+
+def results_from_log(path: Path) -> dict[tuple[str, str, str, int], dict[str, Any]]:
+    """The cases a run's log holds (its ``log.info`` row lines), keyed as in :func:`main`;
+    ``fwd_bwd_s`` is ``batch * L / tokens_per_s`` (the log rounds it to 4 decimals). ValueError
+    naming the file when it holds no row."""
+    results: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        match = _LOG_ROW.match(line.strip())
+        if not match:
+            continue
+        scope, label, length, body = match.groups()
+        L = int(length)
+        res = ast.literal_eval(body)
+        if res.get("tokens_per_s"):
+            res["fwd_bwd_s"] = res["batch"] * L / res["tokens_per_s"]
+        method, mode = _parse_label(label)
+        results[(scope, method, mode, L)] = res
+    if not results:
+        raise ValueError(
+            f"--from-log {path}: no timed case in it (lines 'SCOPE METHOD L= N {{...}}')."
+        )
+    return results
+
+
 def _write(
-    args: argparse.Namespace, results: dict[tuple[str, str, str, int], dict[str, Any]]
+    args: argparse.Namespace,
+    results: dict[tuple[str, str, str, int], dict[str, Any]],
+    note: str = "",
 ) -> None:
     """Rows so far, with the ratios measured in this run (rewritten after every length).
 
@@ -384,7 +427,8 @@ def _write(
             " graphs allocate from a private pool before the timed step."
             if set(GRAPH_MODES) & set(args.compile.split(","))
             else ""
-        ),
+        )
+        + (f" {note}" if note else ""),
         extra={"config": config},
         rebuild=False,
     )
@@ -443,12 +487,28 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--case-timeout", type=int, default=900)
+    p.add_argument(
+        "--from-log",
+        help="write the result from this log of a run with the same options, which was stopped "
+        "before it wrote its file (see the module docstring); times nothing",
+    )
     p.add_argument("--case", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     if not args.tokens:
         args.tokens = 65536 if args.device.startswith("cuda") else 8192
+    if args.from_log:
+        results = results_from_log(Path(args.from_log))
+        done = sorted({L for (_, _, _, L) in results})
+        _write(
+            args,
+            results,
+            note=f"Written from the log of the run ({Path(args.from_log).name}, --from-log): it was"
+            f" stopped before its end, so the rows are the {len(results)} cases it finished (lengths"
+            f" {done}); fwd_bwd_s is batch x L / the logged tokens_per_s.",
+        )
+        return
     set_inductor(args.inductor)
     if args.case:  # a CPU child: one case, JSON on stdout
         method, L, mode, scope = args.case.split(":")

@@ -2,6 +2,9 @@
 export PYTHONUNBUFFERED=1 SHORTLIST_COMMIT="${SHORTLIST_COMMIT:-unknown}" OMP_NUM_THREADS=1 \
   PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 export PYTHONPATH=/tmp/site:$PWD/src
+# every result file is also written to runs/results (benchmarks/common.write_result): a later call's
+# copy of the working tree replaces benchmarks/results, and with it a file a detached job wrote there
+export SHORTLIST_RESULTS_COPY="$PWD/runs/results"
 
 gpu_setup() {  # the wheels the GPU machine lacks, RecBole's virtual site, RecBole's exported splits
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
