@@ -314,6 +314,12 @@ def _label(method: str, mode: str) -> str:
 PROTOCOLS = {"sublayer": "fwd+bwd, one sublayer", "op": "fwd+bwd, attention op only"}
 
 
+def _row_message(scope: str, method: str, mode: str, L: int, res: dict[str, Any]) -> str:
+    """One timed case as the log shows it (and :func:`results_from_log` reads it back)."""
+    shown = {k: round(v, 4) for k, v in res.items()}
+    return f"{scope:<8s} {_label(method, mode):<22s} L={L:6d} {shown}"
+
+
 _LOG_ROW = re.compile(r"^\S+ \S+ (sublayer|op) +(\S+) +L= *(\d+) (\{.*\})$")
 
 
@@ -553,13 +559,7 @@ def main(argv: list[str] | None = None) -> None:
                             res = {"failed": True}
                         torch.cuda.empty_cache()
                     results[(scope, method, mode, L)] = res
-                    log.info(
-                        "%-8s %-22s L=%6d %s",
-                        scope,
-                        _label(method, mode),
-                        L,
-                        {k: round(v, 4) for k, v in res.items()},
-                    )
+                    log.info("%s", _row_message(scope, method, mode, L, res))
         _write(args, results)
 
 

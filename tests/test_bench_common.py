@@ -142,3 +142,18 @@ def test_git_commit_is_dirty_only_outside_the_benchmark_outputs(
     assert common.git_commit(tmp_path) == sha
     (tmp_path / "code.py").write_text("b")  # the measured code changed
     assert common.git_commit(tmp_path) == f"{sha}-dirty"
+
+
+def test_write_result_also_writes_the_copy_folder_when_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$SHORTLIST_RESULTS_COPY gets the same file (a GPU job's copy that survives the next
+    call's tree copy); unset, nothing is written there."""
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    monkeypatch.delenv("SHORTLIST_RESULTS_COPY", raising=False)
+    rows = [common.Row(dataset="d", model="m", metrics={"x_s": 1.0})]
+    common.write_result("a", rows, command="c", rebuild=False)
+    assert not (tmp_path / "copy").exists()
+    monkeypatch.setenv("SHORTLIST_RESULTS_COPY", str(tmp_path / "copy"))
+    path = common.write_result("b", rows, command="c", rebuild=False)
+    assert (tmp_path / "copy" / "b.json").read_text() == path.read_text()

@@ -672,3 +672,55 @@ def test_by_target_gap_buckets_valid_and_test_by_the_time_since_the_last_event(
     with pytest.raises(ValueError, match="The test examples of the split have no timestamps"):
         by_target_gap.target_gaps(EvalExamples(np.arange(4), history, np.arange(1, 5)), "test")
     assert by_target_gap.bucket_label(60, 7200) == "gap 1 min-2 h"
+
+
+def test_speed_from_log_rebuilds_the_cases_a_stopped_run_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Row lines in the log's own format (``_row_message`` behind the asctime) come back as the
+    cases main keyed them by, seconds recomputed from tokens_per_s rather than the 4-decimal
+    rounding, OOM and failed cases kept; other lines are skipped; ``--from-log`` writes them with
+    a note, ratios from the same _write as a run."""
+    cases = {
+        ("sublayer", "sdpa", "eager", 64): {"batch": 2, "fwd_bwd_s": 0.00123456, "peak_mib": 2.5},
+        ("sublayer", "ksa", "step-graph", 64): {"batch": 2, "fwd_bwd_s": 0.00041152},
+        ("sublayer", "naive", "eager", 128): {"oom": True, "batch": 1},
+        ("op", "elastic", "default", 64): {"failed": True},
+    }
+    lines = ["SingleProcess AUTOTUNE benchmarking takes 13.0 seconds"]
+    for (scope, method, mode, L), res in cases.items():
+        logged = dict(res)
+        if "fwd_bwd_s" in res:
+            logged["tokens_per_s"] = res["batch"] * L / res["fwd_bwd_s"]
+        lines.append(
+            "2026-11-30 07:09:02,907 " + longseq_speed._row_message(scope, method, mode, L, logged)
+        )
+    log = tmp_path / "speed.log"
+    log.write_text("\n".join(lines) + "\n")
+
+    got = longseq_speed.results_from_log(log)
+    assert set(got) == set(cases)
+    sdpa = got[("sublayer", "sdpa", "eager", 64)]
+    assert sdpa["fwd_bwd_s"] == pytest.approx(0.00123456, rel=1e-8)  # the log shows 0.0012
+    assert sdpa["peak_mib"] == 2.5
+    assert got[("sublayer", "naive", "eager", 128)]["oom"]
+    assert got[("op", "elastic", "default", 64)]["failed"]
+
+    written: dict = {}
+    monkeypatch.setattr(
+        longseq_speed, "write_result", lambda name, rows, **kw: written.update(rows=rows, **kw)
+    )
+    longseq_speed.main(
+        ["--device", "cpu", "--compile", "step-graph,default", "--scopes", "sublayer,op",
+         "--from-log", str(log)]
+    )  # fmt: skip
+    rows = {(r.protocol, r.model, r.variant): r.metrics for r in written["rows"]}
+    step = rows[("fwd+bwd, one sublayer", "ksa+compile(step-graph)", "L=64")]
+    assert step["speedup_vs_sdpa_ratio"] == pytest.approx(3.0)
+    assert rows[("fwd+bwd, attention op only", "elastic+compile", "L=64")]["failed"] == 1.0
+    assert "stopped before its end" in written["notes"] and "4 cases" in written["notes"]
+
+    empty = tmp_path / "empty.log"
+    empty.write_text("nothing timed\n")
+    with pytest.raises(ValueError, match=r"empty\.log: no timed case"):
+        longseq_speed.results_from_log(empty)

@@ -2,7 +2,8 @@
 # Issue 4's tables from one lease each, detached, in order:
 # 1. the speed table ALONE on the GPU (benchmarks/gpu/longseq_speed.sh) with Inductor's GEMM
 #    autotuning for every compiled row and ELASTIC's dispatcher chunks of 64 (INDUCTOR, ELASTIC_CHUNK;
-#    the setting longseq_speed_16k_autotune_*.json chose), SPEED_S a time limit -> longseq_speed.json;
+#    the setting longseq_speed_16k_autotune_*.json chose), SPEED_S a time limit (600 s stopped it
+#    during L = 64k on 2026-11-30) -> longseq_speed.json;
 # 2. then the frozen configs of each family, chosen earlier by validation (benchmarks/select_configs.py
 #    over the sweep files), trained again side by side in one job, so that KSA and ELASTIC are compared
 #    with SASRec from the same run: configs/amazon-beauty/{sasrec,ksa,elastic}.yaml x 3 seeds ->
@@ -24,7 +25,7 @@ if [ "${1:-}" = "--wait" ]; then wait_then_copy runs/final.done "${2:-540}"; exi
 gpu_setup
 mkdir -p runs/results runs/final
 export PARTS="${PARTS:-speed beauty ml100k}" BEAUTY_S="${BEAUTY_S:-900}" ML_S="${ML_S:-400}" \
-  SPEED_S="${SPEED_S:-600}" INDUCTOR="${INDUCTOR-max_autotune=True}" ELASTIC_CHUNK="${ELASTIC_CHUNK:-64}"
+  SPEED_S="${SPEED_S:-1100}" INDUCTOR="${INDUCTOR-max_autotune=True}" ELASTIC_CHUNK="${ELASTIC_CHUNK:-64}"
 fresh_done runs/final.done
 setsid bash -c '
   has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
