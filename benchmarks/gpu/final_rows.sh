@@ -8,7 +8,12 @@
 #    over the sweep files), trained again side by side in one job, so that KSA and ELASTIC are compared
 #    with SASRec from the same run: configs/amazon-beauty/{sasrec,ksa,elastic}.yaml x 3 seeds ->
 #    longseq_beauty.json and configs/ml-100k/{sasrec,ksa,elastic}.yaml x 5 seeds -> longseq_ml100k.json
-#    (BEAUTY_S, ML_S: safety limits per run; PARTS="speed beauty ml100k" picks).
+#    (BEAUTY_S, ML_S: safety limits per run; PARTS="speed beauty ml100k" picks);
+# 3. ml100ksweep (not in the default PARTS): ML-100k round 2, configs/ml-100k/sweep-round2 (SASRec's and
+#    KSA's frozen configs and ELASTIC candidates, patience 50) x 5 seeds in one job -> sweep_ml100k_round2,
+#    then per family the best mean validation NDCG@10 (select_configs.py over that file alone) ->
+#    longseq_ml100k, so that the choice and the same-run comparison come from one job (use it instead
+#    of ml100k: both write longseq_ml100k).
 # Call 1: `SHORTLIST_COMMIT=<commit> bash benchmarks/gpu/final_rows.sh` carrying .whl,
 # .gpu/amazon-beauty.npz and .gpu/ml-100k.npz; later calls `bash benchmarks/gpu/final_rows.sh --wait S`
 # until runs/final.done exists; each hands back $OUT/all.tgz (runs/results holds the result files).
@@ -45,7 +50,14 @@ setsid bash -c '
       --config-dir configs/ml-100k --models sasrec,ksa,elastic --seeds 0,1,2,3,4 --parallel 15 \
       --out-dir runs/final/ml100k --set train.time_limit_s="$ML_S" $common > runs/final_ml100k.log 2>&1 &
   fi
+  if has ml100ksweep; then
+    models=$(ls configs/ml-100k/sweep-round2 | sed "s/.yaml$//" | paste -sd, -)
+    python3 benchmarks/seqrec.py run --name sweep_ml100k_round2 --dataset ml-100k --split .gpu/ml-100k.npz \
+      --config-dir configs/ml-100k/sweep-round2 --models "$models" --seeds 0,1,2,3,4 --parallel 30 \
+      --out-dir runs/final/ml100k_round2 --set train.time_limit_s="$ML_S" $common > runs/final_ml100k_round2.log 2>&1 \
+      && python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_ml100k_round2.json \
+        --families sasrec,ksa,elastic --name longseq_ml100k --no-rebuild >> runs/final_ml100k_round2.log 2>&1 &
+  fi
   wait
-  cp benchmarks/results/longseq_*.json runs/results/
   echo done > runs/final.done' > runs/final.log 2>&1 < /dev/null &
 wait_then_copy runs/final.done "${FIRST_WAIT_S:-30}"
