@@ -37,13 +37,13 @@ whole step, forward and backward, as one CUDA graph (:func:`capture_step`): what
 GPU's time, without the host work between reduce-overhead's forward and backward graphs.
 
     python benchmarks/longseq_speed.py --device cuda                      # H200 -> longseq_speed.json
+    python benchmarks/longseq_speed.py --device cuda --compile reduce-overhead --compile-lengths 4096,16384
+    nice python benchmarks/longseq_speed.py --device cpu --name longseq_speed_cpu --max-len 8192
 
 A run stopped by a time limit before it wrote its file (a detached GPU job whose file the next
 call's copy of the tree replaced) keeps its rows in its log: ``--from-log LOG`` with the run's own
 options writes the result from the cases the log holds, each row as logged, ``fwd_bwd_s`` recomputed
 from the logged ``tokens_per_s`` (the log rounds seconds to 0.1 ms), and says so in the notes.
-    python benchmarks/longseq_speed.py --device cuda --compile reduce-overhead --compile-lengths 4096,16384
-    nice python benchmarks/longseq_speed.py --device cpu --name longseq_speed_cpu --max-len 8192
 """
 
 from __future__ import annotations
