@@ -191,3 +191,82 @@ def test_absolute_positions_by_hand() -> None:
     assert absolute_positions(valid, 8, "newest").tolist() == [[5, 5, 6, 7], [6, 7, 7, 7]]
     with pytest.raises(ValueError, match=r"'oldest' or 'newest'\. Got 'none' instead"):
         absolute_positions(valid, 8, "none")
+
+
+# -- hybrid: every full_every-th block is full causal attention (as KSA's hybrid) ----------------
+
+
+@pytest.mark.parametrize(("full_every", "local_window"), [(2, 0), (1, 0), (2, 3)])
+@pytest.mark.parametrize("t", [2, 7, 11])
+def test_hybrid_is_exactly_causal_and_pad_invariant(
+    full_every: int, local_window: int, t: int
+) -> None:
+    m = _model(full_every=full_every, local_window=local_window, memory_size=16)
+    kinds = [type(b).__name__ for b in m.blocks]
+    assert kinds == (
+        ["ElasticBlock", "ElasticFullBlock"] if full_every == 2 else ["ElasticFullBlock"] * 2
+    )
+    ids = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]])
+    changed = ids.clone()
+    changed[0, t] = 20
+    a, b = m.encode(ids), m.encode(changed)
+    assert torch.equal(a[0, :t], b[0, :t])  # bitwise: no position sees a later event
+    assert (a[0, t] - b[0, t]).abs().amax() > 1e-3
+    # padding is never attended: the same events left-padded more or less give the same states
+    short, long = torch.tensor([[0, 3, 4, 5]]), torch.tensor([[0] * 9 + [3, 4, 5]])
+    torch.testing.assert_close(m.encode(short)[0, -3:], m.encode(long)[0, -3:])
+    assert torch.all(m.encode(long)[0, :9] == 0)
+
+
+def test_hybrid_full_block_is_causal_attention_by_hand() -> None:
+    """The full block's attention equals explicit masked softmax attention over the row's real
+    events (no padding), computed here from the layer's own projections."""
+    m = _model(full_every=1, num_layers=1)
+    block = m.blocks[0]
+    x = torch.randn(1, 5, 16)
+    valid = torch.tensor([[False, False, True, True, True]])
+    x = x * valid[..., None]
+    h = block.ln1(x[:, 2:])  # the three real events, oldest first
+    q, k, v = block.attn.qkv(h).view(1, 3, 3, 2, 8).permute(2, 0, 3, 1, 4)  # (B, H, 3, dh)
+    scores = (q @ k.transpose(-1, -2)) / 8**0.5
+    scores = scores.masked_fill(torch.ones(3, 3, dtype=torch.bool).triu(1), float("-inf"))
+    attn = block.attn.out((scores.softmax(-1) @ v).transpose(1, 2).reshape(1, 3, 16))
+    after = x[:, 2:] + attn
+    expected = after + block.ffn(block.ln2(after))
+    torch.testing.assert_close(block(x, valid, None)[:, 2:], expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("full_every", "local_window", "memory_size"), [(2, 0, 0), (1, 0, 16), (2, 3, 16)]
+)
+def test_hybrid_incremental_equals_full_recompute(
+    full_every: int, local_window: int, memory_size: int
+) -> None:
+    """Rows that start at different steps (leading padding = skipped steps): the full layers'
+    KV caches keep skipped steps masked."""
+    m = _model(full_every=full_every, local_window=local_window, memory_size=memory_size)
+    ids = torch.tensor(
+        [[0, 0, 0, 3, 4, 5, 6, 7, 8, 9, 10, 11], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]]
+    )
+    state, hidden = m.init_state(2), []
+    for t in range(ids.shape[1]):
+        out = m.step(state, ids[:, t])
+        state, _ = out.state, hidden.append(out.hidden)
+    torch.testing.assert_close(torch.stack(hidden, 1), m.encode(ids), atol=1e-5, rtol=1e-4)
+    caches = [s for s in state.layers if hasattr(s, "keys")]
+    assert len(caches) == sum(type(b).__name__ == "ElasticFullBlock" for b in m.blocks) > 0
+    assert caches[0].keys.shape == (2, 2, 12, 8)
+    assert caches[0].valid.sum(1).tolist() == [9, 12]
+
+
+def test_hybrid_config_error_and_round_trip(tmp_path: Path) -> None:
+    with pytest.raises(
+        ValueError, match=r"'full_every' parameter of ElasticConfig must be an int >= 0. Got -1"
+    ):
+        build_model("elastic", num_items=5, full_every=-1)
+    m = _model(full_every=2)
+    m.save_pretrained(tmp_path / "hybrid")
+    back = load_model(tmp_path / "hybrid").eval()
+    ids = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]])
+    torch.testing.assert_close(back.encode(ids), m.encode(ids))
+    assert back.config.full_every == 2

@@ -16,6 +16,8 @@ Model (it mirrors SASRec: same batches, losses, item table and evaluation):
                                            event as SASRec does, "none" has no position table)
     per block:  x = x + Drop(LDA(LN(x), mem_t))   mem_t = IMR(W_l LN(x)_t) (optional, per position)
                 x = x + Drop(FFN(LN(x)))
+    hybrid (``full_every`` m > 0): blocks m-1, 2m-1, ... take full causal attention instead of the
+    LDA (as KSA's hybrid: its released models have one full layer in 4), at O(L^2) for those blocks
     h = LN(x); the score of item i at position t is h_t . E_i.
 LDA: :class:`~shortlist.ops.dispatcher_layer.DispatcherAttentionLayer` (k learned interest experts
 per layer compress every prefix; each position dispatches from its own causal expert states and,
@@ -27,7 +29,8 @@ depends only on events <= t) and adds the k retrieved interest tokens as extra d
 Causality is exact: every operation is per position or a prefix sum, and the LDA's fixed
 stabiliser (bounded logits) keeps each output bitwise independent of later events.
 Incremental inference: :meth:`Elastic.init_state` / :meth:`Elastic.step` append one event per row in
-O(layers (H (k + W) d + D^2 + sqrt(M) D)), equal to a full recompute (W = local_window).
+O(layers (H (k + W) d + D^2 + sqrt(M) D)), equal to a full recompute (W = local_window); a hybrid's
+full layers keep a KV cache instead, O(n d) a step after n events.
 """
 
 from __future__ import annotations
@@ -43,9 +46,12 @@ from shortlist.models.base import register
 from shortlist.models.next_item import (
     POSITION_FROM,
     NextItemRetriever,
+    PaddingRotation,
     absolute_positions,
     check_next_item_config,
+    is_full_layer,
 )
+from shortlist.ops.attention import FullAttentionCache, FullAttentionLayer
 from shortlist.ops.dispatcher import IMPLS, MAX_LOGIT_BOUND, DispatcherState
 from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
 from shortlist.ops.interest_memory import InterestMemory
@@ -65,6 +71,8 @@ class ElasticConfig:
     chunk_size: int = 64  # C: chunk length of the linear-time LDA
     # W: each position also dispatches from its W most recent events exactly (0 = experts alone)
     local_window: int = 0
+    # hybrid: 0 = every block LDA; m = blocks m-1, 2m-1, ... full causal attention (KSA's full_every)
+    full_every: int = 0
     logit_bound: float = 16.0  # T: compress logits stay in [-T, T] (stability, see ops/dispatcher)
     # "reference": O(L^2), tests only; "triton": opt-in, CUDA (ops/dispatcher_triton.py)
     impl: Literal["fast", "reference", "triton"] = "fast"
@@ -82,7 +90,7 @@ class ElasticConfig:
     def __post_init__(self) -> None:
         check_next_item_config(
             self, num_experts=1, memory_size=0, memory_topk=0, chunk_size=1, ffn_dim=0,
-            local_window=0,
+            local_window=0, full_every=0,
         )  # fmt: skip
         if self.local_window and self.impl == "triton":
             raise ValueError(
@@ -128,11 +136,12 @@ class ElasticConfig:
 class ElasticState:
     """Incremental state of a batch of users: one LDA state per layer and the next position.
 
-    layers: per layer, (B, H, k, d) numerators and (B, H, k) denominators.
+    layers: per layer, (B, H, k, d) numerators and (B, H, k) denominators; a hybrid's full layer
+    holds its KV cache instead.
     positions: (B,) int64 number of real events seen so far per row.
     """
 
-    layers: tuple[DispatcherState, ...]
+    layers: tuple[DispatcherState | FullAttentionCache, ...]
     positions: torch.Tensor
 
 
@@ -190,6 +199,42 @@ class ElasticBlock(nn.Module):
         return x + self.drop(self.ffn(self.ln2(x))), state
 
 
+class ElasticFullBlock(nn.Module):
+    """A hybrid's full layer: pre-LN x + Attn(LN(x)) with full causal attention, then the FFN."""
+
+    def __init__(self, c: ElasticConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(c.dim)
+        self.attn = FullAttentionLayer(c.dim, c.num_heads)
+        self.ln2 = nn.LayerNorm(c.dim)
+        ffn = c.ffn_dim or 4 * c.dim
+        self.ffn = nn.Sequential(
+            nn.Linear(c.dim, ffn), nn.GELU(), nn.Dropout(c.dropout), nn.Linear(ffn, c.dim)
+        )
+        self.drop = nn.Dropout(c.dropout)
+
+    def forward(
+        self, x: torch.Tensor, valid: torch.Tensor, memory: InterestMemory | None
+    ) -> torch.Tensor:
+        """(B, L, D) left-padded, valid (B, L) -> (B, L, D); the interest memory is not read here.
+        Rows are rotated to right padding for the attention (no real event sees padding)."""
+        rot = PaddingRotation(valid.sum(1), x.shape[1])
+        x = x + self.drop(rot.left(self.attn(rot.right(self.ln1(x)))))
+        return x + self.drop(self.ffn(self.ln2(x)))
+
+    def step(
+        self,
+        x: torch.Tensor,
+        state: FullAttentionCache,
+        valid: torch.Tensor,
+        memory: InterestMemory | None,
+    ) -> tuple[torch.Tensor, FullAttentionCache]:
+        """(B, D) new position -> (B, D), the KV cache with it."""
+        y, state = self.attn.step(self.ln1(x), state, valid)
+        x = x + self.drop(y)
+        return x + self.drop(self.ffn(self.ln2(x))), state
+
+
 @register("elastic")
 class Elastic(NextItemRetriever):
     config_class = ElasticConfig
@@ -205,7 +250,10 @@ class Elastic(NextItemRetriever):
             if c.memory_size
             else None
         )
-        self.blocks = nn.ModuleList(ElasticBlock(c) for _ in range(c.num_layers))
+        self.blocks = nn.ModuleList(
+            ElasticFullBlock(c) if is_full_layer(c.full_every, i) else ElasticBlock(c)
+            for i in range(c.num_layers)
+        )
         self.ln = nn.LayerNorm(c.dim)
         self.apply(self._init)
 
@@ -241,7 +289,12 @@ class Elastic(NextItemRetriever):
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> ElasticState:
         """The state of ``batch`` users with no event yet."""
         return ElasticState(
-            layers=tuple(b.lda.init_state(batch, device) for b in self.blocks),
+            layers=tuple(
+                b.attn.init_cache(batch, device)
+                if isinstance(b, ElasticFullBlock)
+                else b.lda.init_state(batch, device)
+                for b in self.blocks
+            ),
             positions=torch.zeros(batch, dtype=torch.long, device=device),
         )
 
@@ -250,7 +303,7 @@ class Elastic(NextItemRetriever):
 
         Returns the (B, D) state after the event (what :meth:`encode` gives at that position) and
         the new state. Cost per event: O(layers (H (k + W) d + D^2)), independent of the history
-        length.
+        length, plus O(n d) for each full layer of a hybrid after n events.
         """
         if self.config.position_from == "newest":
             raise ValueError(

@@ -33,7 +33,12 @@ import torch
 from torch import nn
 
 from shortlist.models.base import register
-from shortlist.models.next_item import NextItemRetriever, check_next_item_config
+from shortlist.models.next_item import (
+    NextItemRetriever,
+    PaddingRotation,
+    check_next_item_config,
+    is_full_layer,
+)
 from shortlist.ops.ksa import (
     FLEX_SPAN,
     IMPLS,
@@ -90,7 +95,7 @@ class KSAConfig:
 
     def is_full_layer(self, layer: int) -> bool:
         """Whether layer ``layer`` (0-based) is a full-attention layer of the hybrid."""
-        return self.full_every > 0 and (layer + 1) % self.full_every == 0
+        return is_full_layer(self.full_every, layer)
 
 
 class KSABlock(nn.Module):
@@ -174,11 +179,5 @@ class KSA(NextItemRetriever):
         Rows are rotated to right padding inside, so chunks start at each row's oldest event
         and a real event never sees padding; states are rotated back before returning.
         """
-        L = ids.shape[1]
-        lengths = (ids > 0).sum(1)  # (B,)
-        ar = torch.arange(L, device=ids.device)
-        to_right = (ar[None, :] + (L - lengths)[:, None]) % L  # (B, L): right slot i <- column
-        valid = ar[None, :] < lengths[:, None]  # (B, L) right-padded validity
-        x = self.encode_aligned(ids.gather(1, to_right), valid)
-        to_left = (ar[None, :] - (L - lengths)[:, None]) % L  # inverse rotation
-        return x.gather(1, to_left[..., None].expand(-1, -1, x.shape[-1]))
+        rot = PaddingRotation((ids > 0).sum(1), ids.shape[1])
+        return rot.left(self.encode_aligned(rot.right(ids), rot.valid))

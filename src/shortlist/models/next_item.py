@@ -43,6 +43,44 @@ def absolute_positions(valid: torch.Tensor, max_len: int, position_from: str) ->
     return (valid.long().cumsum(1) - 1).clamp(min=0)
 
 
+class PaddingRotation:
+    """Index maps between a left-padded batch (the latest event in the last column) and the same
+    rows right-padded (the oldest event in column 0), so that plain causal attention
+    (``is_causal=True``: the flash / memory-efficient kernels) never lets a real event see
+    padding, without a (B, L, L) mask.
+
+    Built from ``lengths`` (B,) real events per row and the width L; ``valid`` (B, L) marks the
+    real events of the right-padded rows.
+    """
+
+    def __init__(self, lengths: torch.Tensor, L: int) -> None:
+        ar = torch.arange(L, device=lengths.device)
+        shift = (L - lengths)[:, None]
+        self.to_right = (ar[None, :] + shift) % L  # (B, L): right-padded slot i <- left column
+        self.to_left = (ar[None, :] - shift) % L  # the inverse rotation
+        self.valid = ar[None, :] < lengths[:, None]
+
+    @staticmethod
+    def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            return x.gather(1, index)
+        return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
+
+    def right(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L) or (B, L, D) left-padded -> right-padded."""
+        return self._gather(x, self.to_right)
+
+    def left(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L) or (B, L, D) right-padded -> left-padded."""
+        return self._gather(x, self.to_left)
+
+
+def is_full_layer(full_every: int, layer: int) -> bool:
+    """Whether layer ``layer`` (0-based) of a hybrid is full attention: with ``full_every = m`` >
+    0, layers m-1, 2m-1, ... are (KSA's released models: m = 4); 0 means none."""
+    return full_every > 0 and (layer + 1) % full_every == 0
+
+
 # int settings every next-item config has, with their lower bounds
 COMMON_INTS = {
     "num_items": 1, "max_len": 1, "dim": 1, "num_layers": 0, "num_heads": 1,

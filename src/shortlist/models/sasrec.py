@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shortlist.models.base import register
-from shortlist.models.next_item import NextItemRetriever, check_next_item_config
+from shortlist.models.next_item import NextItemRetriever, PaddingRotation, check_next_item_config
 
 
 @dataclass
@@ -102,19 +102,15 @@ class SASRec(NextItemRetriever):
                 f"Sequences of length {L} exceed SASRec's max_len={self.config.max_len}; pad/truncate to max_len."
             )
         lengths = (ids > 0).sum(1)  # (B,)
-        ar = torch.arange(L, device=ids.device)
-        to_right = (
-            ar[None, :] + (L - lengths)[:, None]
-        ) % L  # (B, L): right-padded slot i <- left-padded column
-        ids_r = ids.gather(1, to_right)
-        valid = ar[None, :] < lengths[:, None]  # (B, L) right-padded validity
+        rot = PaddingRotation(lengths, L)
+        valid = rot.valid  # (B, L) right-padded validity
         # positions counted from the right end: the latest event has position max_len - 1
+        ar = torch.arange(L, device=ids.device)
         pos = (self.config.max_len - lengths)[:, None] + ar[None, :]
         pos = pos.clamp(max=self.config.max_len - 1)
-        x = self.item_emb(ids_r) * math.sqrt(self.config.dim) + self.pos_emb(pos)
+        x = self.item_emb(rot.right(ids)) * math.sqrt(self.config.dim) + self.pos_emb(pos)
         x = self.drop(x) * valid[..., None]
         for block in self.blocks:
             x = block(x) * valid[..., None]
         x = self.ln(x) * valid[..., None]
-        to_left = (ar[None, :] - (L - lengths)[:, None]) % L  # inverse rotation
-        return x.gather(1, to_left[..., None].expand(-1, -1, x.shape[-1]))
+        return rot.left(x)

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -37,6 +38,20 @@ def causal_attention(
     scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])  # (B, H, L, L)
     future = torch.ones(L, L, dtype=torch.bool, device=q.device).triu(1)
     return scores.masked_fill(future, float("-inf")).softmax(-1) @ v
+
+
+@dataclass(frozen=True)
+class FullAttentionCache:
+    """The keys and values a :class:`FullAttentionLayer` has seen, for one event at a time.
+
+    keys, values: (B, H, n, dh) after n steps; valid: (B, n) whether step j was a real event of
+    that row (rows of a batch may skip a step). Grows by one entry a step: O(n) memory, O(n d)
+    per step, as any full-attention KV cache.
+    """
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    valid: torch.Tensor
 
 
 class FullAttentionLayer(nn.Module):
@@ -72,3 +87,32 @@ class FullAttentionLayer(nn.Module):
         B, L, D = x.shape
         (y,) = self.attend(*self.attention_inputs(x))  # (B, H, L, dh)
         return self.out(y.transpose(1, 2).reshape(B, L, D))
+
+    def init_cache(self, batch: int, device: torch.device | str = "cpu") -> FullAttentionCache:
+        """The cache of ``batch`` rows with no event yet."""
+        dh = self.qkv.in_features // self.heads
+        empty = torch.zeros(batch, self.heads, 0, dh, device=device)
+        return FullAttentionCache(
+            keys=empty, values=empty, valid=torch.zeros(batch, 0, dtype=torch.bool, device=device)
+        )
+
+    def step(
+        self, x: torch.Tensor, cache: FullAttentionCache, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, FullAttentionCache]:
+        """One new position per row: x (B, D), valid (B,) -> (B, D), the cache with it appended.
+
+        A real event attends to the real events of its row so far and to itself, what
+        :meth:`forward` gives the last position of a right-padded row; a row whose step is not an
+        event (valid False) gets an output its caller discards, and its entry stays masked.
+        """
+        B, D = x.shape
+        q, k, v = self.qkv(x).view(B, 3, self.heads, 1, D // self.heads).unbind(1)  # (B, H, 1, dh)
+        keys = torch.cat((cache.keys.to(k.dtype), k), 2)
+        values = torch.cat((cache.values.to(v.dtype), v), 2)
+        seen = torch.cat((cache.valid, valid[:, None]), 1)  # (B, n + 1)
+        allowed = seen.clone()
+        allowed[:, -1] = True  # itself: a skipped row still has one key, no empty softmax
+        scores = (q @ keys.transpose(-1, -2)) / math.sqrt(q.shape[-1])  # (B, H, 1, n + 1)
+        scores = scores.masked_fill(~allowed[:, None, None, :], float("-inf"))
+        y = (scores.softmax(-1) @ values).reshape(B, D)
+        return self.out(y), FullAttentionCache(keys=keys, values=values, valid=seen)
