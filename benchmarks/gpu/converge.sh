@@ -59,7 +59,6 @@ mkdir -p runs/prof runs/results runs/rbck
 nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv
 if has speed; then
   OUT_FINAL=$OUT; OUT=$(mktemp -d); bash benchmarks/gpu/longseq_speed.sh; OUT=$OUT_FINAL
-  cp benchmarks/results/longseq_speed.json runs/results/
   if [ "${PROFILE:-1}" = 1 ]; then
     timeout 100 python3 benchmarks/longseq_profile.py --device cuda --out runs/prof --rows 25 --length 16384 \
       --method elastic --compile default > runs/prof/elastic_c.log 2>&1 || echo "profile rc $?"
@@ -123,8 +122,7 @@ setsid bash -c '
         --families "$1" --name "$2" --no-rebuild >> runs/select.log 2>&1
     done
   fi
-  wait
-  cp benchmarks/results/*.json runs/results/  # the next call'"'"'s copy of the tree replaces benchmarks/
+  wait  # every result file is in runs/results already (lib.sh: SHORTLIST_RESULTS_COPY)
   echo done > runs/converge.done' > runs/converge.log 2>&1 < /dev/null &
 # FIRST_WAIT_S: this call waits that long at most for the detached job (30 s by default)
 wait_then_copy runs/converge.done "${FIRST_WAIT_S:-30}"

@@ -31,6 +31,10 @@ gpu_setup
 mkdir -p runs/results runs/final
 export PARTS="${PARTS:-speed beauty ml100k}" BEAUTY_S="${BEAUTY_S:-900}" ML_S="${ML_S:-400}" \
   SPEED_S="${SPEED_S:-1100}" INDUCTOR="${INDUCTOR-max_autotune=True}" ELASTIC_CHUNK="${ELASTIC_CHUNK:-64}"
+has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
+if has ml100k && has ml100ksweep; then
+  echo "PARTS: ml100k and ml100ksweep both write longseq_ml100k; pick one." >&2; exit 2
+fi
 fresh_done runs/final.done
 setsid bash -c '
   has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }

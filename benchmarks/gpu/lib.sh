@@ -1,4 +1,5 @@
-# Shared by the detached GPU jobs (sweeps.sh, recbole_ml100k.sh): source it from the repository root.
+# Shared by the detached GPU jobs (sweeps.sh, converge.sh, recbole_ml100k.sh, ctr_ml1m.sh, final_rows.sh):
+# source it from the repository root.
 export PYTHONUNBUFFERED=1 SHORTLIST_COMMIT="${SHORTLIST_COMMIT:-unknown}" OMP_NUM_THREADS=1 \
   PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 export PYTHONPATH=/tmp/site:$PWD/src

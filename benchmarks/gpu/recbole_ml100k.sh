@@ -36,6 +36,5 @@ setsid bash -c '
     --models sasrec,hstu --seeds 0,1,2,3,4 --parallel 4 --out-dir runs/ml_final \
     --set train.num_workers=0 --set train.patience="${PATIENCE:-50}" \
     --set train.time_limit_s="${OURS_S:-1500}" --no-rebuild > runs/ml_final.log 2>&1
-  mkdir -p runs/results && cp benchmarks/results/seqrec_ml100k_final.json runs/results/
   wait; echo done > runs/rb.done' > /dev/null 2>&1 < /dev/null &
 sleep "${FIRST_WAIT_S:-120}"; copy_out

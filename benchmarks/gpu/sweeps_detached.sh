@@ -41,5 +41,5 @@ done
 wait
 python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_ml100k.json --families sasrec,hstu \
   --name seqrec_ml100k --recbole 'runs/rb_ml100k_s*.json' --no-rebuild >> runs/select.log 2>&1
-mkdir -p runs/results && cp benchmarks/results/*.json runs/results/  # the next call's copy of the tree replaces benchmarks/
+# every result file is in runs/results already (sweeps.sh sources lib.sh: SHORTLIST_RESULTS_COPY)
 echo done > runs/sweeps.done
