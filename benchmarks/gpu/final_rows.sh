@@ -14,6 +14,13 @@
 #    then per family the best mean validation NDCG@10 (select_configs.py over that file alone) ->
 #    longseq_ml100k, so that the choice and the same-run comparison come from one job (use it instead
 #    of ml100k: both write longseq_ml100k).
+# 4. mlssweep (not in the default PARTS): MovieLens latest-small candidates MLS_MODELS of MLS_DIR
+#    (default configs/ml-latest-small/sweep2) x MLS_SEEDS (0,1,2,3,4), MLS_PAR at once (15), MLS_S a
+#    safety limit (500) -> MLS_NAME (sweep_mls_round5), run dirs in runs/final/mls (needs
+#    .gpu/ml-latest-small.npz).
+# SPEED_LAST=1 times the speed table after the quality parts instead of before (alone on the GPU
+# either way): a lease too short for everything then loses the table's last lengths, which reach
+# runs/results one length at a time, not a sweep.
 # Call 1: `SHORTLIST_COMMIT=<commit> bash benchmarks/gpu/final_rows.sh` carrying .whl,
 # .gpu/amazon-beauty.npz and .gpu/ml-100k.npz; later calls `bash benchmarks/gpu/final_rows.sh --wait S`
 # until runs/final.done exists; each hands back $OUT/all.tgz (runs/results holds the result files).
@@ -30,7 +37,11 @@ if [ "${1:-}" = "--wait" ]; then wait_then_copy runs/final.done "${2:-540}"; exi
 gpu_setup
 mkdir -p runs/results runs/final
 export PARTS="${PARTS:-speed beauty ml100k}" BEAUTY_S="${BEAUTY_S:-900}" ML_S="${ML_S:-400}" \
-  SPEED_S="${SPEED_S:-1100}" INDUCTOR="${INDUCTOR-max_autotune=True}" ELASTIC_CHUNK="${ELASTIC_CHUNK:-64}"
+  SPEED_S="${SPEED_S:-1100}" INDUCTOR="${INDUCTOR-max_autotune=True}" ELASTIC_CHUNK="${ELASTIC_CHUNK:-64}" \
+  SPEED_LAST="${SPEED_LAST:-0}" MLS_DIR="${MLS_DIR:-configs/ml-latest-small/sweep2}" \
+  MLS_MODELS="${MLS_MODELS:-elastic-m0-hybrid,elastic-m0-hybrid-ema995,elastic-m0-hybrid-pnewest-ema995}" \
+  MLS_SEEDS="${MLS_SEEDS:-0,1,2,3,4}" MLS_PAR="${MLS_PAR:-15}" MLS_S="${MLS_S:-500}" \
+  MLS_NAME="${MLS_NAME:-sweep_mls_round5}"
 has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 if has ml100k && has ml100ksweep; then
   echo "PARTS: ml100k and ml100ksweep both write longseq_ml100k; pick one." >&2; exit 2
@@ -38,10 +49,10 @@ fi
 fresh_done runs/final.done
 setsid bash -c '
   has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
-  if has speed; then
-    # its file reaches runs/results through SHORTLIST_RESULTS_COPY (lib.sh), after every length
+  speed() {  # its file reaches runs/results through SHORTLIST_RESULTS_COPY (lib.sh), after every length
     OUT=$(mktemp -d) bash benchmarks/gpu/longseq_speed.sh > runs/final_speed.log 2>&1
-  fi
+  }
+  if has speed && [ "$SPEED_LAST" != 1 ]; then speed; fi
   common="--set train.num_workers=0 --no-rebuild"
   if has beauty; then
     python3 benchmarks/seqrec.py run --name longseq_beauty --dataset amazon-beauty \
@@ -62,6 +73,13 @@ setsid bash -c '
       && python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_ml100k_round2.json \
         --families sasrec,ksa,elastic --name longseq_ml100k --no-rebuild >> runs/final_ml100k_round2.log 2>&1 &
   fi
+  if has mlssweep; then
+    python3 benchmarks/seqrec.py run --name "$MLS_NAME" --dataset ml-latest-small \
+      --split .gpu/ml-latest-small.npz --config-dir "$MLS_DIR" --models "$MLS_MODELS" --seeds "$MLS_SEEDS" \
+      --parallel "$MLS_PAR" --out-dir runs/final/mls --set train.time_limit_s="$MLS_S" $common \
+      > runs/final_mls.log 2>&1 &
+  fi
   wait
+  if has speed && [ "$SPEED_LAST" = 1 ]; then speed; fi
   echo done > runs/final.done' > runs/final.log 2>&1 < /dev/null &
 wait_then_copy runs/final.done "${FIRST_WAIT_S:-30}"
