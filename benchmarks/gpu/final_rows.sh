@@ -9,8 +9,9 @@
 #    with SASRec from the same run: configs/amazon-beauty/{sasrec,ksa,elastic}.yaml x 3 seeds ->
 #    longseq_beauty.json and configs/ml-100k/{sasrec,ksa,elastic}.yaml x 5 seeds -> longseq_ml100k.json
 #    (BEAUTY_S, ML_S: safety limits per run; PARTS="speed beauty ml100k" picks);
-# 3. ml100ksweep (not in the default PARTS): ML-100k round 2, configs/ml-100k/sweep-round2 (SASRec's and
-#    KSA's frozen configs and ELASTIC candidates, patience 50) x 5 seeds in one job -> sweep_ml100k_round2,
+# 3. ml100ksweep (not in the default PARTS): an ML-100k round, configs/ml-100k/sweep-$ML_ROUND (ML_ROUND
+#    round2 by default, or round3; SASRec's and KSA's frozen configs and ELASTIC candidates, patience 50)
+#    x 5 seeds in one job, ML_PAR at once (30) -> sweep_ml100k_$ML_ROUND,
 #    then per family the best mean validation NDCG@10 (select_configs.py over that file alone) ->
 #    longseq_ml100k, so that the choice and the same-run comparison come from one job (use it instead
 #    of ml100k: both write longseq_ml100k).
@@ -38,7 +39,7 @@ gpu_setup
 mkdir -p runs/results runs/final
 export PARTS="${PARTS:-speed beauty ml100k}" BEAUTY_S="${BEAUTY_S:-900}" ML_S="${ML_S:-400}" \
   SPEED_S="${SPEED_S:-1100}" INDUCTOR="${INDUCTOR-max_autotune=True}" ELASTIC_CHUNK="${ELASTIC_CHUNK:-64}" \
-  SPEED_LAST="${SPEED_LAST:-0}" MLS_DIR="${MLS_DIR:-configs/ml-latest-small/sweep2}" \
+  SPEED_LAST="${SPEED_LAST:-0}" ML_ROUND="${ML_ROUND:-round2}" ML_PAR="${ML_PAR:-30}" MLS_DIR="${MLS_DIR:-configs/ml-latest-small/sweep2}" \
   MLS_MODELS="${MLS_MODELS:-elastic-m0-hybrid,elastic-m0-hybrid-ema995,elastic-m0-hybrid-pnewest-ema995}" \
   MLS_SEEDS="${MLS_SEEDS:-0,1,2,3,4}" MLS_PAR="${MLS_PAR:-15}" MLS_S="${MLS_S:-500}" \
   MLS_NAME="${MLS_NAME:-sweep_mls_round5}"
@@ -66,12 +67,13 @@ setsid bash -c '
       --out-dir runs/final/ml100k --set train.time_limit_s="$ML_S" $common > runs/final_ml100k.log 2>&1 &
   fi
   if has ml100ksweep; then
-    models=$(ls configs/ml-100k/sweep-round2 | sed "s/.yaml$//" | paste -sd, -)
-    python3 benchmarks/seqrec.py run --name sweep_ml100k_round2 --dataset ml-100k --split .gpu/ml-100k.npz \
-      --config-dir configs/ml-100k/sweep-round2 --models "$models" --seeds 0,1,2,3,4 --parallel 30 \
-      --out-dir runs/final/ml100k_round2 --set train.time_limit_s="$ML_S" $common > runs/final_ml100k_round2.log 2>&1 \
-      && python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_ml100k_round2.json \
-        --families sasrec,ksa,elastic --name longseq_ml100k --no-rebuild >> runs/final_ml100k_round2.log 2>&1 &
+    models=$(ls configs/ml-100k/sweep-$ML_ROUND | sed "s/.yaml$//" | paste -sd, -)
+    python3 benchmarks/seqrec.py run --name sweep_ml100k_$ML_ROUND --dataset ml-100k --split .gpu/ml-100k.npz \
+      --config-dir configs/ml-100k/sweep-$ML_ROUND --models "$models" --seeds 0,1,2,3,4 --parallel "$ML_PAR" \
+      --out-dir runs/final/ml100k_$ML_ROUND --set train.time_limit_s="$ML_S" $common \
+      > runs/final_ml100k_$ML_ROUND.log 2>&1 \
+      && python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_ml100k_$ML_ROUND.json \
+        --families sasrec,ksa,elastic --name longseq_ml100k --no-rebuild >> runs/final_ml100k_$ML_ROUND.log 2>&1 &
   fi
   if has mlssweep; then
     python3 benchmarks/seqrec.py run --name "$MLS_NAME" --dataset ml-latest-small \
