@@ -186,13 +186,18 @@ def test_frozen_long_history_configs_are_the_chosen_sweep_config(
     header = re.search(r"sweep config ([\w.-]+)", frozen)
     assert named or header, f"{family}.yaml does not name the sweep config it was chosen as"
     chosen = named.group(1) if named else header.group(1)  # type: ignore[union-attr]
-    sweeps = list((ROOT / "configs" / folder).glob(f"sweep*/{chosen}.yaml"))
-    assert len(sweeps) == 1, f"sweep config {chosen}.yaml: found {sweeps}"
+    sweeps = sorted((ROOT / "configs" / folder).glob(f"sweep*/{chosen}.yaml"))
+    assert sweeps, f"sweep config {chosen}.yaml: not found under configs/{folder}/sweep*"
 
     def body(text: str) -> dict:  # type: ignore[type-arg]
         cfg = yaml.safe_load(text)
         # the run's name and its evaluation batch size do not change a result
         return {k: v for k, v in cfg.items() if k not in ("name", "eval")}
+
+    # a config run again in a later round keeps its name only with the same settings
+    assert len({json.dumps(body(p.read_text()), sort_keys=True) for p in sweeps}) == 1, (
+        f"sweep configs named {chosen} differ: {sweeps}"
+    )
 
     if named:
         assert body(frozen) == body(sweeps[0].read_text()), f"{family}.yaml is not {sweeps[0]}"
