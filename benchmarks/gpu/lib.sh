@@ -21,9 +21,10 @@ fresh_done() {  # DONE_FILE: call when launching a detached job. A machine still
   mkdir -p "$(dirname "$1")" && rm -f "$1"
 }
 
-wait_then_copy() {  # DONE_FILE SECONDS: wait for the detached job (at most SECONDS), then copy_out
+wait_then_copy() {  # DONE_FILE SECONDS: wait for the detached job (at most SECONDS), then copy_out;
+  # POLL_S: seconds between looks at DONE_FILE (10; the tests use less)
   local end=$((SECONDS + ${2:-540}))
-  while [ ! -f "$1" ] && [ $SECONDS -lt $end ]; do sleep 10; done
+  while [ ! -f "$1" ] && [ $SECONDS -lt $end ]; do sleep "${POLL_S:-10}"; done
   ls "$1" 2>/dev/null
   copy_out
 }

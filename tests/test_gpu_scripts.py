@@ -1,0 +1,88 @@
+"""benchmarks/gpu/final_rows.sh without a GPU: a stand-in ``python3`` on PATH records each call, so
+the tests check which jobs the script starts, with which arguments and in which order (the speed
+table must run alone on the GPU: before the quality runs, or after them with SPEED_LAST=1)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ("final_rows.sh", "lib.sh", "longseq_speed.sh")
+
+pytestmark = pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("bash", "setsid", "tar")),
+    reason="final_rows.sh needs bash, setsid and tar",
+)
+
+
+def _run(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run final_rows.sh in a copy of its folder with a recording python3; returns the process and
+    the recorded calls, one line each ("python3 ARGS...")."""
+    repo = tmp_path / "repo"
+    (repo / "benchmarks" / "gpu").mkdir(parents=True)
+    for name in SCRIPTS:
+        shutil.copy(ROOT / "benchmarks" / "gpu" / name, repo / "benchmarks" / "gpu" / name)
+    for name in ("ksa-a", "elastic-b"):  # ml100ksweep lists the round's configs
+        folder = repo / "configs" / "ml-100k" / "sweep-round3"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.yaml").write_text("name: x\n")
+    bin_dir, calls, out = tmp_path / "bin", tmp_path / "calls.log", tmp_path / "out"
+    bin_dir.mkdir()
+    out.mkdir()
+    stub = bin_dir / "python3"
+    stub.write_text(f'#!/usr/bin/env bash\necho "python3 $*" >> {calls}\n')
+    stub.chmod(0o755)
+    run_env = {
+        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out),
+        "POLL_S": "0.2", "FIRST_WAIT_S": "20", **env,
+    }  # fmt: skip
+    proc = subprocess.run(
+        ["bash", str(repo / "benchmarks" / "gpu" / "final_rows.sh")],
+        env=run_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return proc, lines
+
+
+def _index(lines: list[str], needle: str) -> int:
+    (found,) = [i for i, line in enumerate(lines) if needle in line]
+    return found
+
+
+def test_speed_table_runs_first_by_default(tmp_path: Path) -> None:
+    proc, lines = _run(tmp_path, PARTS="speed ml100k")
+    assert proc.returncode == 0, proc.stderr
+    speed, quality = _index(lines, "longseq_speed.py"), _index(lines, "--name longseq_ml100k ")
+    assert speed < quality
+    assert "--inductor max_autotune=True" in lines[speed]
+    assert "--elastic-chunk 64" in lines[speed]
+
+
+def test_speed_last_runs_the_table_after_the_sweeps(tmp_path: Path) -> None:
+    proc, lines = _run(
+        tmp_path, PARTS="speed ml100ksweep mlssweep", SPEED_LAST="1", ML_ROUND="round3",
+        ML_PAR="7", MLS_MODELS="m1,m2", MODES="step-graph",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    sweep = lines[_index(lines, "--name sweep_ml100k_round3 ")]
+    assert "--config-dir configs/ml-100k/sweep-round3 --models elastic-b,ksa-a" in sweep
+    assert "--parallel 7" in sweep and "--out-dir runs/final/ml100k_round3" in sweep
+    select = _index(lines, "select_configs.py --sweep benchmarks/results/sweep_ml100k_round3.json")
+    mls = lines[_index(lines, "--name sweep_mls_round5 ")]
+    assert "--models m1,m2" in mls and "--out-dir runs/final/mls" in mls
+    speed = _index(lines, "longseq_speed.py")
+    assert "--compile step-graph" in lines[speed]
+    assert speed > max(select, _index(lines, "--name sweep_mls_round5 "))
+    assert (tmp_path / "out" / "all.tgz").exists()
+
+
+def test_ml100k_with_its_sweep_is_refused(tmp_path: Path) -> None:
+    proc, lines = _run(tmp_path, PARTS="ml100k ml100ksweep")
+    assert proc.returncode == 2
+    assert "both write longseq_ml100k" in proc.stderr
+    assert not any("seqrec.py" in line for line in lines)
