@@ -92,8 +92,14 @@ def paired_bootstrap(
     n_boot: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Bootstrap of the paired per-example values (E,) of A and B (the same examples, in order).
+
+    ``groups`` (E,), e.g. the examples' users: when a group holds several examples (validation
+    with ``eval.valid_targets`` > 1), whole groups are resampled, since one user's examples are not
+    independent draws; each draw's means are then over the examples of the drawn groups. With one
+    example per group (or ``groups`` None) the examples themselves are resampled.
 
     Returns ``diff``, ``ratio``, ``diff_ci``, ``ratio_ci`` (central ``confidence`` intervals of
     the resampled ``mean_a - mean_b`` and ``mean_a / mean_b``) and ``p_not_above`` (share of draws
@@ -114,15 +120,30 @@ def paired_bootstrap(
         raise ValueError(
             f"The 'confidence' parameter must be in (0, 1). Got {confidence!r} instead."
         )
+    if groups is not None and np.asarray(groups).shape != a.shape:
+        raise ValueError(
+            f"The 'groups' parameter must have one entry per example, shape {a.shape}. Got shape "
+            f"{np.asarray(groups).shape} instead."
+        )
+    # per group: the sums of A's and B's values and the number of examples, (G,) each
+    _, inverse = np.unique(np.arange(a.size) if groups is None else groups, return_inverse=True)
+    count = np.bincount(inverse).astype(np.float64)
+    sum_a, sum_b = np.bincount(inverse, weights=a), np.bincount(inverse, weights=b)
+    one_each = bool((count == 1).all())
     rng = np.random.default_rng(seed)
-    E = a.size
+    G = count.size
     means_a, means_b = np.empty(n_boot), np.empty(n_boot)
-    block = max(1, min(n_boot, _BLOCK_ELEMENTS // E))  # draws per block
+    block = max(1, min(n_boot, _BLOCK_ELEMENTS // G))  # draws per block
     for start in range(0, n_boot, block):
         n = min(block, n_boot - start)
-        idx = rng.integers(0, E, size=(n, E))  # (n, E) resampled example indices
-        means_a[start : start + n] = a[idx].mean(axis=1)
-        means_b[start : start + n] = b[idx].mean(axis=1)
+        idx = rng.integers(0, G, size=(n, G))  # (n, G) resampled group indices
+        if one_each:  # one example a group: draw the examples themselves (as without groups)
+            means_a[start : start + n] = a[idx].mean(axis=1)
+            means_b[start : start + n] = b[idx].mean(axis=1)
+        else:
+            drawn = count[idx].sum(axis=1)
+            means_a[start : start + n] = sum_a[idx].sum(axis=1) / drawn
+            means_b[start : start + n] = sum_b[idx].sum(axis=1) / drawn
     diffs = means_a - means_b
     ratios = np.where(means_b > 0, means_a / np.where(means_b > 0, means_b, 1.0), np.nan)
     tail = (1.0 - confidence) / 2 * 100
@@ -200,7 +221,9 @@ def compare_runs(
     per_run_a = [metric_values(r.ranks, metric) for r in ranks_a]  # each (E,)
     per_run_b = [metric_values(r.ranks, metric) for r in ranks_b]
     a, b = np.mean(per_run_a, axis=0), np.mean(per_run_b, axis=0)  # (E,) mean over the seeds
-    stats = paired_bootstrap(a, b, n_boot=n_boot, confidence=confidence, seed=seed)
+    stats = paired_bootstrap(
+        a, b, n_boot=n_boot, confidence=confidence, seed=seed, groups=ranks_a[0].users
+    )
     return PairedComparison(
         metric=metric,
         split=split,

@@ -44,6 +44,9 @@ class EvalSection(BaseModel):
     exclude_history: bool | None = (
         None  # None = the protocol's rule (hstu masks seen items, tiger does not)
     )
+    # validation targets per user: k > 1 also validates on each user's last k - 1 training events,
+    # which leave training (shortlist.data.validation.widen_validation); the test set is unchanged
+    valid_targets: int = Field(default=1, ge=1)
 
 
 class ExperimentConfig(BaseModel):

@@ -24,6 +24,7 @@ import yaml
 
 from shortlist.atomic import write_json
 from shortlist.data.sequences import EvalExamples, SequenceSplit
+from shortlist.data.validation import widen_validation
 from shortlist.eval.protocols import EvalResult, evaluate
 from shortlist.eval.ranks import save_ranks
 from shortlist.models.base import Model, build_model, load_model
@@ -101,6 +102,7 @@ def run_on_split(
         raise ValueError(
             f"The split was made by protocol {split.protocol!r} but the config asks for {config.protocol!r}."
         )
+    split = widen_validation(split, config.eval.valid_targets)
     run_dir = config.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
