@@ -364,10 +364,19 @@ class SeedRuns:
     missing: list[str]
 
     def notes(self, notes: str) -> str:
-        """``notes`` plus the runs that have no result (``--collect`` on an unfinished job)."""
-        if not self.missing:
-            return notes
-        return f"{notes} Runs without results (not run, or not finished): {', '.join(self.missing)}.".strip()
+        """``notes`` plus the runs that have no result (``--collect`` on an unfinished job) and
+        those that their time limit stopped (``stopped_by`` in results.json), not patience."""
+        if self.missing:
+            notes = f"{notes} Runs without results (not run, or not finished): {', '.join(self.missing)}."
+        cut = [
+            f"{model}-s{seed} (best epoch {res['best_epoch']} of {res['epochs_run']})"
+            for model, per_seed in self.results.items()
+            for seed, res in per_seed
+            if res.get("stopped_by") == "time_limit"
+        ]
+        if cut:
+            notes = f"{notes} Stopped by their time limit (train.time_limit_s), not by patience: {', '.join(cut)}."
+        return notes.strip()
 
 
 def run_seed_jobs(

@@ -96,6 +96,16 @@ def test_run_seed_jobs_collect_reads_finished_runs_and_lists_the_rest(tmp_path: 
     assert runs.missing == ["a-s1", "b-s0"]
     assert runs.notes("N.") == "N. Runs without results (not run, or not finished): a-s1, b-s0."
     assert runs.config_dir == common.ROOT / "configs" / "d"
+    cut = {"best_epoch": 7, "epochs_run": 9, "stopped_by": "time_limit"}
+    (tmp_path / "d-a-s1").mkdir()
+    (tmp_path / "d-a-s1" / "results.json").write_text(json.dumps(cut))
+    runs = common.run_seed_jobs(
+        "script.py", _run_args(tmp_path, collect=True), data_args=[], extra=[]
+    )
+    assert runs.notes("N.") == (
+        "N. Runs without results (not run, or not finished): b-s0. Stopped by their time limit "
+        "(train.time_limit_s), not by patience: a-s1 (best epoch 7 of 9)."
+    )
 
 
 def test_run_seed_jobs_stops_on_a_failed_job(tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ def test_early_stopping_and_best_model(tmp_path: Path) -> None:
         evaluate=lambda m: {"ndcg@10": next(scores)},
     ).fit()
     assert result.best_epoch == 2 and result.epochs_run == 4 and result.stopped_early
+    assert result.stopped_by == "patience"
     assert result.best_metrics == {"ndcg@10": 0.3}
     assert isinstance(load_model(tmp_path / "best"), type(tiny_sasrec()))
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -69,6 +70,7 @@ def test_early_stopping_and_best_model(tmp_path: Path) -> None:
         evaluate=lambda m: {"ndcg@10": 1.0},
     ).fit()
     assert again.epochs_run == 4 and again.stopped_early and again.best_epoch == 2
+    assert again.stopped_by == "patience"
 
 
 def test_loss_goes_down(tmp_path: Path) -> None:
@@ -233,4 +235,6 @@ def test_time_limit_stops_after_the_epoch_that_passes_it(tmp_path: Path) -> None
         tiny_sasrec(), cyclic_sequences(), _config(epochs=50, time_limit_s=1e-9), tmp_path
     ).fit()
     assert result.epochs_run == 1 and result.stopped_early
-    assert result.history[-1]["time_limit"] is True
+    assert result.history[-1]["time_limit"] is True and result.stopped_by == "time_limit"
+    done = Trainer(tiny_sasrec(), cyclic_sequences(), _config(epochs=2), tmp_path / "done").fit()
+    assert not done.stopped_early and done.stopped_by == "epochs"

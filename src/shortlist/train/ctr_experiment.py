@@ -100,6 +100,7 @@ def run_ctr(
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
+        "stopped_by": result.stopped_by,
         "train_seconds": result.train_seconds,
         "wall_seconds": time.perf_counter() - start,
         "rows_per_s": result.sequences_per_s,

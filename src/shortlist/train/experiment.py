@@ -154,6 +154,7 @@ def run_on_split(
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
+        "stopped_by": result.stopped_by,
         "train_seconds": result.train_seconds,
         "wall_seconds": time.perf_counter() - start,
         "sequences_per_s": result.sequences_per_s,

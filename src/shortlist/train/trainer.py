@@ -140,6 +140,8 @@ class TrainResult:
     epochs_run: int
     stopped_early: bool
     history: list[dict[str, Any]] = field(default_factory=list)
+    # what ended training: "patience", "time_limit" (train.time_limit_s) or "epochs" (train.epochs)
+    stopped_by: str = "epochs"
     train_seconds: float = 0.0
     sequences_per_s: float = 0.0
 
@@ -344,6 +346,7 @@ class Trainer:
             "train_seconds": 0.0,
             "sequences": 0,
             "stopped_early": False,
+            "stopped_by": "",
         }
         ema = WeightAverage(self.model, c.ema_decay) if c.ema_decay else None
         last = self.run_dir / "checkpoints" / ckpt.LAST
@@ -457,10 +460,14 @@ class Trainer:
                     record["valid"] = self._validate(state, epoch + 1, ema)
                     stopped_early = bool(c.patience) and state["bad_evals"] >= c.patience
                     state["stopped_early"] = stopped_early
+                    if stopped_early:
+                        state["stopped_by"] = "patience"
                 if c.time_limit_s and state["train_seconds"] >= c.time_limit_s:
                     log.info(
                         "time limit of %.0f s reached after epoch %d", c.time_limit_s, epoch + 1
                     )
+                    if not stopped_early:  # patience in the same epoch is the natural end
+                        state["stopped_by"] = "time_limit"
                     stopped_early = state["stopped_early"] = True
                     record["time_limit"] = True
                 state["history"].append(record)
@@ -501,6 +508,8 @@ class Trainer:
             epochs_run=state["epoch"],
             stopped_early=stopped_early,
             history=state["history"],
+            # a checkpoint written before "stopped_by" existed tells only that training stopped
+            stopped_by=state.get("stopped_by") or ("unknown" if stopped_early else "epochs"),
             train_seconds=state["train_seconds"],
             sequences_per_s=state["sequences"] / max(state["train_seconds"], 1e-9),
         )
