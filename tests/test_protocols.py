@@ -204,7 +204,9 @@ def test_exclusion_masks_only_the_history_the_model_sees():
 def test_tiger_caps_history_at_20():
     model = FakeRetriever(FakeConfig(max_len=50))
     histories = [list(range(100, 135)), list(range(200, 210)), list(range(1, 21))]
-    result = evaluate(model, examples_of(histories, [1, 2, 3], times=True), "tiger", batch_size=2)
+    result = evaluate(
+        model, examples_of(histories, [1, 2, 3], times=True), "tiger", batch_size=2, by_length=False
+    )
     assert result.history_lengths.tolist() == [20, 10, 20]
     hist = torch.cat([b.history for b in model.seen])  # (3, 50): left-padded to the model's max_len
     assert hist.shape == (3, 50)
@@ -215,18 +217,29 @@ def test_tiger_caps_history_at_20():
     assert ts[0, -20:].tolist() == list(range(1000 + 15, 1000 + 35))  # timestamps capped alike
     # hstu does not cap: the model window (max_len) decides
     model.seen.clear()
-    result = evaluate(model, examples_of(histories, [1, 2, 3]), "hstu")
+    result = evaluate(model, examples_of(histories, [1, 2, 3]), "hstu", by_length=False)
     assert result.history_lengths.tolist() == [35, 10, 20]
     assert torch.cat([b.lengths for b in model.seen]).tolist() == [35, 10, 20]
 
 
 def test_history_padded_to_model_max_len_unless_given():
     model = FakeRetriever(FakeConfig(max_len=7))
-    evaluate(model, examples_of(HISTORIES, TARGETS), "hstu")
+    fixed = evaluate(model, examples_of(HISTORIES, TARGETS), "hstu", by_length=False)
     assert {tuple(b.history.shape) for b in model.seen} == {(6, 7)}
     model.seen.clear()
-    evaluate(model, examples_of(HISTORIES, TARGETS), "hstu", max_len=3, batch_size=4)
+    evaluate(
+        model, examples_of(HISTORIES, TARGETS), "hstu", max_len=3, batch_size=4, by_length=False
+    )
     assert [tuple(b.history.shape) for b in model.seen] == [(4, 3), (2, 3)]
+    assert model.seen[1].history[1].tolist() == [298, 299, 300]
+    # by length (the default): sorted by the kept history, each batch as wide as its longest
+    model.seen.clear()
+    assert evaluate(model, examples_of(HISTORIES, TARGETS), "hstu").metrics == fixed.metrics
+    assert [tuple(b.history.shape) for b in model.seen] == [(6, 4)]
+    model.seen.clear()
+    evaluate(model, examples_of(HISTORIES, TARGETS), "hstu", max_len=3, batch_size=4)
+    assert [tuple(b.history.shape) for b in model.seen] == [(4, 2), (2, 3)]
+    assert [b.lengths.tolist() for b in model.seen] == [[0, 1, 1, 2], [3, 3]]
     assert model.seen[1].history[1].tolist() == [298, 299, 300]
 
 

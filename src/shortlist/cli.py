@@ -370,7 +370,7 @@ def _eval_ctr_run(run_dir: Path, cfg: Any, device: str) -> None:
     from shortlist.train.experiment import load_ctr_data
 
     valid, test = reevaluate_ctr(
-        run_dir, load_ctr_data(cfg), batch_size=cfg.eval.batch_size, device=device
+        run_dir, load_ctr_data(cfg), batch_size=cfg.eval.ranker_batch(), device=device
     )
     path = run_dir / RESULTS
     results = json.loads(path.read_text()) if path.exists() else {"name": cfg.name}

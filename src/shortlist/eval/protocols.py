@@ -49,14 +49,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from shortlist.data.batches import iter_eval_batches
+from shortlist.data.batches import EvalBatch, iter_eval_batches, iter_eval_batches_by_length
 from shortlist.data.sequences import EvalExamples, Jagged, segment_indices
 from shortlist.eval.metrics import TIES, Ties, compute_metrics, parse_metric, rank_of_target
 from shortlist.models.base import Retriever
@@ -284,11 +284,12 @@ def evaluate(
     examples: EvalExamples,
     protocol: str | EvalProtocol,
     *,
-    batch_size: int = 1024,
+    batch_size: int = 256,
     device: str | torch.device = "cpu",
     max_len: int | None = None,
     exclude_history: bool | None = None,
     ties: Ties | None = None,
+    by_length: bool = True,
 ) -> EvalResult:
     """Rank every example's target among all N items and compute the protocol's metrics.
 
@@ -304,6 +305,10 @@ def evaluate(
             history window the model reads get score -inf; a target found there is a miss at every
             cut-off, as in generative-recommenders, where the filtered target falls out of the top-k).
         ties: override the protocol's tie rule.
+        by_length: batch the examples by history length, each batch padded to its longest
+            history (``iter_eval_batches_by_length``): the same scores for a model whose output
+            does not depend on extra padding, at a fraction of the positions when histories are
+            much shorter than ``max_len``; False pads every batch to ``max_len`` in input order.
 
     Returns:
         An :class:`EvalResult`; metrics are identical for any ``batch_size``.
@@ -356,18 +361,35 @@ def evaluate(
 
     start_time = time.perf_counter()
     ranks: list[torch.Tensor] = []
+    order: list[np.ndarray] = []  # each batch's rows in the input order
+    if by_length:
+        batches: Iterator[tuple[np.ndarray, EvalBatch]] = iter_eval_batches_by_length(
+            examples.users,
+            history,
+            targets,
+            batch_size=batch_size,
+            max_len=max_len,
+            timestamps=timestamps,
+        )
+    else:
+        plain = iter_eval_batches(
+            examples.users,
+            history,
+            targets,
+            batch_size=batch_size,
+            max_len=max_len,
+            timestamps=timestamps,
+        )
+        batches = (
+            (np.arange(i * batch_size, i * batch_size + len(b.target)), b)
+            for i, b in enumerate(plain)
+        )
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            for batch in iter_eval_batches(
-                examples.users,
-                history,
-                targets,
-                batch_size=batch_size,
-                max_len=max_len,
-                timestamps=timestamps,
-            ):
+            for rows, batch in batches:
+                order.append(rows)
                 batch = batch.to(device)
                 scores = model.score_all(batch)  # (B, N+1)
                 expected = (batch.target.shape[0], n_items + 1) if n_items is not None else None
@@ -386,7 +408,9 @@ def evaluate(
                 ranks.append(rank_of_target(scores, batch.target, ties=tie_rule).cpu())
     finally:
         model.train(was_training)
-    rank_array = torch.cat(ranks).numpy().astype(np.int64) if ranks else np.zeros(0, dtype=np.int64)
+    rank_array = np.zeros(len(targets), dtype=np.int64)
+    if ranks:
+        rank_array[np.concatenate(order)] = torch.cat(ranks).numpy().astype(np.int64)
     seconds = time.perf_counter() - start_time
     metrics = compute_metrics(rank_array, proto.metric_keys)
     logger.info(

@@ -40,13 +40,23 @@ class DatasetSection(BaseModel):
 
 class EvalSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    batch_size: int = 1024
+    # examples per evaluation batch; None: 256 for a retriever (its batches sorted by history
+    # length, shortlist.eval.protocols.evaluate), 1024 rows for a ranker
+    batch_size: int | None = Field(default=None, ge=1)
     exclude_history: bool | None = (
         None  # None = the protocol's rule (hstu masks seen items, tiger does not)
     )
     # validation targets per user: k > 1 also validates on each user's last k - 1 training events,
     # which leave training (shortlist.data.validation.widen_validation); the test set is unchanged
     valid_targets: int = Field(default=1, ge=1)
+
+    def retriever_batch(self) -> int:
+        """Examples per batch when a retriever is evaluated."""
+        return self.batch_size or 256
+
+    def ranker_batch(self) -> int:
+        """Rows per batch when a ranker (``protocol: ctr``) is evaluated."""
+        return self.batch_size or 1024
 
 
 class ExperimentConfig(BaseModel):

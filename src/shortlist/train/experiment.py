@@ -88,7 +88,7 @@ def run_ctr_experiment(config: ExperimentConfig, *, resume: bool = True) -> RunR
         config.train_config(),
         load_ctr_data(config),
         run_dir=run_dir,
-        eval_batch_size=config.eval.batch_size,
+        eval_batch_size=config.eval.ranker_batch(),
         resume=resume,
     )
     return RunResult(run_dir=run_dir, valid=result.valid, test=result.test, train=result.train)
@@ -124,7 +124,7 @@ def run_on_split(
             m,
             split.valid,
             config.protocol,
-            batch_size=config.eval.batch_size,
+            batch_size=config.eval.retriever_batch(),
             device=device,
             exclude_history=config.eval.exclude_history,
         ).metrics
@@ -189,7 +189,7 @@ def evaluate_best(
             model,
             examples,
             config.protocol,
-            batch_size=config.eval.batch_size,
+            batch_size=config.eval.retriever_batch(),
             device=device,
             exclude_history=exclude,
         )
