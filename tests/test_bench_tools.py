@@ -724,3 +724,25 @@ def test_speed_from_log_rebuilds_the_cases_a_stopped_run_logged(
     empty.write_text("nothing timed\n")
     with pytest.raises(ValueError, match=r"empty\.log: no timed case"):
         longseq_speed.results_from_log(empty)
+
+
+def test_eval_speed_times_both_batchings_of_each_frozen_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eval_speed
+    from shortlist.data.splits import leave_one_out
+    from shortlist.data.synthetic import SyntheticConfig, generate
+
+    leave_one_out(generate(SyntheticConfig(n_users=40, n_items=30))).save(tmp_path / "s.npz")
+    written: dict[str, object] = {}
+    monkeypatch.setattr(
+        eval_speed, "write_result", lambda name, rows, **kw: written.update(name=name, rows=rows)
+    )
+    argv = ["eval_speed.py", "--split", str(tmp_path / "s.npz"), "--dataset", "synthetic"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--models", "sasrec", "--repeats", "1"])
+    eval_speed.main()
+    (row,) = written["rows"]  # type: ignore[misc]
+    assert written["name"] == "eval_speed" and row.model == "sasrec"
+    assert row.metrics["examples"] == 40 and row.metrics["ranks_equal"] == 1.0
+    m = row.metrics
+    assert m["speedup_ratio"] == pytest.approx(m["fixed_s"] / m["by_length_s"])
