@@ -24,9 +24,7 @@ def _examples(n: int, num_items: int, max_len: int) -> EvalExamples:
         users=np.arange(n, dtype=np.int32),
         history=Jagged.from_lengths(rng.integers(1, num_items + 1, total), lengths),
         targets=rng.integers(1, num_items + 1, n).astype(np.int32),
-        history_timestamps=Jagged.from_lengths(
-            np.sort(rng.integers(0, 10**6, total)), lengths
-        ),
+        history_timestamps=Jagged.from_lengths(np.sort(rng.integers(0, 10**6, total)), lengths),
         target_timestamps=rng.integers(10**6, 2 * 10**6, n),
     )
 

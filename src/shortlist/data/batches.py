@@ -12,10 +12,10 @@ Batches: :class:`SequenceBatch` (padded next-item training), :class:`JaggedSeque
 as ``(E,)`` values + ``(B+1,)`` offsets for jagged kernels) and :class:`EvalBatch`, built by
 :func:`build_sequence_batch`, :func:`build_jagged_sequence_batch` and :func:`build_eval_batch`;
 :func:`iter_eval_batches` walks evaluation examples ``batch_size`` at a time
-(:func:`iter_eval_batches_by_length`: sorted by history length, each batch padded to its longest). A whole batch is
-filled by the vectorized gathers of :mod:`shortlist.data.jagged`, and its negatives come from a
-:class:`~shortlist.data.negatives.NegativeSampler`. :mod:`shortlist.data.loader` wraps the training
-builders in a ``torch.utils.data`` pipeline.
+(:func:`iter_eval_batches_by_length`: sorted by history length, each batch padded to its
+longest). A whole batch is filled by the vectorized gathers of :mod:`shortlist.data.jagged`, and
+its negatives come from a :class:`~shortlist.data.negatives.NegativeSampler`.
+:mod:`shortlist.data.loader` wraps the training builders in a ``torch.utils.data`` pipeline.
 
 Training convention (SASRec): a sequence ``s`` of length ``n >= 2`` gives inputs ``s[:-1]`` and
 targets ``s[1:]``, truncated to the most recent ``max_len`` positions.
