@@ -20,7 +20,6 @@ from shortlist.data.batches import (
     build_jagged_sequence_batch,
     build_sequence_batch,
     iter_eval_batches,
-    iter_eval_batches_by_length,
 )
 from shortlist.data.jagged import jagged_from_padded, pad
 from shortlist.data.negatives import NegativeSampler
@@ -109,8 +108,9 @@ def test_eval_batches():
     assert b.target.tolist() == [9, 8, 7] and b.user_ids.tolist() == [3, 4, 5]
     assert b.lengths.tolist() == [3, 0, 1]
     parts = list(iter_eval_batches(users, history, targets, batch_size=2, max_len=3, side="right"))
-    assert [len(p.target) for p in parts] == [2, 1]
-    assert torch.cat([p.history for p in parts]).tolist() == [[2, 3, 4], [0, 0, 0], [5, 0, 0]]
+    assert [rows.tolist() for rows, _ in parts] == [[0, 1], [2]]
+    assert [len(p.target) for _, p in parts] == [2, 1]
+    assert torch.cat([p.history for _, p in parts]).tolist() == [[2, 3, 4], [0, 0, 0], [5, 0, 0]]
     with pytest.raises(ValueError, match="shape"):
         build_eval_batch(users[:2], history, targets, max_len=3)
 
@@ -118,14 +118,16 @@ def test_eval_batches():
 def test_eval_batches_by_length_hand_computed():
     history = jagged_of([[1, 2, 3, 4], [], [5], [6, 7]])
     users, targets = np.array([3, 4, 5, 6]), np.array([9, 8, 7, 6])
-    parts = list(iter_eval_batches_by_length(users, history, targets, batch_size=2, max_len=3))
+    parts = list(
+        iter_eval_batches(users, history, targets, batch_size=2, max_len=3, by_length=True)
+    )
     # sorted by the kept length (0, 1, 2, 3); each batch as wide as its longest kept history
     assert [rows.tolist() for rows, _ in parts] == [[1, 2], [3, 0]]
     assert parts[0][1].history.tolist() == [[0], [5]]
     assert parts[1][1].history.tolist() == [[0, 6, 7], [2, 3, 4]]
     assert parts[1][1].target.tolist() == [6, 9] and parts[1][1].lengths.tolist() == [2, 3]
-    with pytest.raises(ValueError, match="'batch_size' parameter of iter_eval_batches_by_length"):
-        list(iter_eval_batches_by_length(users, history, targets, batch_size=0, max_len=3))
+    with pytest.raises(ValueError, match="'max_len' parameter of iter_eval_batches"):
+        list(iter_eval_batches(users, history, targets, batch_size=2, max_len=0, by_length=True))
 
 
 # -- argument checks ---------------------------------------------------------------------------

@@ -11,9 +11,8 @@ Notation:
 Batches: :class:`SequenceBatch` (padded next-item training), :class:`JaggedSequenceBatch` (the same
 as ``(E,)`` values + ``(B+1,)`` offsets for jagged kernels) and :class:`EvalBatch`, built by
 :func:`build_sequence_batch`, :func:`build_jagged_sequence_batch` and :func:`build_eval_batch`;
-:func:`iter_eval_batches` walks evaluation examples ``batch_size`` at a time
-(:func:`iter_eval_batches_by_length`: sorted by history length, each batch padded to its
-longest). A whole batch is filled by the vectorized gathers of :mod:`shortlist.data.jagged`, and
+:func:`iter_eval_batches` walks evaluation examples ``batch_size`` at a time (in input order, or
+sorted by history length with each batch padded to its longest). A whole batch is filled by the vectorized gathers of :mod:`shortlist.data.jagged`, and
 its negatives come from a :class:`~shortlist.data.negatives.NegativeSampler`.
 :mod:`shortlist.data.loader` wraps the training builders in a ``torch.utils.data`` pipeline.
 
@@ -62,7 +61,6 @@ __all__ = [
     "build_jagged_sequence_batch",
     "build_sequence_batch",
     "iter_eval_batches",
-    "iter_eval_batches_by_length",
 ]
 
 
@@ -476,59 +474,33 @@ def iter_eval_batches(
     max_len: int,
     side: Side = "left",
     timestamps: Jagged | None = None,
-) -> Iterator[EvalBatch]:
-    """Evaluation examples in order, ``batch_size`` at a time (the last batch may be smaller)."""
-    owner = "iter_eval_batches"
-    batch_size = _check_int(batch_size, "batch_size", owner, low=1)
-    _check_int(max_len, "max_len", owner, low=1)
-    users, targets = np.asarray(users), np.asarray(targets)
-    for start in range(0, len(history), batch_size):
-        rows = np.arange(start, min(start + batch_size, len(history)))
-        yield build_eval_batch(
-            users[rows],
-            take(history, rows),
-            targets[rows],
-            max_len=max_len,
-            side=side,
-            timestamps=None if timestamps is None else take(timestamps, rows),
-        )
-
-
-def iter_eval_batches_by_length(
-    users: np.ndarray,
-    history: Jagged,
-    targets: np.ndarray,
-    *,
-    batch_size: int,
-    max_len: int,
-    side: Side = "left",
-    timestamps: Jagged | None = None,
+    by_length: bool = False,
 ) -> Iterator[tuple[np.ndarray, EvalBatch]]:
-    """Evaluation examples sorted by history length, ``batch_size`` at a time, each batch padded
-    to its own longest history (at most ``max_len``): ``(rows, batch)`` pairs, ``rows`` (B,) the
-    examples' indices in the input order.
+    """Evaluation examples ``batch_size`` at a time (the last batch may be smaller), as
+    ``(rows, batch)`` pairs: ``rows`` (B,) the examples' indices in the input order.
 
-    A model whose output does not depend on extra padding (every sequential retriever here: their
-    padding-invariance tests) scores each example as :func:`iter_eval_batches` would, with
-    sum_i min(L_i, max_len) positions instead of B x max_len: on MovieLens latest-small at
-    max_len 2,048 most histories are a few hundred events.
+    In input order every batch is padded to ``max_len``. With ``by_length`` the examples are sorted
+    by history length and each batch is padded to its own longest history (at most ``max_len``): a
+    model whose output does not depend on extra padding (every sequential retriever here: their
+    padding-invariance tests) scores each example alike, with sum_i min(L_i, max_len) positions
+    instead of B x max_len (on MovieLens latest-small at max_len 2,048 most histories are a few
+    hundred events).
     """
-    owner = "iter_eval_batches_by_length"
+    owner = "iter_eval_batches"
     batch_size = _check_int(batch_size, "batch_size", owner, low=1)
     max_len = _check_int(max_len, "max_len", owner, low=1)
     users, targets = np.asarray(users), np.asarray(targets)
     kept = np.minimum(np.diff(history.offsets), max_len)
-    order = np.argsort(kept, kind="stable")
+    order = np.argsort(kept, kind="stable") if by_length else np.arange(len(history))
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        yield (
-            rows,
-            build_eval_batch(
-                users[rows],
-                take(history, rows),
-                targets[rows],
-                max_len=max(1, int(kept[rows].max())),
-                side=side,
-                timestamps=None if timestamps is None else take(timestamps, rows),
-            ),
+        width = max(1, int(kept[rows].max())) if by_length else max_len
+        batch = build_eval_batch(
+            users[rows],
+            take(history, rows),
+            targets[rows],
+            max_len=width,
+            side=side,
+            timestamps=None if timestamps is None else take(timestamps, rows),
         )
+        yield rows, batch

@@ -49,14 +49,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from shortlist.data.batches import EvalBatch, iter_eval_batches, iter_eval_batches_by_length
+from shortlist.data.batches import iter_eval_batches
 from shortlist.data.sequences import EvalExamples, Jagged, segment_indices
 from shortlist.eval.metrics import TIES, Ties, compute_metrics, parse_metric, rank_of_target
 from shortlist.models.base import Retriever
@@ -306,9 +306,10 @@ def evaluate(
             cut-off, as in generative-recommenders, where the filtered target falls out of the top-k).
         ties: override the protocol's tie rule.
         by_length: batch the examples by history length, each batch padded to its longest
-            history (``iter_eval_batches_by_length``): the same scores for a model whose output
+            history: the same scores for a model whose output
             does not depend on extra padding, at a fraction of the positions when histories are
-            much shorter than ``max_len``; False pads every batch to ``max_len`` in input order.
+            much shorter than ``max_len``; False pads every batch to ``max_len`` in input order
+            (``iter_eval_batches``).
 
     Returns:
         An :class:`EvalResult`; metrics are identical for any ``batch_size``.
@@ -362,28 +363,15 @@ def evaluate(
     start_time = time.perf_counter()
     ranks: list[torch.Tensor] = []
     order: list[np.ndarray] = []  # each batch's rows in the input order
-    if by_length:
-        batches: Iterator[tuple[np.ndarray, EvalBatch]] = iter_eval_batches_by_length(
-            examples.users,
-            history,
-            targets,
-            batch_size=batch_size,
-            max_len=max_len,
-            timestamps=timestamps,
-        )
-    else:
-        plain = iter_eval_batches(
-            examples.users,
-            history,
-            targets,
-            batch_size=batch_size,
-            max_len=max_len,
-            timestamps=timestamps,
-        )
-        batches = (
-            (np.arange(i * batch_size, i * batch_size + len(b.target)), b)
-            for i, b in enumerate(plain)
-        )
+    batches = iter_eval_batches(
+        examples.users,
+        history,
+        targets,
+        batch_size=batch_size,
+        max_len=max_len,
+        timestamps=timestamps,
+        by_length=by_length,
+    )
     was_training = model.training
     model.eval()
     try:
