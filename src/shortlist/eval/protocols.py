@@ -306,10 +306,9 @@ def evaluate(
             cut-off, as in generative-recommenders, where the filtered target falls out of the top-k).
         ties: override the protocol's tie rule.
         by_length: batch the examples by history length, each batch padded to its longest
-            history: the same scores for a model whose output
-            does not depend on extra padding, at a fraction of the positions when histories are
-            much shorter than ``max_len``; False pads every batch to ``max_len`` in input order
-            (``iter_eval_batches``).
+            history (``iter_eval_batches``): the same scores for a model whose output does not
+            depend on extra padding, at a fraction of the positions when histories are much
+            shorter than ``max_len``; False pads every batch to ``max_len`` in input order.
 
     Returns:
         An :class:`EvalResult`; metrics are identical for any ``batch_size``.
