@@ -444,7 +444,8 @@ def check_same_users(run: Path, split_name: str, ranked: np.ndarray, users: np.n
     split file's examples (``users``), in the same order."""
     if not np.array_equal(np.asarray(users), np.asarray(ranked)):
         raise ValueError(
-            f"{run / 'ranks.npz'} ranks other {split_name} users than --split: not the same split?"
+            f"{run / 'ranks.npz'} ranks other {split_name} users than --split: not the same split? "
+            "(A run with eval.valid_targets > 1 validated on widen_validation(split, k).)"
         )
 
 

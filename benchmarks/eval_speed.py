@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, Row, write_result
 from shortlist.data.sequences import SequenceSplit
 from shortlist.eval.protocols import evaluate
 from shortlist.models import build_model
+from shortlist.train.config import load_config
 
 log = logging.getLogger("benchmarks.eval_speed")
 
@@ -59,21 +59,18 @@ def main() -> None:
     split = SequenceSplit.load(args.split)
     rows: list[Row] = []
     for family in args.models.split(","):
-        path = ROOT / "configs" / args.dataset / f"{family}.yaml"
-        cfg = yaml.safe_load(path.read_text())
+        cfg = load_config(ROOT / "configs" / args.dataset / f"{family}.yaml")
         torch.manual_seed(0)
         model = build_model(
-            cfg["model"]["name"],
+            cfg.model["name"],
             num_items=split.num_items,
-            **{k: v for k, v in cfg["model"].items() if k != "name"},
+            **{k: v for k, v in cfg.model.items() if k != "name"},
         )
-        batch = (cfg.get("eval") or {}).get("batch_size") or 256
+        batch = cfg.eval.retriever_batch()
         fixed = sorted_ = float("inf")
         for _ in range(args.repeats):
-            t_fixed, r_fixed = _timed(
-                model, split, cfg["protocol"], batch_size=batch, by_length=False
-            )
-            t_sorted, r_sorted = _timed(model, split, cfg["protocol"], batch_size=batch)
+            t_fixed, r_fixed = _timed(model, split, cfg.protocol, batch_size=batch, by_length=False)
+            t_sorted, r_sorted = _timed(model, split, cfg.protocol, batch_size=batch)
             fixed, sorted_ = min(fixed, t_fixed), min(sorted_, t_sorted)
         lengths = np.minimum(np.diff(split.test.history.offsets), model.config.max_len)
         metrics = {
@@ -90,7 +87,7 @@ def main() -> None:
         rows.append(
             Row(
                 args.dataset,
-                f"{cfg['protocol']}, test",
+                f"{cfg.protocol}, test",
                 family,
                 f"configs/{args.dataset}/{family}.yaml",
                 metrics,

@@ -66,6 +66,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_LENGTH_EDGES",
+    "EVAL_BATCH",
     "LEGACY_OPEN_END",
     "PROTOCOLS",
     "EvalProtocol",
@@ -77,6 +78,8 @@ __all__ = [
 ]
 
 DEFAULT_LENGTH_EDGES: tuple[int, ...] = (0, 5, 10, 20, 50, 100, 200, 500)
+# examples per batch by default: batches sorted by history length stay narrow (evaluate's by_length)
+EVAL_BATCH = 256
 # results.json written before 2026-11-30 closed the last (open) bucket at this max_length, not None
 LEGACY_OPEN_END = 10**9 - 1
 
@@ -284,7 +287,7 @@ def evaluate(
     examples: EvalExamples,
     protocol: str | EvalProtocol,
     *,
-    batch_size: int = 256,
+    batch_size: int = EVAL_BATCH,
     device: str | torch.device = "cpu",
     max_len: int | None = None,
     exclude_history: bool | None = None,

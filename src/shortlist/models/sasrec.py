@@ -21,7 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from shortlist.models.base import register
-from shortlist.models.next_item import NextItemRetriever, PaddingRotation, check_next_item_config
+from shortlist.models.next_item import (
+    NextItemRetriever,
+    PaddingRotation,
+    absolute_positions,
+    check_next_item_config,
+)
 
 
 @dataclass
@@ -104,10 +109,8 @@ class SASRec(NextItemRetriever):
         lengths = (ids > 0).sum(1)  # (B,)
         rot = PaddingRotation(lengths, L)
         valid = rot.valid  # (B, L) right-padded validity
-        # positions counted from the right end: the latest event has position max_len - 1
-        ar = torch.arange(L, device=ids.device)
-        pos = (self.config.max_len - lengths)[:, None] + ar[None, :]
-        pos = pos.clamp(max=self.config.max_len - 1)
+        # positions counted from the newest event: the latest event has position max_len - 1
+        pos = absolute_positions(valid, self.config.max_len, "newest")
         x = self.item_emb(rot.right(ids)) * math.sqrt(self.config.dim) + self.pos_emb(pos)
         x = self.drop(x) * valid[..., None]
         for block in self.blocks:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from shortlist.eval.protocols import EVAL_BATCH
 from shortlist.models.base import MODELS
 from shortlist.train.trainer import TrainConfig
 
@@ -40,8 +41,8 @@ class DatasetSection(BaseModel):
 
 class EvalSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    # examples per evaluation batch; None: 256 for a retriever (its batches sorted by history
-    # length, shortlist.eval.protocols.evaluate), 1024 rows for a ranker
+    # examples per evaluation batch; None: EVAL_BATCH (256) for a retriever (its batches sorted
+    # by history length, shortlist.eval.protocols.evaluate), 1024 rows for a ranker
     batch_size: int | None = Field(default=None, ge=1)
     exclude_history: bool | None = (
         None  # None = the protocol's rule (hstu masks seen items, tiger does not)
@@ -52,7 +53,7 @@ class EvalSection(BaseModel):
 
     def retriever_batch(self) -> int:
         """Examples per batch when a retriever is evaluated."""
-        return self.batch_size or 256
+        return self.batch_size or EVAL_BATCH
 
     def ranker_batch(self) -> int:
         """Rows per batch when a ranker (``protocol: ctr``) is evaluated."""
