@@ -14,9 +14,9 @@ import torch
 
 from seq_helpers import cyclic_sequences, tiny_sasrec
 from shortlist.data.sequences import Jagged
-from shortlist.models import load_model
+from shortlist.models import build_model, load_model
 from shortlist.train import checkpoint as ckpt
-from shortlist.train.trainer import TrainConfig, Trainer, trim_padding
+from shortlist.train.trainer import TrainConfig, Trainer, compile_width, trim_padding
 
 
 def _config(**kw: object) -> TrainConfig:
@@ -137,16 +137,71 @@ def test_config_validation() -> None:
 def test_compile_mode_reaches_torch_compile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen: list[str] = []
+    seen: list[tuple[str, object]] = []
+    widths: list[int] = []
 
-    def fake_compile(module: torch.nn.Module, mode: str = "default") -> torch.nn.Module:
-        seen.append(mode)
-        return module  # eager: the test checks the wiring, not Inductor
+    def fake_compile(
+        module: torch.nn.Module, mode: str = "default", dynamic: object = None
+    ) -> object:
+        seen.append((mode, dynamic))
+
+        def step(batch: object) -> torch.Tensor:  # eager: the test checks the wiring, not Inductor
+            widths.append(batch.input_ids.shape[1])  # type: ignore[attr-defined]
+            return module(batch)
+
+        return step
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    cfg = _config(epochs=1, compile=True, compile_mode="max-autotune")
-    Trainer(tiny_sasrec(), cyclic_sequences(), cfg, tmp_path / "run").fit()
-    assert seen == ["max-autotune"]
+    model = build_model("sasrec", num_items=40, max_len=300, dim=16, num_heads=2)
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 400, 48)  # rows of every width up to max_len
+    data = Jagged.from_lengths(rng.integers(1, 41, int(lengths.sum())), lengths)
+    cfg = _config(epochs=1, batch_size=4, compile=True, compile_mode="max-autotune")
+    Trainer(model, data, cfg, tmp_path / "run").fit()
+    assert seen == [("max-autotune", False)]  # static shapes: the widths below repeat
+    assert len(widths) == 12 and set(widths) <= {64, 128, 192, 256, 300}
+
+
+def test_compile_width_by_hand() -> None:
+    # 4 widths per octave from 256 up (steps of width's octave / 4), multiples of 64 below
+    cases = {0: 0, 1: 64, 64: 64, 65: 128, 128: 128, 129: 192, 300: 320, 513: 640, 1100: 1280}
+    assert {w: compile_width(w, 4096) for w in cases} == cases
+    assert compile_width(1100, 1200) == 1200 and compile_width(2047, 2048) == 2048
+    widths = {compile_width(w, 2048) for w in range(1, 2049)}
+    assert widths == {64, 128, 192, 256, 320, 384, 448, 512, 640, 768, 896, 1024}.union(
+        {1280, 1536, 1792, 2048}
+    )
+    assert all(compile_width(w, 2048) <= 1.25 * w for w in range(256, 2049))
+
+
+@pytest.mark.parametrize("name", ["sasrec", "ksa", "elastic", "hstu"])
+def test_bucketed_padding_leaves_the_loss_unchanged(name: str) -> None:
+    """The extra left-padding columns of a compiled step's batch change no model's loss."""
+    from shortlist.data.batches import SequenceBatch
+
+    torch.manual_seed(0)
+    model = build_model(name, num_items=30, max_len=96, dim=16).eval()
+    rng = np.random.default_rng(1)
+    lengths = torch.tensor([70, 5, 33])
+    ids = torch.zeros(3, 96, dtype=torch.long)
+    for row, n in enumerate(lengths.tolist()):
+        ids[row, 96 - n :] = torch.from_numpy(rng.integers(1, 31, n))
+    targets = torch.roll(ids, -1, 1)
+    targets[:, -1] = torch.from_numpy(rng.integers(1, 31, 3))
+    batch = SequenceBatch(
+        input_ids=ids,
+        target_ids=targets * (ids > 0),
+        lengths=lengths,
+        user_ids=torch.arange(3),
+        timestamps=torch.cumsum(ids > 0, 1) * 60 * (ids > 0),
+    )
+    trimmed, bucketed = trim_padding(batch), trim_padding(batch, bucketed=True)
+    assert trimmed.input_ids.shape[1] == 70 and bucketed.input_ids.shape[1] == 96
+    losses = []
+    for b in (trimmed, bucketed):
+        torch.manual_seed(2)  # the same sampled negatives (HSTU's default loss samples them)
+        losses.append(model.compute_loss(b).loss)
+    torch.testing.assert_close(losses[1], losses[0])
 
 
 @pytest.mark.timeout(240)

@@ -157,14 +157,39 @@ class _LossModule(nn.Module):
         return self.model.compute_loss(batch).loss
 
 
-def trim_padding(batch: SequenceBatch) -> SequenceBatch:
+COMPILE_MIN_WIDTH = 64  # the narrowest width a compiled training step is given
+COMPILE_WIDTHS_PER_OCTAVE = 4  # at most 25% padding over a batch's longest row
+COMPILE_RECOMPILE_LIMIT = 64  # dynamo's per-function limit while train.compile is on (torch's: 8)
+
+
+def compile_width(width: int, max_len: int) -> int:
+    """The width a compiled training step pads a batch to, so that compiled shapes repeat.
+
+    Dynamic padding alone gives nearly every batch its own width; a compiled step then recompiles
+    for most of them (the long-history encoders guard on the number of chunks), minutes of
+    compiling for seconds of training (``benchmarks/train_compile.py``, 2026-11-30). Rounding
+    ``width`` up to a multiple of ``max(COMPILE_MIN_WIDTH, 2**floor(log2(width)) /
+    COMPILE_WIDTHS_PER_OCTAVE)``, capped at ``max_len``, leaves at most 4 widths per octave (16 from
+    1 to 2,048) for at most 25% more columns from 256 up, and fewer than 64 below (0 stays 0).
+    """
+    if width <= 0:
+        return width
+    step = max(COMPILE_MIN_WIDTH, (1 << (width.bit_length() - 1)) // COMPILE_WIDTHS_PER_OCTAVE)
+    return min(-(-width // step) * step, max_len)
+
+
+def trim_padding(batch: SequenceBatch, *, bucketed: bool = False) -> SequenceBatch:
     """Drop the leading all-padding columns of a left-padded batch (dynamic padding).
 
     The loader pads every row to ``max_len``; most batches are far shorter (Amazon Beauty's median
     history is 6), so attention and the loss then run on (B, max length in the batch) only.
+    ``bucketed``: keep :func:`compile_width` columns instead (``train.compile``), a few shapes in
+    all rather than one per batch; the extra columns are padding, which every model masks.
     """
     width = int(batch.lengths.max()) if batch.lengths.numel() else 0
     L = batch.input_ids.shape[1]
+    if bucketed:
+        width = compile_width(width, L)
     if width >= L or width == 0:
         return batch
     cut = {
@@ -372,7 +397,11 @@ class Trainer:
             net = nn.parallel.DistributedDataParallel(
                 net, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        step_fn = torch.compile(net, mode=c.compile_mode) if c.compile else net
+        step_fn = net
+        if c.compile:  # static shapes: the batches come in compile_width's few widths
+            dynamo = torch._dynamo.config
+            dynamo.cache_size_limit = max(dynamo.cache_size_limit, COMPILE_RECOMPILE_LIMIT)
+            step_fn = torch.compile(net, mode=c.compile_mode, dynamic=False)
         autocast = (
             (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16))
             if self.amp
@@ -409,7 +438,7 @@ class Trainer:
                         rows = batch.num_rows
                         positions += rows
                     else:
-                        batch = trim_padding(batch)
+                        batch = trim_padding(batch, bucketed=c.compile)
                         rows = batch.input_ids.shape[0]
                         positions += int(batch.lengths.sum())  # on the CPU copy: no device sync
                     batch = batch.to(self.device, non_blocking=True)
