@@ -59,6 +59,13 @@ def epoch_summary(records: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def last_error(path: Path) -> str:
+    """The last line of a failed case's stderr that names an exception (else its last line)."""
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    named = [line for line in lines if "Error" in line.split(":")[0] or "Exception" in line]
+    return (named or lines or ["(no stderr)"])[-1][:500]
+
+
 def job_command(
     config: Path, split: str, run_dir: Path, mode: str, *, epochs: int, steps: int
 ) -> list[str]:
@@ -127,10 +134,12 @@ def main() -> None:
             )
             log.info("%s, compile %s", family, mode)
             start = time.perf_counter()
+            run_dir.mkdir(parents=True, exist_ok=True)
             try:
-                proc = subprocess.run(cmd, timeout=args.timeout, capture_output=True, text=True)
+                with open(run_dir / "stderr.log", "w") as err:
+                    proc = subprocess.run(cmd, timeout=args.timeout, stderr=err, text=True)
                 failed = proc.returncode != 0
-                reason = f"exit {proc.returncode}: {proc.stderr[-400:]}" if failed else ""
+                reason = f"exit {proc.returncode}: {last_error(run_dir / 'stderr.log')}"
             except subprocess.TimeoutExpired:
                 failed, reason = True, f"over the {args.timeout:.0f} s timeout"
             wall = time.perf_counter() - start

@@ -97,7 +97,7 @@ class TrainConfig:
     max_steps_per_epoch: int = 0  # 0 = the whole epoch
     log_every: int = 50  # steps between JSONL log lines
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
-    compile: bool = False  # torch.compile the model's loss (GPU)
+    compile: bool = False  # torch.compile the loss (GPU), static shapes: compile_width's widths
     # torch.compile mode with compile=True: "max-autotune" autotunes the GEMMs (ELASTIC's many small
     # per-chunk matmuls: docs/long_sequences.md, speed); "reduce-overhead" adds CUDA graphs
     compile_mode: CompileMode = "default"
@@ -158,7 +158,7 @@ class _LossModule(nn.Module):
 
 
 COMPILE_MIN_WIDTH = 64  # the narrowest width a compiled training step is given
-COMPILE_WIDTHS_PER_OCTAVE = 4  # at most 25% padding over a batch's longest row
+COMPILE_WIDTHS_PER_OCTAVE = 4  # from 256 columns up, at most 25% over a batch's longest row
 COMPILE_RECOMPILE_LIMIT = 64  # dynamo's per-function limit while train.compile is on (torch's: 8)
 
 
