@@ -1,6 +1,7 @@
-"""benchmarks/gpu/final_rows.sh without a GPU: a stand-in ``python3`` on PATH records each call, so
-the tests check which jobs the script starts, with which arguments and in which order (the speed
-table must run alone on the GPU: before the quality runs, or after them with SPEED_LAST=1)."""
+"""benchmarks/gpu/final_rows.sh (and train_compile.sh) without a GPU: a stand-in ``python3`` on PATH
+records each call, so the tests check which jobs the script starts, with which arguments and in
+which order (the speed table must run alone on the GPU: before the quality runs, or after them with
+SPEED_LAST=1)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("final_rows.sh", "lib.sh", "longseq_speed.sh")
+SCRIPTS = ("final_rows.sh", "lib.sh", "longseq_speed.sh", "train_compile.sh")
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("bash", "setsid", "tar")),
@@ -20,8 +21,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _run(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """Run final_rows.sh in a copy of its folder with a recording python3; returns the process and
+def _run(
+    tmp_path: Path, script: str = "final_rows.sh", **env: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run ``script`` in a copy of its folder with a recording python3; returns the process and
     the recorded calls, one line each ("python3 ARGS...")."""
     repo = tmp_path / "repo"
     (repo / "benchmarks" / "gpu").mkdir(parents=True)
@@ -42,7 +45,7 @@ def _run(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], 
         "POLL_S": "0.2", "FIRST_WAIT_S": "20", **env,
     }  # fmt: skip
     proc = subprocess.run(
-        ["bash", str(repo / "benchmarks" / "gpu" / "final_rows.sh")],
+        ["bash", str(repo / "benchmarks" / "gpu" / script)],
         env=run_env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     lines = calls.read_text().splitlines() if calls.exists() else []
@@ -86,3 +89,15 @@ def test_ml100k_with_its_sweep_is_refused(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "both write longseq_ml100k" in proc.stderr
     assert not any("seqrec.py" in line for line in lines)
+
+
+def test_train_compile_runs_both_datasets_with_the_case_limit(tmp_path: Path) -> None:
+    proc, lines = _run(tmp_path, "train_compile.sh", CASE_S="77", MLS_MODES="off,default")
+    assert proc.returncode == 0, proc.stderr
+    mls = lines[_index(lines, "--name train_compile_mls ")]
+    ml100k = lines[_index(lines, "--name train_compile_ml100k ")]
+    assert "--split .gpu/ml-latest-small.npz --dataset ml-latest-small" in mls
+    assert "--models ksa,elastic --modes off,default --timeout 77" in mls
+    assert "--models sasrec,elastic --modes off,default,reduce-overhead --timeout 77" in ml100k
+    assert _index(lines, "pip install") < _index(lines, "train_compile_mls ") < lines.index(ml100k)
+    assert (tmp_path / "out" / "train_compile_mls.log").exists()  # the log reaches $OUT

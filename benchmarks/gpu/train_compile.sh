@@ -13,7 +13,7 @@ gpu_setup
 CASE_S="${CASE_S:-150}"
 python3 benchmarks/train_compile.py --split .gpu/ml-latest-small.npz --dataset ml-latest-small \
   --models "${MLS_MODELS:-ksa,elastic}" --modes "${MLS_MODES:-off,default,max-autotune}" \
-  --timeout "$CASE_S" --name train_compile_mls --no-rebuild 2>&1 | tee "$OUT/train_compile_mls.log" | grep -v "^\s*$" | tail -n 12
+  --timeout "$CASE_S" --name train_compile_mls --no-rebuild 2>&1 | tee "$OUT/train_compile_mls.log" | tail -n 12
 python3 benchmarks/train_compile.py --split .gpu/ml-100k.npz --dataset ml-100k \
   --models "${ML_MODELS:-sasrec,elastic}" --modes "${ML_MODES:-off,default,reduce-overhead}" \
   --timeout "$CASE_S" --name train_compile_ml100k --no-rebuild 2>&1 | tee "$OUT/train_compile_ml100k.log" | tail -n 12
