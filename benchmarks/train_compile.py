@@ -6,8 +6,9 @@ frozen config of ``--dataset`` and each ``--modes`` entry (``off``, or a ``train
 run of ``--epochs`` epochs of ``--steps`` batches (``benchmarks/seqrec.py job``, one process a case,
 one case at a time, each under ``--timeout``), validated once at the end. From the run's
 ``metrics.jsonl``: the first epoch's seconds (compilation included), the later epochs' median
-sequences and non-padding positions a second (``windows: all`` batches are trimmed to their longest
-row, so compiled code meets several shapes), and the ratio of both to the ``off`` case of the same
+sequences and non-padding positions a second (batches are trimmed to their longest row, or with
+``train.compile`` to one of the trainer's ``compile_width`` widths, so compiled code meets several
+shapes), and the ratio of both to the ``off`` case of the same
 config. The result file is rewritten after each case, so a cut run keeps what it finished.
 
     python benchmarks/train_compile.py --split .gpu/ml-latest-small.npz --dataset ml-latest-small \
@@ -23,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -57,6 +60,20 @@ def epoch_summary(records: list[dict[str, Any]]) -> dict[str, float]:
         "positions_per_s": statistics.median(float(r["positions_per_s"]) for r in later),
         "timed_epochs": float(len(later)),
     }
+
+
+def run_case(cmd: list[str], stderr_path: Path, timeout: float) -> int | None:
+    """Run one case in a session of its own; its exit code, or None when ``timeout`` passed and
+    the whole session was killed (Inductor's compile workers too, which would otherwise go on
+    using the CPUs during the next case)."""
+    with open(stderr_path, "w") as err:
+        proc = subprocess.Popen(cmd, stderr=err, text=True, start_new_session=True)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return None
 
 
 def last_error(path: Path) -> str:
@@ -135,13 +152,12 @@ def main() -> None:
             log.info("%s, compile %s", family, mode)
             start = time.perf_counter()
             run_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                with open(run_dir / "stderr.log", "w") as err:
-                    proc = subprocess.run(cmd, timeout=args.timeout, stderr=err, text=True)
-                failed = proc.returncode != 0
-                reason = f"exit {proc.returncode}: {last_error(run_dir / 'stderr.log')}"
-            except subprocess.TimeoutExpired:
-                failed, reason = True, f"over the {args.timeout:.0f} s timeout"
+            returncode = run_case(cmd, run_dir / "stderr.log", args.timeout)
+            failed, reason = returncode != 0, ""
+            if returncode is None:
+                reason = f"over the {args.timeout:.0f} s timeout"
+            elif failed:
+                reason = f"exit {returncode}: {last_error(run_dir / 'stderr.log')}"
             wall = time.perf_counter() - start
             variant = "compile off" if mode == "off" else f"compile {mode}"
             if failed:

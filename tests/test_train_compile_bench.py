@@ -4,8 +4,9 @@ the rows of a whole sweep (failed and timed-out cases included), without running
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,35 @@ def test_last_error_names_the_exception_line(tmp_path: Path) -> None:
     assert train_compile.last_error(log) == "only a line"
 
 
+def test_run_case_returns_the_exit_code_and_keeps_stderr(tmp_path: Path) -> None:
+    log = tmp_path / "err.log"
+    cmd = [sys.executable, "-c", "import sys; sys.stderr.write('ValueError: bad\\n'); sys.exit(3)"]
+    assert train_compile.run_case(cmd, log, timeout=30) == 3
+    assert train_compile.last_error(log) == "ValueError: bad"
+
+
+def test_run_case_kills_the_whole_session_on_timeout(tmp_path: Path) -> None:
+    """A case that starts workers of its own (as Inductor does) leaves none behind."""
+    pid_file = tmp_path / "child.pid"
+    script = (
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)"
+    )
+    start = time.monotonic()
+    assert train_compile.run_case([sys.executable, "-c", script], tmp_path / "e.log", 3) is None
+    assert time.monotonic() - start < 30
+    child = int(pid_file.read_text())
+    for _ in range(50):  # the orphan is reaped by init shortly after the kill
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the case's child process {child} outlived the timeout")
+
+
 def test_main_writes_a_row_per_case_with_failures_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -104,14 +134,14 @@ def test_main_writes_a_row_per_case_with_failures_named(
         train_compile, "write_result", lambda name, rows, **kw: written.append((name, list(rows)))
     )
 
-    def fake_run(cmd: list[str], timeout: float, stderr: object, text: bool) -> object:
+    def fake_case(cmd: list[str], stderr_path: Path, timeout: float) -> int | None:
         run_dir = Path(cmd[cmd.index("--run-dir") + 1])
         mode = "off" if "train.compile=false" in cmd else cmd[-1].split("=")[1]
         if mode == "max-autotune":
-            raise subprocess.TimeoutExpired(cmd, timeout)
+            return None  # over the timeout
         if mode == "reduce-overhead":
-            stderr.write("boom\nRuntimeError: no graph\n")  # type: ignore[attr-defined]
-            return subprocess.CompletedProcess(cmd, 1)
+            stderr_path.write_text("boom\nRuntimeError: no graph\n")
+            return 1
         speed = 100.0 if mode == "off" else 130.0
         lines = [
             _epoch(9.0, 1.0, 1.0),
@@ -119,9 +149,9 @@ def test_main_writes_a_row_per_case_with_failures_named(
             _epoch(1.0, speed, 10 * speed),
         ]
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-        return subprocess.CompletedProcess(cmd, 0)
+        return 0
 
-    monkeypatch.setattr(train_compile.subprocess, "run", fake_run)
+    monkeypatch.setattr(train_compile, "run_case", fake_case)
     argv = ["train_compile.py", "--split", "s.npz", "--dataset", "ml-100k", "--models", "sasrec"]
     argv += ["--modes", "off,default,reduce-overhead,max-autotune", "--out-dir", str(tmp_path)]
     monkeypatch.setattr(sys, "argv", argv)
@@ -131,4 +161,4 @@ def test_main_writes_a_row_per_case_with_failures_named(
     by_variant = {r.variant: r.metrics for r in rows}
     assert by_variant["compile default"]["speedup_vs_off"] == pytest.approx(1.3)
     assert by_variant["compile reduce-overhead"] == {"failed": "exit 1: RuntimeError: no graph"}
-    assert by_variant["compile max-autotune"]["failed"].startswith("over the 240 s timeout")
+    assert by_variant["compile max-autotune"] == {"failed": "over the 240 s timeout"}
