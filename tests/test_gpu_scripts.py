@@ -101,3 +101,12 @@ def test_train_compile_runs_both_datasets_with_the_case_limit(tmp_path: Path) ->
     assert "--models sasrec,elastic --modes off,default,reduce-overhead --timeout 77" in ml100k
     assert _index(lines, "pip install") < _index(lines, "train_compile_mls ") < lines.index(ml100k)
     assert (tmp_path / "out" / "train_compile_mls.log").exists()  # the log reaches $OUT
+
+
+def test_ml100k_part_takes_its_seeds(tmp_path: Path) -> None:
+    proc, lines = _run(tmp_path, PARTS="ml100k", ML_SEEDS="0,1,2,3,4,5,6,7,8,9")
+    assert proc.returncode == 0, proc.stderr
+    run = lines[_index(lines, "--name longseq_ml100k ")]
+    assert "--seeds 0,1,2,3,4,5,6,7,8,9 --parallel 15" in run
+    proc, lines = _run(tmp_path / "default", PARTS="ml100k")
+    assert "--seeds 0,1,2,3,4 " in lines[_index(lines, "--name longseq_ml100k ")]

@@ -8,7 +8,7 @@
 #    over the sweep files), trained again side by side in one job, so that KSA and ELASTIC are compared
 #    with SASRec from the same run: configs/amazon-beauty/{sasrec,ksa,elastic}.yaml x 3 seeds ->
 #    longseq_beauty.json and configs/ml-100k/{sasrec,ksa,elastic}.yaml x 5 seeds -> longseq_ml100k.json
-#    (BEAUTY_S, ML_S: safety limits per run; PARTS="speed beauty ml100k" picks);
+#    (BEAUTY_S, ML_S: safety limits per run; ML_SEEDS the ML-100k seeds, 0-4; PARTS="speed beauty ml100k" picks);
 # 3. ml100ksweep (not in the default PARTS): an ML-100k round, configs/ml-100k/sweep-$ML_ROUND (ML_ROUND
 #    round2 by default, or round3; SASRec's and KSA's frozen configs and ELASTIC candidates, patience 50)
 #    x 5 seeds in one job, ML_PAR at once (30) -> sweep_ml100k_$ML_ROUND,
@@ -39,7 +39,7 @@ gpu_setup
 mkdir -p runs/results runs/final
 export PARTS="${PARTS:-speed beauty ml100k}" BEAUTY_S="${BEAUTY_S:-900}" ML_S="${ML_S:-400}" \
   SPEED_S="${SPEED_S:-1100}" INDUCTOR="${INDUCTOR-max_autotune=True}" ELASTIC_CHUNK="${ELASTIC_CHUNK:-64}" \
-  SPEED_LAST="${SPEED_LAST:-0}" ML_ROUND="${ML_ROUND:-round2}" ML_PAR="${ML_PAR:-30}" MLS_DIR="${MLS_DIR:-configs/ml-latest-small/sweep2}" \
+  SPEED_LAST="${SPEED_LAST:-0}" ML_SEEDS="${ML_SEEDS:-0,1,2,3,4}" ML_ROUND="${ML_ROUND:-round2}" ML_PAR="${ML_PAR:-30}" MLS_DIR="${MLS_DIR:-configs/ml-latest-small/sweep2}" \
   MLS_MODELS="${MLS_MODELS:-elastic-m0-hybrid,elastic-m0-hybrid-ema995,elastic-m0-hybrid-pnewest-ema995}" \
   MLS_SEEDS="${MLS_SEEDS:-0,1,2,3,4}" MLS_PAR="${MLS_PAR:-15}" MLS_S="${MLS_S:-500}" \
   MLS_NAME="${MLS_NAME:-sweep_mls_round5}"
@@ -63,7 +63,7 @@ setsid bash -c '
   fi
   if has ml100k; then
     python3 benchmarks/seqrec.py run --name longseq_ml100k --dataset ml-100k --split .gpu/ml-100k.npz \
-      --config-dir configs/ml-100k --models sasrec,ksa,elastic --seeds 0,1,2,3,4 --parallel 15 \
+      --config-dir configs/ml-100k --models sasrec,ksa,elastic --seeds "$ML_SEEDS" --parallel 15 \
       --out-dir runs/final/ml100k --set train.time_limit_s="$ML_S" $common > runs/final_ml100k.log 2>&1 &
   fi
   if has ml100ksweep; then
