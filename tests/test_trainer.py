@@ -180,12 +180,12 @@ def test_bucketed_padding_leaves_the_loss_unchanged(name: str) -> None:
     from shortlist.data.batches import SequenceBatch
 
     torch.manual_seed(0)
-    model = build_model(name, num_items=30, max_len=96, dim=16).eval()
+    model = build_model(name, num_items=30, max_len=200, dim=16).eval()
     rng = np.random.default_rng(1)
     lengths = torch.tensor([70, 5, 33])
-    ids = torch.zeros(3, 96, dtype=torch.long)
+    ids = torch.zeros(3, 200, dtype=torch.long)
     for row, n in enumerate(lengths.tolist()):
-        ids[row, 96 - n :] = torch.from_numpy(rng.integers(1, 31, n))
+        ids[row, 200 - n :] = torch.from_numpy(rng.integers(1, 31, n))
     targets = torch.roll(ids, -1, 1)
     targets[:, -1] = torch.from_numpy(rng.integers(1, 31, 3))
     batch = SequenceBatch(
@@ -196,7 +196,7 @@ def test_bucketed_padding_leaves_the_loss_unchanged(name: str) -> None:
         timestamps=torch.cumsum(ids > 0, 1) * 60 * (ids > 0),
     )
     trimmed, bucketed = trim_padding(batch), trim_padding(batch, bucketed=True)
-    assert trimmed.input_ids.shape[1] == 70 and bucketed.input_ids.shape[1] == 96
+    assert trimmed.input_ids.shape[1] == 70 and bucketed.input_ids.shape[1] == 128  # < max_len
     losses = []
     for b in (trimmed, bucketed):
         torch.manual_seed(2)  # the same sampled negatives (HSTU's default loss samples them)
