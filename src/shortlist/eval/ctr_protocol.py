@@ -17,6 +17,8 @@ from shortlist.data.ctr.dataset import CTRData
 from shortlist.eval.ctr_metrics import ctr_metrics
 from shortlist.models.rankers.base import Ranker
 
+CTR_EVAL_BATCH = 8192  # rows per batch when a ranker is evaluated, unless a config says otherwise
+
 
 @dataclass
 class CTREvalResult:
@@ -34,7 +36,7 @@ def evaluate_ctr(
     data: CTRData,
     part: str,
     *,
-    batch_size: int = 8192,
+    batch_size: int = CTR_EVAL_BATCH,
     device: torch.device | str = "cpu",
 ) -> CTREvalResult:
     """AUC, GAUC and log loss of ``model`` on ``part`` (``"valid"`` or ``"test"``), with the

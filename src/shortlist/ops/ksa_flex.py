@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from shortlist.ops.ksa import FLEX_SPAN, num_chunks
+from shortlist.ops.shapes import round_up_per_octave
 
 BLOCK_SIZE = 128
 _compiled: Callable[..., torch.Tensor] | None = None
@@ -212,8 +213,7 @@ def padded_length(length: int, block_size: int) -> int:
     70 from 128 to 64k events, under dynamo's raised cache limit) for at most 12.5% padding; below
     1,024 events the step is the block itself. Powers of 2 from the block up are never padded.
     """
-    step = max(block_size, (1 << (max(length, 1).bit_length() - 1)) // 8)
-    return -(-length // step) * step
+    return round_up_per_octave(length, block_size, 8)
 
 
 def _kernel(device: torch.device) -> Callable[..., torch.Tensor]:

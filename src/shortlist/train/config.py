@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from shortlist.eval.ctr_protocol import CTR_EVAL_BATCH
 from shortlist.eval.protocols import EVAL_BATCH
 from shortlist.models.base import MODELS
 from shortlist.train.trainer import TrainConfig
@@ -42,7 +43,7 @@ class DatasetSection(BaseModel):
 class EvalSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # examples per evaluation batch; None: EVAL_BATCH (256) for a retriever (its batches sorted
-    # by history length, shortlist.eval.protocols.evaluate), 1024 rows for a ranker
+    # by history length, shortlist.eval.protocols.evaluate), CTR_EVAL_BATCH (8192) rows for a ranker
     batch_size: int | None = Field(default=None, ge=1)
     exclude_history: bool | None = (
         None  # None = the protocol's rule (hstu masks seen items, tiger does not)
@@ -57,7 +58,7 @@ class EvalSection(BaseModel):
 
     def ranker_batch(self) -> int:
         """Rows per batch when a ranker (``protocol: ctr``) is evaluated."""
-        return self.batch_size or 1024
+        return self.batch_size or CTR_EVAL_BATCH
 
 
 class ExperimentConfig(BaseModel):

@@ -23,7 +23,7 @@ from typing import Any
 from shortlist.atomic import write_json
 from shortlist.data.ctr.batches import CTRLoader
 from shortlist.data.ctr.dataset import CTRData
-from shortlist.eval.ctr_protocol import evaluate_ctr
+from shortlist.eval.ctr_protocol import CTR_EVAL_BATCH, evaluate_ctr
 from shortlist.models.base import Model, build_model, load_model
 from shortlist.models.rankers.base import Ranker
 from shortlist.train.experiment import RunResult
@@ -55,7 +55,7 @@ def run_ctr(
     data: CTRData,
     *,
     run_dir: str | Path,
-    eval_batch_size: int = 8192,
+    eval_batch_size: int = CTR_EVAL_BATCH,
     resume: bool = True,
 ) -> RunResult:
     """Train ``model_section`` (``{"name": ..., **config}``) on ``data`` and evaluate the best epoch."""
@@ -115,7 +115,7 @@ def run_ctr(
 
 
 def reevaluate_ctr(
-    run_dir: str | Path, data: CTRData, *, batch_size: int = 8192, device: str = "auto"
+    run_dir: str | Path, data: CTRData, *, batch_size: int = CTR_EVAL_BATCH, device: str = "auto"
 ) -> tuple[dict[str, float], dict[str, float]]:
     """(valid, test) metrics of a run folder's best model on ``data`` (``shortlist eval``)."""
     dev = resolve_device(device)

@@ -45,6 +45,7 @@ from shortlist.data.batches import SequenceBatch
 from shortlist.data.loader import make_loader
 from shortlist.data.sequences import Jagged, training_windows
 from shortlist.models.base import Model
+from shortlist.ops.shapes import round_up_per_octave
 from shortlist.train import checkpoint as ckpt
 from shortlist.train.distributed import (
     DistInfo,
@@ -168,14 +169,12 @@ def compile_width(width: int, max_len: int) -> int:
     Dynamic padding alone gives nearly every batch its own width; a compiled step then recompiles
     for most of them (the long-history encoders guard on the number of chunks), minutes of
     compiling for seconds of training (``benchmarks/train_compile.py``, 2026-11-30). Rounding
-    ``width`` up to a multiple of ``max(COMPILE_MIN_WIDTH, 2**floor(log2(width)) /
-    COMPILE_WIDTHS_PER_OCTAVE)``, capped at ``max_len``, leaves at most 4 widths per octave (16 from
-    1 to 2,048) for at most 25% more columns from 256 up, and fewer than 64 below (0 stays 0).
+    ``width`` up with :func:`~shortlist.ops.shapes.round_up_per_octave` (steps of at least
+    ``COMPILE_MIN_WIDTH``, ``COMPILE_WIDTHS_PER_OCTAVE`` widths per octave), capped at
+    ``max_len``, leaves 16 widths from 1 to 2,048 for at most 25% more columns from 256 up, and
+    fewer than 64 below (0 stays 0).
     """
-    if width <= 0:
-        return width
-    step = max(COMPILE_MIN_WIDTH, (1 << (width.bit_length() - 1)) // COMPILE_WIDTHS_PER_OCTAVE)
-    return min(-(-width // step) * step, max_len)
+    return min(round_up_per_octave(width, COMPILE_MIN_WIDTH, COMPILE_WIDTHS_PER_OCTAVE), max_len)
 
 
 def trim_padding(batch: SequenceBatch, *, bucketed: bool = False) -> SequenceBatch:
