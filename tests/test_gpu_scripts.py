@@ -75,6 +75,7 @@ def test_speed_last_runs_the_table_after_the_sweeps(tmp_path: Path) -> None:
     sweep = lines[_index(lines, "--name sweep_ml100k_round3 ")]
     assert "--config-dir configs/ml-100k/sweep-round3 --models elastic-b,ksa-a" in sweep
     assert "--parallel 7" in sweep and "--out-dir runs/final/ml100k_round3" in sweep
+    assert "--seeds 0,1,2,3,4 " in sweep  # ML_SEEDS' default
     select = _index(lines, "select_configs.py --sweep benchmarks/results/sweep_ml100k_round3.json")
     mls = lines[_index(lines, "--name sweep_mls_round5 ")]
     assert "--models m1,m2" in mls and "--out-dir runs/final/mls" in mls
@@ -110,3 +111,9 @@ def test_ml100k_part_takes_its_seeds(tmp_path: Path) -> None:
     assert "--seeds 0,1,2,3,4,5,6,7,8,9 --parallel 15" in run
     proc, lines = _run(tmp_path / "default", PARTS="ml100k")
     assert "--seeds 0,1,2,3,4 " in lines[_index(lines, "--name longseq_ml100k ")]
+
+
+def test_ml100k_sweep_takes_its_seeds(tmp_path: Path) -> None:
+    proc, lines = _run(tmp_path, PARTS="ml100ksweep", ML_ROUND="round3", ML_SEEDS="0,1,2,3,4,5")
+    assert proc.returncode == 0, proc.stderr
+    assert "--seeds 0,1,2,3,4,5 " in lines[_index(lines, "--name sweep_ml100k_round3 ")]

@@ -10,8 +10,8 @@
 #    longseq_beauty.json and configs/ml-100k/{sasrec,ksa,elastic}.yaml x 5 seeds -> longseq_ml100k.json
 #    (BEAUTY_S, ML_S: safety limits per run; ML_SEEDS the ML-100k seeds, 0-4; PARTS="speed beauty ml100k" picks);
 # 3. ml100ksweep (not in the default PARTS): an ML-100k round, configs/ml-100k/sweep-$ML_ROUND (ML_ROUND
-#    round2 by default, or round3; SASRec's and KSA's frozen configs and ELASTIC candidates, patience 50)
-#    x 5 seeds in one job, ML_PAR at once (30) -> sweep_ml100k_$ML_ROUND,
+#    round2 by default, or round3, round4; SASRec's and KSA's frozen configs and ELASTIC candidates, patience 50)
+#    x ML_SEEDS (0-4) in one job, ML_PAR at once (30) -> sweep_ml100k_$ML_ROUND,
 #    then per family the best mean validation NDCG@10 (select_configs.py over that file alone) ->
 #    longseq_ml100k, so that the choice and the same-run comparison come from one job (use it instead
 #    of ml100k: both write longseq_ml100k).
@@ -69,7 +69,7 @@ setsid bash -c '
   if has ml100ksweep; then
     models=$(ls configs/ml-100k/sweep-$ML_ROUND | sed "s/.yaml$//" | paste -sd, -)
     python3 benchmarks/seqrec.py run --name sweep_ml100k_$ML_ROUND --dataset ml-100k --split .gpu/ml-100k.npz \
-      --config-dir configs/ml-100k/sweep-$ML_ROUND --models "$models" --seeds 0,1,2,3,4 --parallel "$ML_PAR" \
+      --config-dir configs/ml-100k/sweep-$ML_ROUND --models "$models" --seeds "$ML_SEEDS" --parallel "$ML_PAR" \
       --out-dir runs/final/ml100k_$ML_ROUND --set train.time_limit_s="$ML_S" $common \
       > runs/final_ml100k_$ML_ROUND.log 2>&1 \
       && python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_ml100k_$ML_ROUND.json \

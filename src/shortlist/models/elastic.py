@@ -21,7 +21,8 @@ Model (it mirrors SASRec: same batches, losses, item table and evaluation):
     h = LN(x); the score of item i at position t is h_t . E_i.
 LDA: :class:`~shortlist.ops.dispatcher_layer.DispatcherAttentionLayer` (k learned interest experts
 per layer compress every prefix; each position dispatches from its own causal expert states and,
-with ``local_window`` W > 0, from its W most recent events exactly).
+with ``local_window`` W > 0, from its W most recent events exactly; with ``decay_half_life`` > 0
+older events fade from each expert's summary at a learned per-expert rate).
 IMR: one :class:`~shortlist.ops.interest_memory.InterestMemory` of M slots shared by the layers;
 each layer queries it at every position from that position's own state (so the selection at t
 depends only on events <= t) and adds the k retrieved interest tokens as extra dispatch tokens.
@@ -73,6 +74,9 @@ class ElasticConfig:
     local_window: int = 0
     # hybrid: 0 = every block LDA; m = blocks m-1, 2m-1, ... full causal attention (KSA's full_every)
     full_every: int = 0
+    # recency decay in the compress softmax: 0 = off; H >= 2 = the k experts' initial half-lives
+    # spread geometrically from 2 events to H, learned per head and expert (ops/dispatcher.py)
+    decay_half_life: float = 0.0
     logit_bound: float = 16.0  # T: compress logits stay in [-T, T] (stability, see ops/dispatcher)
     # "reference": O(L^2), tests only; "triton": opt-in, CUDA (ops/dispatcher_triton.py)
     impl: Literal["fast", "reference", "triton"] = "fast"
@@ -92,6 +96,20 @@ class ElasticConfig:
             self, num_experts=1, memory_size=0, memory_topk=0, chunk_size=1, ffn_dim=0,
             local_window=0, full_every=0,
         )  # fmt: skip
+        if self.decay_half_life and (
+            isinstance(self.decay_half_life, bool)
+            or not isinstance(self.decay_half_life, int | float)
+            or not self.decay_half_life >= 2
+        ):
+            raise ValueError(
+                "The 'decay_half_life' parameter of ElasticConfig must be 0 (no decay) or a "
+                f"number of events >= 2. Got {self.decay_half_life!r} instead."
+            )
+        if self.decay_half_life and self.impl == "triton":
+            raise ValueError(
+                "The 'decay_half_life' parameter of ElasticConfig needs impl='fast' (or "
+                f"'reference'): impl='triton' has no recency decay. Got {self.decay_half_life}."
+            )
         if self.local_window and self.impl == "triton":
             raise ValueError(
                 "The 'local_window' parameter of ElasticConfig needs impl='fast' (or 'reference'): "
@@ -162,6 +180,7 @@ class ElasticBlock(nn.Module):
         self.lda = DispatcherAttentionLayer(
             c.dim, c.num_heads, c.num_experts, c.chunk_size, impl=c.impl,
             logit_bound=c.logit_bound, use_memory=c.memory_size > 0, window=c.local_window,
+            decay_half_life=c.decay_half_life,
         )  # fmt: skip
         self.memory_query = nn.Linear(c.dim, c.dim) if c.memory_size else None
         self.ln2 = nn.LayerNorm(c.dim)

@@ -35,6 +35,18 @@ The window is this project's addition (docs/long_sequences.md, "ELASTIC"): the e
 the whole prefix, the window keeps the latest events exact, as KSA's window does for its chunks;
 it costs O(L W d) more and the incremental state keeps the last W events.
 
+Recency decay (optional, also this project's addition). With per-head, per-expert rates
+``lam_e >= 0`` (``decay``, (H, k), clamped to [0, ln 2]: half-lives of at least one event), event j
+counts in expert e's summary at position t with the weight ``exp(s_ej - lam_e (t - j))`` instead of
+``exp(s_ej)``: a softmax-weighted mean in which older events fade, at a different speed per expert,
+so some experts hold short-term and others long-term interests (as the multi-scale decays of
+retention / gated linear attention). Distances count positions: under left padding, the models'
+layout, the number of events between j and t. It stays linear: the state before a chunk decays by
+``exp(-lam C)`` per chunk (an (n, n) transition per head and expert), and inside a chunk the weight
+``exp(-lam (a - b))`` factors into ``exp(-lam (a - m)) exp(-lam (m - b))`` around the chunk's middle
+m, both factors within ``exp(+-lam C / 2)`` (so C is capped at :data:`DECAY_MAX_CHUNK`). The
+incremental state multiplies by ``exp(-lam)`` per new event.
+
 Stability without a running max. Logits are clamped to [-T, T] (the layer keeps them there by
 construction: cosine similarity times a scale < T), so ``exp(s - T)`` lies in [e^{-2T}, 1]: no
 overflow, and with T <= 40 no underflow in float32 either. The fixed stabiliser T replaces the
@@ -51,7 +63,8 @@ Implementations:
     - :func:`dispatcher_attention_chunked`: per chunk of C positions, the state before the chunk
       (exclusive prefix sum of per-chunk sums, (n, k, d)) plus the masked intra-chunk terms,
       written as matmuls: O(B H L (C + k) d) time, O(B H L (C + k)) extra memory, no Python loop
-      over chunks, no data-dependent control flow (torch.compile-friendly).
+      over chunks, no data-dependent control flow (torch.compile-friendly); with recency decay,
+      the state before each chunk comes from an (n, n) transition instead, O(B H k n^2 d) more.
     - ``ops/dispatcher_triton.dispatcher_attention_triton``: the chunked algorithm with one Triton
       kernel per chunk and direction (opt-in ``impl="triton"``; CUDA, no extra tokens).
     - :func:`dispatcher_step`: one new event per row, O(H (k + W) d), from a
@@ -60,6 +73,7 @@ Implementations:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -69,6 +83,9 @@ import torch.nn.functional as F
 Impl = Literal["reference", "fast", "triton"]
 IMPLS: tuple[str, ...] = ("reference", "fast", "triton")
 MAX_LOGIT_BOUND = 40.0  # e^{-2T} must stay a normal float32 (> 1.2e-38): T <= 43
+MAX_DECAY = math.log(2.0)  # recency decay per position: a half-life of at least one event
+# with decay, chunks are at most this long: the intra-chunk factors stay within e^{+-ln2 * 64}
+DECAY_MAX_CHUNK = 128
 
 
 def _check_inputs(
@@ -82,9 +99,15 @@ def _check_inputs(
     extra_v: torch.Tensor | None,
     logit_bound: float,
     window: int = 0,
+    decay: torch.Tensor | None = None,
 ) -> None:
     if isinstance(window, bool) or not isinstance(window, int) or window < 0:
         raise ValueError(f"window must be an int >= 0. Got {window!r} instead.")
+    if decay is not None and (decay.ndim != 2 or decay.shape != expert_q.shape[-3:-1]):
+        raise ValueError(
+            f"decay must have shape (H, k) = {tuple(expert_q.shape[-3:-1])}, one rate per head and "
+            f"expert. Got {tuple(decay.shape)} instead."
+        )
     if q.ndim != 4:
         raise ValueError(f"q must have shape (B, H, L, d). Got {tuple(q.shape)} instead.")
     for name, t in (("kc", kc), ("zk", zk), ("zv", zv)):
@@ -127,6 +150,11 @@ def matmul_dtype(dtype: torch.dtype) -> torch.dtype:
     e^{2T} (about 8e13 for T = 16), past float16's range.
     """
     return torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
+
+
+def decay_rates(decay: torch.Tensor) -> torch.Tensor:
+    """(H, k) decay rates as used: float32, clamped to [0, :data:`MAX_DECAY`]."""
+    return decay.float().clamp(0.0, MAX_DECAY)
 
 
 def _compress_logits(expert_q: torch.Tensor, kc: torch.Tensor, bound: float) -> torch.Tensor:
@@ -191,6 +219,7 @@ def dispatcher_attention_reference(
     extra_k: torch.Tensor | None = None,
     extra_v: torch.Tensor | None = None,
     window: int = 0,
+    decay: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Causal LDA with an explicit (L, L) mask: the definition in the module docstring.
 
@@ -204,18 +233,24 @@ def dispatcher_attention_reference(
         extra_k, extra_v: (B, H, L, m, d) per-position extra dispatch tokens, or None.
         window: W: position t also dispatches exactly from the valid events j in (t - W, t]
             (keys zk, values zv; t itself included); 0 = none.
+        decay: (H, k) recency decay rates per position (module docstring), or None (no decay).
 
     Returns:
         (B, H, L, d) in the dtype of q; zero where not valid.
     """
-    _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound, window)
+    _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound, window, decay)
     B, _, L, _ = q.shape
     if valid is None:
         valid = torch.ones(B, L, dtype=torch.bool, device=q.device)
     s = _compress_logits(expert_q, kc, logit_bound).permute(0, 1, 3, 2)  # (B, H, k, L)
     causal = torch.ones(L, L, dtype=torch.bool, device=q.device).tril()  # [t, j]: j <= t
     allowed = causal[None] & valid[:, None, :]  # (B, L, L)
-    logits = s[:, :, :, None, :].masked_fill(~allowed[:, None, None], float("-inf"))  # (B,H,k,L,L)
+    logits = s[:, :, :, None, :].expand(-1, -1, -1, L, -1)  # (B, H, k, L, L): [t, j] = s_j
+    if decay is not None:  # - lam_e (t - j)
+        t = torch.arange(L, device=q.device, dtype=torch.float32)
+        age = (t[:, None] - t[None, :]).clamp_min(0.0)  # (L, L)
+        logits = logits - decay_rates(decay)[None, :, :, None, None] * age
+    logits = logits.masked_fill(~allowed[:, None, None], float("-inf"))
     a = torch.nan_to_num(logits.softmax(-1), nan=0.0)  # rows without a valid event: all zero
     kz = a @ zk.float()[:, :, None]  # (B, H, k, L, d)
     vz = a @ zv.float()[:, :, None]  # (B, H, k, L, d)
@@ -247,6 +282,12 @@ class ChunkStates:
     0 at padding; ut: (B, H, n, k, C), u transposed in the matmul dtype. sk, sv: (B, H, n, k, d)
     float32, sums of u zk / u zv over all earlier chunks; sd: (B, H, n, k) float32, sums of u.
     pad: positions added in front.
+
+    With recency decay (``decay`` given), u is the intra-chunk factor ``u_b exp(-lam (m - b))``
+    around the chunk's middle m (b the position in the chunk), sk, sv, sd are the decayed sums of
+    the earlier chunks at the chunk's start, and two (1, H, 1, C, k) float32 factors apply them:
+    ``g_state = exp(-lam a)`` to the state terms and ``g_intra = exp(-lam (a - m))`` to the
+    intra-chunk terms at position a of the chunk (None without decay).
     """
 
     q: torch.Tensor
@@ -258,6 +299,8 @@ class ChunkStates:
     sv: torch.Tensor
     sd: torch.Tensor
     pad: int
+    g_state: torch.Tensor | None = None
+    g_intra: torch.Tensor | None = None
 
     def cut(self, x: torch.Tensor) -> torch.Tensor:
         """Another (B, H, L, *) tensor cut the same way -> (B, H, n, C, *)."""
@@ -280,12 +323,17 @@ def chunk_states(
     logit_bound: float,
     chunk: int,
     whole_chunk: bool = False,
+    decay: torch.Tensor | None = None,
 ) -> ChunkStates:
     """Cut (B, H, L, d) inputs into chunks and compute the exclusive prefix states (the chunked
     path's first half, shared by ``ops/dispatcher_triton.py``); ``valid`` (B, L) bool. Chunks are
-    ``min(chunk, L)`` long, or ``chunk`` with ``whole_chunk`` (fixed-size kernel tiles)."""
+    ``min(chunk, L)`` long, or ``chunk`` with ``whole_chunk`` (fixed-size kernel tiles). ``decay``
+    (H, k) rates: the decayed states and factors of :class:`ChunkStates` (chunks then at most
+    :data:`DECAY_MAX_CHUNK` long)."""
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be an int >= 1. Got {chunk!r} instead.")
+    if decay is not None:
+        chunk = min(chunk, DECAY_MAX_CHUNK)
     L = q.shape[2]
     C = chunk if whole_chunk else (min(chunk, L) if L > 0 else 1)
     n = -(-L // C)
@@ -294,16 +342,36 @@ def chunk_states(
     u = torch.exp(s - logit_bound) * valid[:, None, :, None]  # (B, H, L, k), 0 at padding
     cd = matmul_dtype(q.dtype)
     uc32 = _cut(u, pad, n, C)  # (B, H, n, C, k), float32
+    g_state = g_intra = carry = None
+    if decay is not None:  # (1, H, 1, C, k) factors; uc32 becomes u_b exp(-lam (m - b))
+        lam = decay_rates(decay)[None, :, None, None, :]  # (1, H, 1, 1, k)
+        a = torch.arange(C, device=q.device, dtype=torch.float32)[None, None, None, :, None]
+        m = C // 2
+        g_state, g_intra = torch.exp(-lam * a), torch.exp(-lam * (a - m))
+        uc32 = uc32 * torch.exp(-lam * (m - a))
+        carry = torch.exp(-lam * (C - m))[:, :, 0]  # (1, H, 1, k): a chunk's sum at its end
     zkc, zvc = _cut(zk.to(cd), pad, n, C), _cut(zv.to(cd), pad, n, C)  # (B, H, n, C, d)
     ut = uc32.to(cd).transpose(-1, -2)  # (B, H, n, k, C)
 
     def before(x: torch.Tensor) -> torch.Tensor:  # exclusive prefix over the chunk axis (2)
         return F.pad(x.cumsum(2), (0, 0) * (x.ndim - 3) + (1, 0))[:, :, :n]
 
+    sk, sv, sd = (ut @ zkc).float(), (ut @ zvc).float(), uc32.sum(3)  # per chunk
+    if decay is None:
+        sk, sv, sd = before(sk), before(sv), before(sd)
+    else:  # state at chunk c's start: sum_{c' < c} exp(-lam C (c - 1 - c')) (chunk c' at its end)
+        assert carry is not None
+        step = torch.arange(n, device=q.device, dtype=torch.float32)
+        gap = step[:, None] - 1 - step[None, :]  # (n, n): [c, c'] = c - 1 - c'
+        lam_hk = decay_rates(decay)  # (H, k)
+        trans = torch.exp(-lam_hk[:, :, None, None] * C * gap.clamp_min(0.0))  # (H, k, n, n)
+        trans = trans * (gap >= 0)
+        sd = torch.einsum("hecx,bhxe->bhce", trans, sd * carry)
+        sk = torch.einsum("hecx,bhxed->bhced", trans, sk * carry[..., None])
+        sv = torch.einsum("hecx,bhxed->bhced", trans, sv * carry[..., None])
     return ChunkStates(
-        q=_cut(q.to(cd), pad, n, C), zk=zkc, zv=zvc, u=uc32, ut=ut,
-        sk=before((ut @ zkc).float()), sv=before((ut @ zvc).float()), sd=before(uc32.sum(3)),
-        pad=pad,
+        q=_cut(q.to(cd), pad, n, C), zk=zkc, zv=zvc, u=uc32, ut=ut, sk=sk, sv=sv, sd=sd, pad=pad,
+        g_state=g_state, g_intra=g_intra,
     )  # fmt: skip
 
 
@@ -320,6 +388,7 @@ def dispatcher_attention_chunked(
     extra_v: torch.Tensor | None = None,
     chunk: int = 64,
     window: int = 0,
+    decay: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Causal LDA in linear time: chunk-prefix states plus masked intra-chunk matmuls.
 
@@ -330,22 +399,28 @@ def dispatcher_attention_chunked(
                          denominators; ((R U^T) . mask) Zv the value term, R = p / den.
     Left padding of L to n C uses invalid positions, so any padding side is handled. The local
     window (``window`` W > 0) is O(L W d): its logits and values read W shifted views of zk and zv
-    (:func:`window_logits`, :func:`window_values`).
+    (:func:`window_logits`, :func:`window_values`). With ``decay`` (H, k), the state terms are
+    scaled by ``ChunkStates.g_state`` and the intra-chunk terms by ``g_intra`` (module docstring).
     """
-    _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound, window)
+    _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound, window, decay)
     if valid is None:
         valid = torch.ones(q.shape[0], q.shape[2], dtype=torch.bool, device=q.device)
-    ch = chunk_states(q, expert_q, kc, zk, zv, valid, logit_bound, chunk)
+    ch = chunk_states(q, expert_q, kc, zk, zv, valid, logit_bound, chunk, decay=decay)
     B, H, n, C, d = ch.q.shape
     qc, zkc, zvc, uc32, ut, sk, sv, sd = ch.q, ch.zk, ch.zv, ch.u, ch.ut, ch.sk, ch.sv, ch.sd
     cd = qc.dtype
     uc = ut.transpose(-1, -2)  # (B, H, n, C, k) in the matmul dtype
     mask = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()  # [t, j]: j <= t
     qk = (qc @ zkc.transpose(-1, -2)).masked_fill(~mask, 0.0)  # (B, H, n, C, C)
-    # sum_j u_je q_t.zk_j: (B, H, n, C, k)
-    num = (qc @ sk.to(cd).transpose(-1, -2)).float() + (qk @ uc).float()
-    den = sd[:, :, :, None, :] + uc32.cumsum(3)  # (B, H, n, C, k)
-    den = den.clamp_min(torch.finfo(torch.float32).tiny)  # only padding rows can be 0
+    # sum_j u_je q_t.zk_j (B, H, n, C, k) and the denominators: state part + intra-chunk part
+    num_state, num_intra = (qc @ sk.to(cd).transpose(-1, -2)).float(), (qk @ uc).float()
+    den_state, den_intra = sd[:, :, :, None, :], uc32.cumsum(3)
+    if ch.g_state is not None and ch.g_intra is not None:
+        num_state, den_state = num_state * ch.g_state, den_state * ch.g_state
+        num_intra, den_intra = num_intra * ch.g_intra, den_intra * ch.g_intra
+    num = num_state + num_intra
+    den_raw = den_state + den_intra  # (B, H, n, C, k); 0 only at padding rows
+    den = den_raw.clamp_min(torch.finfo(torch.float32).tiny)
     extra_logits = None
     if extra_k is not None:
         extra_logits = (qc.float()[..., None, :] * ch.cut(extra_k.float())).sum(-1)
@@ -354,8 +429,12 @@ def dispatcher_attention_chunked(
         win_logits = ch.cut(window_logits(q.to(cd), zk.to(cd), valid, window))
     # (B, H, n, C, k), (B, H, n, C, m), (B, H, n, C, W)
     p, pe, pw = _dispatch(num / den, extra_logits, win_logits)
-    r = (p / den).to(cd)  # (B, H, n, C, k)
-    y = (r @ sv.to(cd)).float() + ((r @ ut).masked_fill(~mask, 0.0) @ zvc).float()  # (B,H,n,C,d)
+    r = torch.where(den_raw > 0, p / den, 0.0)  # (B, H, n, C, k); padding rows 0, not 1 / tiny
+    r_state, r_intra = r, r
+    if ch.g_state is not None and ch.g_intra is not None:
+        r_state, r_intra = r * ch.g_state, r * ch.g_intra
+    y = (r_state.to(cd) @ sv.to(cd)).float()  # (B, H, n, C, d)
+    y = y + ((r_intra.to(cd) @ ut).masked_fill(~mask, 0.0) @ zvc).float()
     if pe is not None and extra_v is not None:
         y = y + (pe[..., None] * ch.cut(extra_v.float())).sum(-2)
     y = y.reshape(B, H, n * C, d)[:, :, ch.pad :]  # (B, H, L, d)
@@ -378,23 +457,26 @@ def dispatcher_attention(
     chunk: int = 64,
     impl: Impl = "fast",
     window: int = 0,
+    decay: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The one dispatch point: ``impl="reference"`` (O(L^2), tests), ``"fast"`` (chunked) or
     ``"triton"`` (chunked, one Triton kernel per chunk: ``ops/dispatcher_triton.py``; no local
-    window)."""
+    window, no decay)."""
     if impl == "reference":
         return dispatcher_attention_reference(
             q, expert_q, kc, zk, zv, valid, logit_bound=logit_bound, extra_k=extra_k,
-            extra_v=extra_v, window=window,
+            extra_v=extra_v, window=window, decay=decay,
         )  # fmt: skip
     if impl == "fast":
         return dispatcher_attention_chunked(
             q, expert_q, kc, zk, zv, valid, logit_bound=logit_bound, extra_k=extra_k,
-            extra_v=extra_v, chunk=chunk, window=window,
+            extra_v=extra_v, chunk=chunk, window=window, decay=decay,
         )  # fmt: skip
     if impl == "triton":
         if window:
             raise ValueError("impl='triton' has no local window: use impl='fast' with window > 0.")
+        if decay is not None:
+            raise ValueError("impl='triton' has no recency decay: use impl='fast' with decay.")
         from shortlist.ops.dispatcher_triton import dispatcher_attention_triton
 
         return dispatcher_attention_triton(
@@ -467,6 +549,7 @@ def dispatcher_step(
     logit_bound: float = 16.0,
     extra_k: torch.Tensor | None = None,
     extra_v: torch.Tensor | None = None,
+    decay: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, DispatcherState]:
     """Append one event per row: update the expert state in O(H k d) (and the window's last W
     events) and dispatch it.
@@ -477,6 +560,8 @@ def dispatcher_step(
         expert_q: (H, k, d) or (B, H, k, d).
         valid: (B,) bool; rows where False keep their state and output zero.
         extra_k, extra_v: (B, H, m, d) or None.
+        decay: (H, k) recency decay rates, or None: the rows with a new event multiply their
+            sums by ``exp(-lam)`` before adding it (as the full path under left padding).
 
     Returns:
         (B, H, d) the output at the new position (dtype of q) and the new state.
@@ -492,10 +577,14 @@ def dispatcher_step(
         recent_k = _push(recent_k, zk.float()[:, :, None], valid, dim=2)  # (B, H, W, d)
         recent_v = _push(recent_v, zv.float()[:, :, None], valid, dim=2)
         recent_valid = _push(recent_valid, valid[:, None], valid, dim=1)  # (B, W)
+    num_k, num_v, den = state.num_k, state.num_v, state.den
+    if decay is not None:  # (B, H, k): exp(-lam) in the rows with an event, 1 in the others
+        keep = torch.where(valid[:, None, None], torch.exp(-decay_rates(decay))[None], 1.0)
+        num_k, num_v, den = num_k * keep[..., None], num_v * keep[..., None], den * keep
     new = DispatcherState(
-        num_k=state.num_k + u[..., None] * zk.float()[:, :, None],
-        num_v=state.num_v + u[..., None] * zv.float()[:, :, None],
-        den=state.den + u,
+        num_k=num_k + u[..., None] * zk.float()[:, :, None],
+        num_v=num_v + u[..., None] * zv.float()[:, :, None],
+        den=den + u,
         recent_k=recent_k,
         recent_v=recent_v,
         recent_valid=recent_valid,

@@ -13,6 +13,9 @@ Per head:
     expert streams  zk_j = x_j Wzk, zv_j = x_j Wzv    (averaged into expert keys / values)
     memory tokens   xk_ti, xv_ti = mem_ti Wmk, mem_ti Wmv   (only with ``use_memory=True``)
     local window    the last W events' zk_j, zv_j, read exactly (only with ``window`` W > 0)
+    recency decay   lam_he = ln2 * sigmoid(w_he) per head and expert (only with ``decay_half_life``
+                    > 0): the experts' initial half-lives spread geometrically from 2 events to
+                    ``decay_half_life``, learned from there (at least 1 event)
 and the output is ``concat_h(y) Wo``.
 
 Example:
@@ -31,6 +34,7 @@ from torch import nn
 
 from shortlist.ops.dispatcher import (
     IMPLS,
+    MAX_DECAY,
     MAX_LOGIT_BOUND,
     DispatcherState,
     Impl,
@@ -55,6 +59,9 @@ class DispatcherAttentionLayer(nn.Module):
         use_memory: accept per-position memory tokens (B, L, m, D) as extra dispatch tokens.
         window: W, the most recent events each position also dispatches from exactly (its own
             included; 0 = the experts alone): ops/dispatcher.py.
+        decay_half_life: 0 = no recency decay; > 0 (at least 2): learned per-expert decay of
+            older events in the compress softmax (ops/dispatcher.py), the k experts' initial
+            half-lives spread geometrically from 2 events to this many.
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class DispatcherAttentionLayer(nn.Module):
         logit_bound: float = 16.0,
         use_memory: bool = False,
         window: int = 0,
+        decay_half_life: float = 0.0,
     ) -> None:
         super().__init__()
         for name, value in (("dim", dim), ("heads", heads), ("num_experts", num_experts), ("chunk", chunk)):  # fmt: skip
@@ -80,6 +88,16 @@ class DispatcherAttentionLayer(nn.Module):
             raise ValueError(
                 "The 'window' parameter of DispatcherAttentionLayer must be an int >= 0. "
                 f"Got {window!r} instead."
+            )
+        if decay_half_life and (isinstance(decay_half_life, bool) or not decay_half_life >= 2):
+            raise ValueError(
+                "The 'decay_half_life' parameter of DispatcherAttentionLayer must be 0 (no decay) "
+                f"or a number of events >= 2. Got {decay_half_life!r} instead."
+            )
+        if decay_half_life and impl == "triton":
+            raise ValueError(
+                "DispatcherAttentionLayer(impl='triton') has no recency decay: use impl='fast' "
+                f"with decay_half_life={decay_half_life}, or decay_half_life=0."
             )
         if window and impl == "triton":
             raise ValueError(
@@ -112,6 +130,17 @@ class DispatcherAttentionLayer(nn.Module):
         ratio = _INIT_COMPRESS_SCALE / self.logit_bound
         self.scale_logit = nn.Parameter(torch.full((heads,), math.log(ratio / (1 - ratio))))
         self.memory_kv = nn.Linear(dim, 2 * dim) if use_memory else None
+        self.decay_logit: nn.Parameter | None = None
+        if decay_half_life:  # sigmoid(w) = 1 / half-life, so lam = ln2 / half-life
+            half = torch.logspace(1.0, math.log2(decay_half_life), num_experts, base=2.0)
+            self.decay_logit = nn.Parameter(-torch.log(half - 1).expand(heads, -1).clone())
+
+    def decay_rates(self) -> torch.Tensor | None:
+        """(H, k) recency decay per position, ``ln2 * sigmoid(w)`` (half-lives >= 1 event), or None
+        without decay."""
+        if self.decay_logit is None:
+            return None
+        return MAX_DECAY * torch.sigmoid(self.decay_logit)
 
     def _expert_queries(self) -> torch.Tensor:
         """(H, k, d) unit expert queries times the bounded per-head scale g_h < T."""
@@ -169,6 +198,7 @@ class DispatcherAttentionLayer(nn.Module):
         y = dispatcher_attention(
             q, expert_q, kc, zk, zv, valid, logit_bound=self.logit_bound,
             extra_k=mk, extra_v=mv, chunk=self.chunk, impl=self.impl, window=self.window,
+            decay=self.decay_rates(),
         )  # fmt: skip
         return (y,)
 
@@ -209,6 +239,6 @@ class DispatcherAttentionLayer(nn.Module):
             mk, mv = mk.transpose(1, 2), mv.transpose(1, 2)  # (B, H, m, d)
         y, state = dispatcher_step(
             state, q, self._expert_queries(), kc, zk, zv, valid, logit_bound=self.logit_bound,
-            extra_k=mk, extra_v=mv,
+            extra_k=mk, extra_v=mv, decay=self.decay_rates(),
         )  # fmt: skip
         return self.out(y.reshape(B, self.dim)), state

@@ -1,0 +1,209 @@
+"""Recency decay of the dispatcher's expert summaries: fast path == reference (values and
+gradients), incremental == full, exact causality, a hand-computed example, numerical safety at the
+largest rate, and the layer / config plumbing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shortlist.models import build_model
+from shortlist.ops.dispatcher import (
+    DECAY_MAX_CHUNK,
+    MAX_DECAY,
+    DispatcherState,
+    dispatcher_attention,
+    dispatcher_attention_chunked,
+    dispatcher_attention_reference,
+    dispatcher_step,
+)
+from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
+
+TOL = {"atol": 2e-5, "rtol": 1e-4}
+
+
+def _inputs(seed: int, B: int, H: int, L: int, d: int, k: int, m: int):
+    g = torch.Generator().manual_seed(seed)
+    q, kc, zk, zv = (torch.randn(B, H, L, d, generator=g) for _ in range(4))
+    kc = torch.nn.functional.normalize(kc, dim=-1)
+    expert_q = torch.randn(H, k, d, generator=g) * 3.0
+    lengths = torch.randint(0, L + 1, (B,), generator=g)
+    valid = torch.arange(L)[None, :] >= (L - lengths)[:, None]  # (B, L) left padding
+    # rates in [0, 1]: some above MAX_DECAY, which every path clamps the same way
+    decay = torch.rand(H, k, generator=g)
+    extra = None
+    if m:
+        extra = (torch.randn(B, H, L, m, d, generator=g), torch.randn(B, H, L, m, d, generator=g))
+    return q, expert_q, kc, zk, zv, valid, decay, extra
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    B=st.integers(1, 3),
+    H=st.integers(1, 2),
+    L=st.integers(1, 45),
+    d=st.integers(1, 6),
+    k=st.integers(1, 5),
+    m=st.integers(0, 2),
+    chunk=st.integers(1, 17),
+    window=st.integers(0, 6),
+)
+def test_decayed_chunked_matches_reference(seed, B, H, L, d, k, m, chunk, window) -> None:
+    q, eq, kc, zk, zv, valid, decay, extra = _inputs(seed, B, H, L, d, k, m)
+    ek, ev = extra if extra else (None, None)
+    ref = dispatcher_attention_reference(
+        q, eq, kc, zk, zv, valid, extra_k=ek, extra_v=ev, window=window, decay=decay
+    )
+    fast = dispatcher_attention_chunked(
+        q, eq, kc, zk, zv, valid, extra_k=ek, extra_v=ev, chunk=chunk, window=window, decay=decay
+    )
+    torch.testing.assert_close(fast, ref, **TOL)
+    assert torch.all(fast[~valid[:, None].expand(-1, H, -1)] == 0)
+
+
+def test_decayed_gradients_match_reference() -> None:
+    q, eq, kc, zk, zv, valid, decay, _ = _inputs(3, 2, 2, 29, 4, 3, 0)
+    leaves = [t.clone().requires_grad_() for t in (q, eq, kc, zk, zv, decay * 0.6)]
+    out_grad = torch.randn(q.shape, generator=torch.Generator().manual_seed(4))
+
+    def grads(fn) -> list[torch.Tensor]:
+        for t in leaves:
+            t.grad = None
+        (fn(*leaves) * out_grad).sum().backward()
+        return [t.grad.clone() for t in leaves]
+
+    ref = grads(lambda q, e, kc, zk, zv, dec: dispatcher_attention_reference(
+        q, e, kc, zk, zv, valid, window=2, decay=dec))  # fmt: skip
+    fast = grads(lambda q, e, kc, zk, zv, dec: dispatcher_attention_chunked(
+        q, e, kc, zk, zv, valid, window=2, decay=dec, chunk=6))  # fmt: skip
+    for name, a, b in zip(("q", "expert_q", "kc", "zk", "zv", "decay"), ref, fast, strict=True):
+        torch.testing.assert_close(b, a, atol=5e-5, rtol=1e-4, msg=f"gradient of {name}")
+    assert ref[-1].abs().amax() > 1e-3  # the rates are learned: their gradient is not zero
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    B=st.integers(1, 3),
+    L=st.integers(1, 25),
+    k=st.integers(1, 4),
+    window=st.integers(0, 4),
+)
+def test_decayed_step_equals_full(seed, B, L, k, window) -> None:
+    H, d = 2, 3
+    q, eq, kc, zk, zv, valid, decay, _ = _inputs(seed, B, H, L, d, k, 0)
+    full = dispatcher_attention_reference(q, eq, kc, zk, zv, valid, window=window, decay=decay)
+    state = DispatcherState.zeros(B, H, k, d, window=window)
+    outs = []
+    for t in range(L):
+        y, state = dispatcher_step(
+            state, q[:, :, t], eq, kc[:, :, t], zk[:, :, t], zv[:, :, t], valid[:, t], decay=decay
+        )
+        outs.append(y)
+    torch.testing.assert_close(torch.stack(outs, 2), full, **TOL)
+
+
+def test_decay_matches_hand_computed() -> None:
+    # One head, one expert with all compress logits 0 and q = 0 (so the output is the expert's
+    # value): at t the summary is sum_j 2^{-(t-j)/h} zv_j / sum_j 2^{-(t-j)/h}, half-life h = 2.
+    zv = torch.tensor([1.0, 2.0, 4.0, -3.0]).view(1, 1, 4, 1)
+    q, kc, zk, eq = torch.zeros(1, 1, 4, 1), torch.zeros(1, 1, 4, 1), zv * 0, torch.ones(1, 1, 1)
+    rate = math.log(2.0) / 2.0
+    expected = []
+    for t in range(4):
+        w = torch.tensor([2.0 ** (-(t - j) / 2.0) for j in range(t + 1)])
+        expected.append((w * zv[0, 0, : t + 1, 0]).sum() / w.sum())
+    for impl in ("reference", "fast"):
+        out = dispatcher_attention(
+            q, eq, kc, zk, zv, chunk=3, impl=impl, decay=torch.full((1, 1), rate)
+        )
+        torch.testing.assert_close(out[0, 0, :, 0], torch.stack(expected))
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_decayed_exact_causality(impl: str) -> None:
+    q, eq, kc, zk, zv, _, decay, _ = _inputs(1, 2, 2, 23, 4, 3, 0)
+    valid = torch.ones(2, 23, dtype=torch.bool)
+    valid[1, :7] = False
+    base = dispatcher_attention(q, eq, kc, zk, zv, valid, chunk=5, impl=impl, decay=decay)
+    kc2, zk2, zv2 = kc.clone(), zk.clone(), zv.clone()
+    for x in (kc2, zk2, zv2):
+        x[:, :, 12] += 5.0
+    moved = dispatcher_attention(q, eq, kc2, zk2, zv2, valid, chunk=5, impl=impl, decay=decay)
+    assert torch.equal(moved[:, :, :12], base[:, :, :12])  # bitwise
+    assert (moved[:, :, 12:] - base[:, :, 12:]).abs().amax() > 1e-3
+
+
+def test_zero_decay_is_no_decay_and_rates_are_clamped() -> None:
+    q, eq, kc, zk, zv, valid, _, _ = _inputs(5, 2, 2, 30, 4, 3, 0)
+    plain = dispatcher_attention_chunked(q, eq, kc, zk, zv, valid, chunk=7)
+    zero = dispatcher_attention_chunked(q, eq, kc, zk, zv, valid, chunk=7, decay=torch.zeros(2, 3))
+    torch.testing.assert_close(zero, plain, **TOL)
+    big = dispatcher_attention_chunked(
+        q, eq, kc, zk, zv, valid, chunk=7, decay=torch.full((2, 3), 5.0)
+    )
+    at_max = dispatcher_attention_chunked(
+        q, eq, kc, zk, zv, valid, chunk=7, decay=torch.full((2, 3), MAX_DECAY)
+    )
+    torch.testing.assert_close(big, at_max)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_largest_rate_long_chunks_stay_finite(dtype: torch.dtype) -> None:
+    # the intra-chunk factors reach e^{+-MAX_DECAY C / 2}; chunks are capped at DECAY_MAX_CHUNK
+    L = 3 * DECAY_MAX_CHUNK + 5
+    q, eq, kc, zk, zv, valid, _, _ = _inputs(6, 1, 2, L, 8, 4, 0)
+    decay = torch.full((2, 4), MAX_DECAY)
+    args = [t.to(dtype) for t in (q, eq, kc, zk, zv)]
+    out = dispatcher_attention_chunked(*args, valid, chunk=4 * DECAY_MAX_CHUNK, decay=decay)
+    assert torch.isfinite(out).all()
+    ref = dispatcher_attention_chunked(q, eq, kc, zk, zv, valid, chunk=16, decay=decay)
+    tol = {"atol": 2e-5, "rtol": 1e-4} if dtype == torch.float32 else {"atol": 0.1, "rtol": 0.05}
+    torch.testing.assert_close(out.float(), ref, **tol)
+
+
+def test_decay_shape_and_triton_errors() -> None:
+    q, eq, kc, zk, zv, valid, _, _ = _inputs(7, 1, 2, 5, 4, 3, 0)
+    with pytest.raises(ValueError, match=r"decay must have shape \(H, k\) = \(2, 3\)"):
+        dispatcher_attention(q, eq, kc, zk, zv, valid, decay=torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="no recency decay"):
+        dispatcher_attention(q, eq, kc, zk, zv, valid, impl="triton", decay=torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"decay_half_life.*>= 2"):
+        DispatcherAttentionLayer(8, 2, 3, decay_half_life=1.5)
+    with pytest.raises(ValueError, match="no recency decay"):
+        DispatcherAttentionLayer(8, 2, 3, impl="triton", decay_half_life=16)
+    with pytest.raises(ValueError, match="decay_half_life"):
+        build_model("elastic", num_items=10, dim=8, decay_half_life=-4)
+
+
+def test_layer_initial_half_lives_and_incremental_model() -> None:
+    layer = DispatcherAttentionLayer(8, 2, 4, decay_half_life=64)
+    rates = layer.decay_rates()
+    assert rates is not None and rates.shape == (2, 4)
+    # half-lives 2, 8, 32, 64... spread geometrically from 2 to 64: 2^(1 + 5 i / 3)
+    expected = math.log(2.0) / torch.tensor([2.0 ** (1 + 5 * i / 3) for i in range(4)])
+    torch.testing.assert_close(rates[0], expected)
+    assert DispatcherAttentionLayer(8, 2, 4).decay_rates() is None
+
+    model = build_model(
+        "elastic", num_items=30, max_len=24, dim=8, num_heads=2, num_experts=3, chunk_size=5,
+        decay_half_life=16, local_window=2, dropout=0.0,
+    )  # fmt: skip
+    model.eval()
+    ids = torch.randint(1, 31, (3, 24), generator=torch.Generator().manual_seed(8))
+    ids[0, :9] = 0  # left padding
+    full = model.encode(ids)
+    state = model.init_state(3)
+    steps = []
+    for t in range(24):
+        out = model.step(state, ids[:, t])
+        state = out.state
+        steps.append(out.hidden)
+    torch.testing.assert_close(torch.stack(steps, 1), full, **TOL)
+    names = [n for n, _ in model.named_parameters() if "decay_logit" in n]
+    assert len(names) == model.config.num_layers  # one learned (H, k) table per layer
