@@ -9,6 +9,9 @@ Five sublayers of the same width are timed at fixed tokens per batch (B = tokens
   chunk against its band of W + 1 event chunks and all summaries, masked batched matmuls);
 - ``elastic``: causal linear dispatcher attention (``shortlist.ops.dispatcher_layer``), k experts;
   ``elastic-triton`` (opt-in, named in ``--methods``): the same with one Triton kernel per chunk;
+  ``elastic-decay`` (opt-in): the same with recency decay in the expert summaries
+  (``decay_half_life`` ``--elastic-decay-half-life``, what the frozen ML-100k and MovieLens
+  latest-small ELASTIC configs use);
 - ``sdpa``: full causal attention through ``F.scaled_dot_product_attention`` (flash on the GPU);
 - ``naive``: full causal attention with explicit (L, L) scores (``shortlist.ops.attention``).
 
@@ -75,7 +78,8 @@ METHODS = ["ksa", "ksa-banded", "elastic", "sdpa", "naive"]
 STEP_GRAPH = "step-graph"  # a --compile mode of this script: compile "default" + one CUDA graph
 # modes with CUDA graphs: they allocate from a private pool before the timed step (no peak_mib)
 GRAPH_MODES = ("reduce-overhead", "max-autotune", STEP_GRAPH)
-OPT_IN = ["elastic-triton"]  # timed only when named in --methods (CUDA: ops/dispatcher_triton.py)
+# timed only when named in --methods (elastic-triton: CUDA, ops/dispatcher_triton.py)
+OPT_IN = ["elastic-triton", "elastic-decay"]
 
 
 def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
@@ -91,12 +95,13 @@ def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
             flex_span=args.ksa_span,
             flex_tiles=args.ksa_tiles,
         )  # fmt: skip
-    if method in ("elastic", "elastic-triton"):
+    if method in ("elastic", "elastic-triton", "elastic-decay"):
         return DispatcherAttentionLayer(
             args.dim, args.heads, num_experts=args.experts,
             chunk=args.elastic_triton_chunk if method == "elastic-triton"
             else args.elastic_chunk,
             impl="triton" if method == "elastic-triton" else "fast",
+            decay_half_life=args.elastic_decay_half_life if method == "elastic-decay" else 0.0,
         )  # fmt: skip
     return FullAttentionLayer(args.dim, args.heads, impl=method)  # type: ignore[arg-type]
 
@@ -152,6 +157,13 @@ def add_sublayer_args(p: argparse.ArgumentParser, tiles: bool = True) -> None:
         help="C of the opt-in elastic-triton method (shared memory per program grows with C: "
         "benchmarks/triton_dispatch_resources.py; 32 timed faster than 64 at 16k on the H200, "
         "longseq_speed_triton_c32.json and _c64.json)",
+    )
+    p.add_argument(
+        "--elastic-decay-half-life",
+        type=float,
+        default=256.0,
+        help="decay_half_life of the opt-in elastic-decay method (the experts' longest initial "
+        "half-life, in events)",
     )
 
 
@@ -409,6 +421,7 @@ def _write(
         "experts",
         "elastic_chunk",
         "elastic_triton_chunk",
+        "elastic_decay_half_life",
     )
     config = {
         k: getattr(args, k)

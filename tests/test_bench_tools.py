@@ -227,14 +227,14 @@ def _speed_args(**over: object) -> argparse.Namespace:
     base = dict(
         device="cpu", tokens=64, dim=16, heads=2, chunk=4, window=2, ksa_block=128,
         ksa_span=2048, ksa_tiles="", experts=4, elastic_chunk=8, elastic_triton_chunk=16,
-        warmup=1, repeats=1,
+        elastic_decay_half_life=64.0, warmup=1, repeats=1,
         threads=1, inductor="",
     )  # fmt: skip
     base.update(over)
     return argparse.Namespace(**base)
 
 
-@pytest.mark.parametrize("method", longseq_speed.METHODS)
+@pytest.mark.parametrize("method", [*longseq_speed.METHODS, "elastic-decay"])
 def test_speed_op_scope_feeds_every_input_of_the_attention_op(method: str) -> None:
     """The op rows time the attention alone: documented output shapes, a gradient on every input."""
     args = _speed_args()
@@ -245,6 +245,17 @@ def test_speed_op_scope_feeds_every_input_of_the_attention_op(method: str) -> No
         assert outputs[1].shape == (2, 2, 8, 8)  # summaries: (B, H, ceil(L / k), dh)
     torch.autograd.backward(list(outputs), [torch.ones_like(y) for y in outputs])
     assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in inputs)
+
+
+def test_speed_elastic_decay_is_the_elastic_sublayer_with_decay() -> None:
+    args = _speed_args()
+    plain = longseq_speed.build_layer("elastic", args)
+    decayed = longseq_speed.build_layer("elastic-decay", args)
+    assert plain.decay_rates() is None
+    rates = decayed.decay_rates()
+    assert rates is not None and rates.shape == (2, 4)
+    # the slowest expert starts at the given half-life: lam = ln 2 / 64
+    assert rates.min().item() == pytest.approx(0.6931471805599453 / 64, rel=1e-5)
 
 
 def test_speed_ratios_are_taken_within_a_scope(monkeypatch: pytest.MonkeyPatch) -> None:
