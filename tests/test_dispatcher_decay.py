@@ -207,3 +207,20 @@ def test_layer_initial_half_lives_and_incremental_model() -> None:
     torch.testing.assert_close(torch.stack(steps, 1), full, **TOL)
     names = [n for n, _ in model.named_parameters() if "decay_logit" in n]
     assert len(names) == model.config.num_layers  # one learned (H, k) table per layer
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 16, 17, 45, 100])
+def test_two_level_decayed_prefix_equals_one_transition(n: int) -> None:
+    # the chunk-level state: blocks of about sqrt(n) chunks against the (n, n) definition
+    from shortlist.ops.dispatcher import _decayed_prefix
+
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(2, 3, n, 4, 5, generator=g)
+    lam = torch.rand(3, 4, generator=g) * 2.0
+    expected = torch.zeros_like(x)
+    for c in range(n):
+        for earlier in range(c):
+            expected[:, :, c] += (
+                torch.exp(-lam * (c - 1 - earlier))[None, :, :, None] * x[:, :, earlier]
+            )
+    torch.testing.assert_close(_decayed_prefix(x, lam), expected, **TOL)
