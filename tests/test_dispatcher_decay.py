@@ -189,6 +189,9 @@ def test_layer_initial_half_lives_and_incremental_model() -> None:
     expected = math.log(2.0) / torch.tensor([2.0 ** (1 + 5 * i / 3) for i in range(4)])
     torch.testing.assert_close(rates[0], expected)
     assert DispatcherAttentionLayer(8, 2, 4).decay_rates() is None
+    single = DispatcherAttentionLayer(8, 2, 1, decay_half_life=64).decay_rates()
+    assert single is not None
+    torch.testing.assert_close(single, torch.full((2, 1), math.log(2.0) / 64))
 
     model = build_model(
         "elastic", num_items=30, max_len=24, dim=8, num_heads=2, num_experts=3, chunk_size=5,
@@ -224,3 +227,15 @@ def test_two_level_decayed_prefix_equals_one_transition(n: int) -> None:
                 torch.exp(-lam * (c - 1 - earlier))[None, :, :, None] * x[:, :, earlier]
             )
     torch.testing.assert_close(_decayed_prefix(x, lam), expected, **TOL)
+
+
+def test_decay_rates_get_no_weight_decay() -> None:
+    from shortlist.train.trainer import weight_decay_groups
+
+    model = build_model("elastic", num_items=20, dim=8, num_heads=2, decay_half_life=16)
+    decay, no_decay = weight_decay_groups(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    plain = {names[id(p)] for p in no_decay}
+    assert {n for n in names.values() if n.endswith("decay_logit")} <= plain
+    assert "blocks.0.lda.qkv.weight" in {names[id(p)] for p in decay}
+    assert len(decay) + len(no_decay) == len(names)

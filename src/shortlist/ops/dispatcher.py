@@ -458,9 +458,10 @@ def dispatcher_attention_chunked(
         win_logits = ch.cut(window_logits(q.to(cd), zk.to(cd), valid, window))
     # (B, H, n, C, k), (B, H, n, C, m), (B, H, n, C, W)
     p, pe, pw = _dispatch(num / den, extra_logits, win_logits)
-    r = torch.where(den_raw > 0, p / den, 0.0)  # (B, H, n, C, k); padding rows 0, not 1 / tiny
+    r = p / den  # (B, H, n, C, k)
     r_state, r_intra = r, r
     if ch.g_state is not None and ch.g_intra is not None:
+        r = torch.where(den_raw > 0, r, 0.0)  # padding rows: 0, not p / tiny times a factor > 1
         r_state, r_intra = r * ch.g_state, r * ch.g_intra
     y = (r_state.to(cd) @ sv.to(cd)).float()  # (B, H, n, C, d)
     y = y + ((r_intra.to(cd) @ ut).masked_fill(~mask, 0.0) @ zvc).float()

@@ -133,6 +133,8 @@ class DispatcherAttentionLayer(nn.Module):
         self.decay_logit: nn.Parameter | None = None
         if decay_half_life:  # sigmoid(w) = 1 / half-life, so lam = ln2 / half-life
             half = torch.logspace(1.0, math.log2(decay_half_life), num_experts, base=2.0)
+            if num_experts == 1:  # one expert takes the longest half-life
+                half = torch.tensor([float(decay_half_life)])
             self.decay_logit = nn.Parameter(-torch.log(half - 1).expand(heads, -1).clone())
 
     def decay_rates(self) -> torch.Tensor | None:

@@ -214,6 +214,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def weight_decay_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """AdamW's two parameter groups: (with weight decay, without). Without: 1-D parameters (biases,
+    norms, per-head scales), embeddings, and ``*_logit`` parameters, which are bounded gates and
+    rates through a sigmoid (ELASTIC's ``decay_logit``), not weights: weight decay would pull them
+    to sigmoid(0), e.g. every recency half-life to 2 events."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for name, p in model.named_parameters():
+        plain = p.ndim < 2 or "emb" in name or name.endswith("_logit")
+        (no_decay if plain else decay).append(p)
+    return decay, no_decay
+
+
 class Trainer:
     """Train ``model`` on ``train`` sequences; see the module docstring.
 
@@ -344,9 +357,7 @@ class Trainer:
         )
         if steps_per_epoch == 0:
             raise ValueError("No training batch: every training sequence is shorter than 2 events.")
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            (no_decay if p.ndim < 2 or "emb" in name else decay).append(p)
+        decay, no_decay = weight_decay_groups(self.model)
         optimizer = torch.optim.AdamW(
             [
                 {"params": decay, "weight_decay": c.weight_decay},
