@@ -1,5 +1,5 @@
-"""Causal Linear Dispatcher Attention: fast path == reference, incremental == full, causality,
-padding never leaks, the layer's two implementations agree."""
+"""Causal Linear Dispatcher Attention: fast path == reference, incremental == full (each with and
+without recency decay), causality, padding never leaks, the layer's two implementations agree."""
 
 from __future__ import annotations
 
@@ -33,7 +33,12 @@ def _inputs(seed: int, B: int, H: int, L: int, d: int, k: int, m: int, scale: fl
     return q, expert_q, kc, zk, zv, valid, extra
 
 
-@settings(max_examples=40, deadline=None)
+def _rates(seed: int, H: int, k: int) -> torch.Tensor:
+    """(H, k) recency decay rates in [0, 1]: some above MAX_DECAY, which every path clamps alike."""
+    return torch.rand(H, k, generator=torch.Generator().manual_seed(seed + 1))
+
+
+@settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
     B=st.integers(1, 3),
@@ -45,16 +50,19 @@ def _inputs(seed: int, B: int, H: int, L: int, d: int, k: int, m: int, scale: fl
     chunk=st.integers(1, 17),
     bound=st.sampled_from([2.0, 8.0, 16.0, 40.0]),
     window=st.integers(0, 12),
+    decayed=st.booleans(),
 )
-def test_chunked_matches_reference(seed, B, H, L, d, k, m, chunk, bound, window) -> None:
+def test_chunked_matches_reference(seed, B, H, L, d, k, m, chunk, bound, window, decayed) -> None:
     q, eq, kc, zk, zv, valid, extra = _inputs(seed, B, H, L, d, k, m)
     ek, ev = extra if extra else (None, None)
+    decay = _rates(seed, H, k) if decayed else None
     ref = dispatcher_attention_reference(
-        q, eq, kc, zk, zv, valid, logit_bound=bound, extra_k=ek, extra_v=ev, window=window
-    )
+        q, eq, kc, zk, zv, valid, logit_bound=bound, extra_k=ek, extra_v=ev, window=window,
+        decay=decay,
+    )  # fmt: skip
     fast = dispatcher_attention_chunked(
         q, eq, kc, zk, zv, valid, logit_bound=bound, extra_k=ek, extra_v=ev, chunk=chunk,
-        window=window,
+        window=window, decay=decay,
     )  # fmt: skip
     torch.testing.assert_close(fast, ref, **TOL)
     assert torch.all(fast[~valid[:, None].expand(-1, H, -1)] == 0)  # padding outputs are zero
@@ -69,15 +77,17 @@ def test_chunked_matches_reference(seed, B, H, L, d, k, m, chunk, bound, window)
     m=st.integers(0, 2),
     per_row_experts=st.booleans(),
     window=st.integers(0, 6),
+    decayed=st.booleans(),
 )
-def test_incremental_step_equals_full(seed, B, L, k, m, per_row_experts, window) -> None:
+def test_incremental_step_equals_full(seed, B, L, k, m, per_row_experts, window, decayed) -> None:
     H, d = 2, 3
     q, eq, kc, zk, zv, valid, extra = _inputs(seed, B, H, L, d, k, m)
     if per_row_experts:
         eq = eq[None].expand(B, -1, -1, -1) + torch.randn(B, H, k, d)
     ek, ev = extra if extra else (None, None)
+    decay = _rates(seed, H, k) if decayed else None
     full = dispatcher_attention_reference(
-        q, eq, kc, zk, zv, valid, extra_k=ek, extra_v=ev, window=window
+        q, eq, kc, zk, zv, valid, extra_k=ek, extra_v=ev, window=window, decay=decay
     )
     state = DispatcherState.zeros(B, H, k, d, window=window)
     outs = []
@@ -85,7 +95,7 @@ def test_incremental_step_equals_full(seed, B, L, k, m, per_row_experts, window)
         y, state = dispatcher_step(
             state, q[:, :, t], eq, kc[:, :, t], zk[:, :, t], zv[:, :, t], valid[:, t],
             extra_k=None if ek is None else ek[:, :, t],
-            extra_v=None if ev is None else ev[:, :, t],
+            extra_v=None if ev is None else ev[:, :, t], decay=decay,
         )  # fmt: skip
         outs.append(y)
     torch.testing.assert_close(torch.stack(outs, 2), full, **TOL)

@@ -1,6 +1,7 @@
-"""Recency decay of the dispatcher's expert summaries: fast path == reference (values and
-gradients), incremental == full, exact causality, a hand-computed example, numerical safety at the
-largest rate, and the layer / config plumbing."""
+"""Recency decay of the dispatcher's expert summaries: gradients of the fast path == the
+reference's, exact causality, a hand-computed example, the two-level chunk state, numerical safety at
+the largest rate, and the layer / config / trainer plumbing. (Fast == reference and incremental ==
+full with decay: the parity tests of tests/test_dispatcher.py draw decay on and off.)"""
 
 from __future__ import annotations
 
@@ -8,62 +9,26 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from shortlist.models import build_model
 from shortlist.ops.dispatcher import (
     DECAY_MAX_CHUNK,
     MAX_DECAY,
-    DispatcherState,
     dispatcher_attention,
     dispatcher_attention_chunked,
     dispatcher_attention_reference,
-    dispatcher_step,
 )
 from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
+from test_dispatcher import _inputs as dispatcher_inputs
+from test_dispatcher import _rates
 
 TOL = {"atol": 2e-5, "rtol": 1e-4}
 
 
 def _inputs(seed: int, B: int, H: int, L: int, d: int, k: int, m: int):
-    g = torch.Generator().manual_seed(seed)
-    q, kc, zk, zv = (torch.randn(B, H, L, d, generator=g) for _ in range(4))
-    kc = torch.nn.functional.normalize(kc, dim=-1)
-    expert_q = torch.randn(H, k, d, generator=g) * 3.0
-    lengths = torch.randint(0, L + 1, (B,), generator=g)
-    valid = torch.arange(L)[None, :] >= (L - lengths)[:, None]  # (B, L) left padding
-    # rates in [0, 1]: some above MAX_DECAY, which every path clamps the same way
-    decay = torch.rand(H, k, generator=g)
-    extra = None
-    if m:
-        extra = (torch.randn(B, H, L, m, d, generator=g), torch.randn(B, H, L, m, d, generator=g))
-    return q, expert_q, kc, zk, zv, valid, decay, extra
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    seed=st.integers(0, 2**31 - 1),
-    B=st.integers(1, 3),
-    H=st.integers(1, 2),
-    L=st.integers(1, 45),
-    d=st.integers(1, 6),
-    k=st.integers(1, 5),
-    m=st.integers(0, 2),
-    chunk=st.integers(1, 17),
-    window=st.integers(0, 6),
-)
-def test_decayed_chunked_matches_reference(seed, B, H, L, d, k, m, chunk, window) -> None:
-    q, eq, kc, zk, zv, valid, decay, extra = _inputs(seed, B, H, L, d, k, m)
-    ek, ev = extra if extra else (None, None)
-    ref = dispatcher_attention_reference(
-        q, eq, kc, zk, zv, valid, extra_k=ek, extra_v=ev, window=window, decay=decay
-    )
-    fast = dispatcher_attention_chunked(
-        q, eq, kc, zk, zv, valid, extra_k=ek, extra_v=ev, chunk=chunk, window=window, decay=decay
-    )
-    torch.testing.assert_close(fast, ref, **TOL)
-    assert torch.all(fast[~valid[:, None].expand(-1, H, -1)] == 0)
+    """test_dispatcher's inputs plus (H, k) rates: q, expert_q, kc, zk, zv, valid, decay, extra."""
+    q, eq, kc, zk, zv, valid, extra = dispatcher_inputs(seed, B, H, L, d, k, m)
+    return q, eq, kc, zk, zv, valid, _rates(seed, H, k), extra
 
 
 def test_decayed_gradients_match_reference() -> None:
@@ -84,28 +49,6 @@ def test_decayed_gradients_match_reference() -> None:
     for name, a, b in zip(("q", "expert_q", "kc", "zk", "zv", "decay"), ref, fast, strict=True):
         torch.testing.assert_close(b, a, atol=5e-5, rtol=1e-4, msg=f"gradient of {name}")
     assert ref[-1].abs().amax() > 1e-3  # the rates are learned: their gradient is not zero
-
-
-@settings(max_examples=25, deadline=None)
-@given(
-    seed=st.integers(0, 2**31 - 1),
-    B=st.integers(1, 3),
-    L=st.integers(1, 25),
-    k=st.integers(1, 4),
-    window=st.integers(0, 4),
-)
-def test_decayed_step_equals_full(seed, B, L, k, window) -> None:
-    H, d = 2, 3
-    q, eq, kc, zk, zv, valid, decay, _ = _inputs(seed, B, H, L, d, k, 0)
-    full = dispatcher_attention_reference(q, eq, kc, zk, zv, valid, window=window, decay=decay)
-    state = DispatcherState.zeros(B, H, k, d, window=window)
-    outs = []
-    for t in range(L):
-        y, state = dispatcher_step(
-            state, q[:, :, t], eq, kc[:, :, t], zk[:, :, t], zv[:, :, t], valid[:, t], decay=decay
-        )
-        outs.append(y)
-    torch.testing.assert_close(torch.stack(outs, 2), full, **TOL)
 
 
 def test_decay_matches_hand_computed() -> None:
