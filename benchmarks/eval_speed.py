@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, Row, write_result
 from shortlist.data.sequences import SequenceSplit
 from shortlist.eval.protocols import evaluate
-from shortlist.models import build_model
+from shortlist.models import build_model_from_section
 from shortlist.train.config import load_config
 
 log = logging.getLogger("benchmarks.eval_speed")
@@ -61,11 +61,7 @@ def main() -> None:
     for family in args.models.split(","):
         cfg = load_config(ROOT / "configs" / args.dataset / f"{family}.yaml")
         torch.manual_seed(0)
-        model = build_model(
-            cfg.model["name"],
-            num_items=split.num_items,
-            **{k: v for k, v in cfg.model.items() if k != "name"},
-        )
+        model = build_model_from_section(cfg.model, num_items=split.num_items)
         batch = cfg.eval.retriever_batch()
         fixed = sorted_ = float("inf")
         for _ in range(args.repeats):

@@ -35,10 +35,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, Row, write_result
+from shortlist.train.trainer import COMPILE_MODES
 
 log = logging.getLogger("benchmarks.train_compile")
 
-MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+MODES = ("off", *COMPILE_MODES)  # "off", or a train.compile_mode
 
 
 def epoch_summary(records: list[dict[str, Any]]) -> dict[str, float]:

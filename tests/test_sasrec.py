@@ -168,3 +168,18 @@ def test_normalize_gives_cosine_scores_under_the_full_softmax(name: str) -> None
     cos = F.normalize(m.encode(ids)[:, -1], dim=-1) @ table.T
     torch.testing.assert_close(scores[:, 1:], cos[:, 1:])
     assert scores[0, 1:].abs().max() <= 1.0 + 1e-5
+
+
+def test_build_from_a_config_section() -> None:
+    from shortlist.models import build_model_from_section
+
+    section = {"name": "sasrec", "max_len": 7, "dim": 8, "num_heads": 2}
+    model = build_model_from_section(section, num_items=11)
+    assert model.config.num_items == 11 and model.config.max_len == 7 and model.config.dim == 8
+    assert section == {"name": "sasrec", "max_len": 7, "dim": 8, "num_heads": 2}  # not consumed
+    with pytest.raises(ValueError, match=r"needs a 'name' key\. Got keys \['dim'\]"):
+        build_model_from_section({"dim": 8}, num_items=11)
+    with pytest.raises(
+        ValueError, match=r"'sasrec' sets \['num_items'\], which come from the data"
+    ):
+        build_model_from_section({"name": "sasrec", "num_items": 3}, num_items=11)

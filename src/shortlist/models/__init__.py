@@ -15,6 +15,7 @@ from shortlist.models.base import (
     Retriever,
     TopK,
     build_model,
+    build_model_from_section,
     load_model,
     register,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "Retriever",
     "TopK",
     "build_model",
+    "build_model_from_section",
     "load_model",
     "register",
 ]

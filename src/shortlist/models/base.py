@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -165,6 +166,20 @@ def build_model(name: str, **config: Any) -> Model:
             f"Unknown config key(s) {unknown} for model {name!r}. Valid keys: {sorted(known)}."
         )
     return cls(cls.config_class(**config))
+
+
+def build_model_from_section(section: Mapping[str, Any], **data: Any) -> Model:
+    """Build the model a config's ``model:`` section describes (``{"name": ..., **config}``), with
+    the values that come from the data (``num_items`` for a retriever, ``features`` for a ranker)."""
+    if "name" not in section:
+        raise ValueError(f"A model section needs a 'name' key. Got keys {sorted(section)}.")
+    config = {k: v for k, v in section.items() if k != "name"}
+    both = sorted(set(config) & set(data))
+    if both:
+        raise ValueError(
+            f"The model section of {section['name']!r} sets {both}, which come from the data."
+        )
+    return build_model(section["name"], **config, **data)
 
 
 def load_model(directory: str | Path, map_location: str | torch.device = "cpu") -> Model:

@@ -24,7 +24,7 @@ from shortlist.atomic import write_json
 from shortlist.data.ctr.batches import CTRLoader
 from shortlist.data.ctr.dataset import CTRData
 from shortlist.eval.ctr_protocol import CTR_EVAL_BATCH, evaluate_ctr
-from shortlist.models.base import Model, build_model, load_model
+from shortlist.models.base import Model, build_model_from_section, load_model
 from shortlist.models.rankers.base import Ranker
 from shortlist.train.experiment import RunResult
 from shortlist.train.trainer import TrainConfig, Trainer, resolve_device, seed_everything
@@ -37,8 +37,7 @@ CTR_PROTOCOL = "ctr"
 
 def build_ranker(model_section: dict[str, Any], data: CTRData) -> Ranker:
     """The config's ranker with the dataset's feature spec filled in."""
-    kwargs = {k: v for k, v in model_section.items() if k != "name"}
-    model = build_model(model_section["name"], features=data.spec, **kwargs)
+    model = build_model_from_section(model_section, features=data.spec)
     if not isinstance(model, Ranker):
         raise ValueError(
             f"Model {model_section['name']!r} is not a ranker; the 'ctr' protocol needs one of "

@@ -27,7 +27,7 @@ from shortlist.data.sequences import EvalExamples, SequenceSplit
 from shortlist.data.validation import widen_validation
 from shortlist.eval.protocols import EvalResult, evaluate
 from shortlist.eval.ranks import save_ranks
-from shortlist.models.base import Model, build_model, load_model
+from shortlist.models.base import Model, build_model_from_section, load_model
 from shortlist.train.config import ExperimentConfig
 from shortlist.train.trainer import Trainer, TrainResult, resolve_device, seed_everything
 
@@ -106,10 +106,9 @@ def run_on_split(
     run_dir = config.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
-    model_kwargs = {k: v for k, v in config.model.items() if k != "name"}
     train_cfg = config.train_config()
     seed_everything(train_cfg.seed)  # the initial weights too, not only the batches
-    model = build_model(config.model["name"], num_items=split.num_items, **model_kwargs)
+    model = build_model_from_section(config.model, num_items=split.num_items)
     device = resolve_device(train_cfg.device)
     log.info(
         "%s: %s, %s parameters, %s",
