@@ -90,3 +90,28 @@ def test_training_windows_rejects_bad_max_len() -> None:
 
     with pytest.raises(ValueError, match="max_len must be >= 1, got 0"):
         training_windows(Jagged.from_lengths(np.arange(3), np.array([3])), 0)
+
+
+def test_multi_scale_windows_make_every_event_a_target_once_per_size() -> None:
+    import pytest
+
+    from shortlist.data.sequences import Jagged, multi_scale_windows, training_windows
+
+    lengths = np.array([0, 1, 2, 5, 13, 30])
+    values = np.arange(1, lengths.sum() + 1)
+    seqs = Jagged.from_lengths(values, lengths)
+    times = Jagged.from_lengths(values * 10, lengths)
+    windows, (wt,), row = multi_scale_windows(seqs, [8, 3], times)
+    long, _, long_row = training_windows(seqs, 8)
+    short, _, short_row = training_windows(seqs, 3)
+    assert len(windows) == len(long) + len(short)
+    np.testing.assert_array_equal(row, np.concatenate([long_row, short_row]))
+    for i in range(len(windows)):  # the long size's windows first, then the short ones
+        ref = long[i] if i < len(long) else short[i - len(long)]
+        np.testing.assert_array_equal(windows[i], ref)
+        np.testing.assert_array_equal(wt[i], ref * 10)
+    targets = sorted(t for i in range(len(windows)) for t in windows[i][1:].tolist())
+    expected = np.concatenate([seqs[u][1:] for u in range(len(lengths))]).tolist()
+    assert targets == sorted(expected * 2)  # every target once per size
+    with pytest.raises(ValueError, match=r"distinct window sizes, at least one; got \[3, 3\]"):
+        multi_scale_windows(seqs, [3, 3])

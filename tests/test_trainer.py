@@ -285,6 +285,30 @@ def test_windows_all_trains_on_every_target(tmp_path: Path) -> None:
     every.fit()  # and it trains
 
 
+def test_short_windows_add_each_target_again_with_short_context(tmp_path: Path) -> None:
+    seqs = Jagged.from_lengths(np.arange(40) % 20 + 1, np.array([25, 15]))
+    both = Trainer(
+        tiny_sasrec(),
+        seqs,
+        _config(epochs=1, batch_size=1, windows="all", short_windows=4),
+        tmp_path / "a",
+    )
+    # ceil(24/10) + ceil(14/10) windows of max_len 10, then ceil(24/4) + ceil(14/4) of 4
+    assert len(both.train) == (3 + 2) + (6 + 4)
+    assert max(len(both.train[i]) for i in range(5, 15)) == 4 + 1
+    n_targets = sum(int(b.lengths.sum()) for b in both._loader())
+    assert n_targets == 2 * (24 + 14)
+    both.fit()
+    with pytest.raises(
+        ValueError, match="short_windows' parameter of TrainConfig needs windows='all'"
+    ):
+        _config(short_windows=4)
+    with pytest.raises(
+        ValueError, match=r"train.short_windows \(10\) must be below the model's max_len \(10\)"
+    ):
+        Trainer(tiny_sasrec(), seqs, _config(windows="all", short_windows=10), tmp_path / "b")
+
+
 def test_time_limit_stops_after_the_epoch_that_passes_it(tmp_path: Path) -> None:
     result = Trainer(
         tiny_sasrec(), cyclic_sequences(), _config(epochs=50, time_limit_s=1e-9), tmp_path

@@ -9,6 +9,7 @@ Notation: B sequences, E = sum_i L_i values, U users.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,54 @@ def training_windows(
     windows = Jagged.from_lengths(sequences.values[index], lengths)
     cut = [None if a is None else Jagged.from_lengths(a.values[index], lengths) for a in aligned]
     return windows, cut, row
+
+
+def multi_scale_windows(
+    sequences: Jagged, sizes: Sequence[int], *aligned: Jagged | None
+) -> tuple[Jagged, list[Jagged | None], np.ndarray]:
+    """:func:`training_windows` at several window sizes, concatenated: every event is a target
+    once per size.
+
+    A model trained only on windows of its own ``max_len`` (2,048, say) sees almost every target
+    of a long user with hundreds of events of context, and short contexts (most users' whole
+    history) only at the start of a sequence. Adding windows of a short size (200) trains the same
+    targets with short contexts too, as a model of that length would see them.
+
+    Args:
+        sequences: B sequences.
+        sizes: the window sizes (targets per window), each >= 1, no size twice.
+        aligned: jagged arrays aligned with ``sequences``, cut the same way (None passes through).
+
+    Returns:
+        ``(windows, aligned_windows, row)`` as :func:`training_windows`, the windows of
+        ``sizes[0]`` first, then those of ``sizes[1]`` and so on.
+
+    Example:
+        >>> seqs = Jagged.from_lengths(np.arange(1, 6), np.array([5]))
+        >>> w, _, row = multi_scale_windows(seqs, [4, 2])
+        >>> [w[i].tolist() for i in range(len(w))], row.tolist()
+        ([[1, 2, 3, 4, 5], [1, 2, 3], [3, 4, 5]], [0, 0, 0])
+    """
+    sizes = [int(s) for s in sizes]
+    if not sizes or len(set(sizes)) != len(sizes):
+        raise ValueError(
+            f"multi_scale_windows: sizes must be distinct window sizes, at least one; got {sizes!r}."
+        )
+    parts = [training_windows(sequences, size, *aligned) for size in sizes]
+    windows = _concat([p[0] for p in parts])
+    cut = [
+        None if a is None else _concat([p[1][i] for p in parts])  # type: ignore[misc]
+        for i, a in enumerate(aligned)
+    ]
+    return windows, cut, np.concatenate([p[2] for p in parts])
+
+
+def _concat(parts: Sequence[Jagged]) -> Jagged:
+    """Rows of several jagged arrays, one after another."""
+    return Jagged.from_lengths(
+        np.concatenate([p.values for p in parts]),
+        np.concatenate([np.diff(p.offsets) for p in parts]),
+    )
 
 
 @dataclass(frozen=True)

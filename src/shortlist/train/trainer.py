@@ -43,7 +43,7 @@ from torch import nn
 
 from shortlist.data.batches import SequenceBatch
 from shortlist.data.loader import make_loader
-from shortlist.data.sequences import Jagged, training_windows
+from shortlist.data.sequences import Jagged, multi_scale_windows
 from shortlist.models.base import Model
 from shortlist.ops.shapes import round_up_per_octave
 from shortlist.train import checkpoint as ckpt
@@ -105,6 +105,10 @@ class TrainConfig:
     # "last": each training row is a user's most recent max_len targets (older events are never
     # targets); "all": long sequences are cut into windows of max_len targets so every event is one
     windows: Literal["last", "all"] = "last"
+    # > 0 with windows="all": also cut every sequence into windows of this many targets, so each
+    # event is a target twice an epoch, once with the model's max_len of context and once with at
+    # most this much (a 2,048 model also learns the short contexts most users have; 0 = off)
+    short_windows: int = 0
     time_limit_s: float = 0.0  # stop after the epoch in which training time passes this; 0 = none
     # > 0: validate and save the exponential moving average of the weights (train/ema.py), e.g. 0.999
     ema_decay: float = 0.0
@@ -123,6 +127,11 @@ class TrainConfig:
         if self.eval_every < 1:
             raise ValueError(
                 f"The 'eval_every' parameter of TrainConfig must be >= 1. Got {self.eval_every!r} instead."
+            )
+        if self.short_windows < 0 or (self.short_windows and self.windows != "all"):
+            raise ValueError(
+                "The 'short_windows' parameter of TrainConfig needs windows='all' and must be >= 0 "
+                f"(0 = off). Got short_windows={self.short_windows!r} with windows={self.windows!r}."
             )
         if self.ema_decay != 0:
             check_decay(self.ema_decay, "TrainConfig", "ema_decay")
@@ -260,9 +269,14 @@ class Trainer:
         self.timestamps = timestamps
         self.user_ids = user_ids
         if config.windows == "all" and isinstance(train, Jagged):
-            self.train, (self.timestamps,), rows = training_windows(
-                train, model.config.max_len, timestamps
-            )
+            max_len = model.config.max_len
+            if config.short_windows >= max_len:
+                raise ValueError(
+                    f"train.short_windows ({config.short_windows}) must be below the model's "
+                    f"max_len ({max_len}): windows that long are the ones windows='all' cuts already."
+                )
+            sizes = [max_len] + ([config.short_windows] if config.short_windows else [])
+            self.train, (self.timestamps,), rows = multi_scale_windows(train, sizes, timestamps)
             self.user_ids = None if user_ids is None else np.asarray(user_ids)[rows]
         self.device = resolve_device(config.device)
         self.dist: DistInfo = init_distributed(self.device.type)
