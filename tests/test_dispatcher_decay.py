@@ -157,7 +157,8 @@ def test_layer_initial_half_lives_and_incremental_model() -> None:
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 16, 17, 45, 100])
 def test_two_level_decayed_prefix_equals_one_transition(n: int) -> None:
-    # the chunk-level state: blocks of about sqrt(n) chunks against the (n, n) definition
+    # the chunk-level state (one transition up to DECAY_ONE_LEVEL_CHUNKS, then blocks of about
+    # sqrt(n) chunks) against the definition
     from shortlist.ops.dispatcher import _decayed_prefix
 
     g = torch.Generator().manual_seed(n)
@@ -170,6 +171,9 @@ def test_two_level_decayed_prefix_equals_one_transition(n: int) -> None:
                 torch.exp(-lam * (c - 1 - earlier))[None, :, :, None] * x[:, :, earlier]
             )
     torch.testing.assert_close(_decayed_prefix(x, lam), expected, **TOL)
+    # both ways on every n: one (n, n) transition, and two levels from the first chunk on
+    torch.testing.assert_close(_decayed_prefix(x, lam, one_level_max=n), expected, **TOL)
+    torch.testing.assert_close(_decayed_prefix(x, lam, one_level_max=0), expected, **TOL)
 
 
 def test_decay_rates_get_no_weight_decay() -> None:

@@ -88,6 +88,8 @@ MAX_LOGIT_BOUND = 40.0  # e^{-2T} must stay a normal float32 (> 1.2e-38): T <= 4
 MAX_DECAY = math.log(2.0)  # recency decay per position: a half-life of at least one event
 # with decay, chunks are at most this long: the intra-chunk factors stay within e^{+-ln2 * 64}
 DECAY_MAX_CHUNK = 128
+# with decay, the chunk-level state takes one (n, n) transition up to this many chunks, two levels beyond
+DECAY_ONE_LEVEL_CHUNKS = 64
 
 
 def _check_inputs(
@@ -323,16 +325,22 @@ def _transition(lam: torch.Tensor, n: int) -> torch.Tensor:
     return torch.exp(-lam[:, :, None, None] * gap.clamp_min(0.0)) * (gap >= 0)
 
 
-def _decayed_prefix(x: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+def _decayed_prefix(
+    x: torch.Tensor, lam: torch.Tensor, one_level_max: int = DECAY_ONE_LEVEL_CHUNKS
+) -> torch.Tensor:
     """Exclusive decayed prefix over the chunk axis: x (B, H, n, k, d) holds each chunk's sum at
     its end, lam (H, k) the decay per chunk; returns (B, H, n, k, d) with
     ``[c] = sum_{c' < c} exp(-lam (c - 1 - c')) x[c']``, the state at chunk c's start.
 
-    Two levels keep it near-linear: blocks of G ~ sqrt(n) chunks take a (G, G) transition inside
-    and a (m, m) one between their ends (m = ceil(n / G) blocks), O(n (G + m)) instead of the
-    O(n^2) of one (n, n) transition (at L = 64k and C = 64: n = 1,024 chunks, G = m = 32).
+    Up to ``one_level_max`` chunks it is one (n, n) transition: one product, where the two levels
+    below would launch several small kernels (on the GPU, unfused, that costs more than the
+    O(n^2) work). Beyond, two levels keep it near-linear: blocks of G ~ sqrt(n) chunks take a
+    (G, G) transition inside and a (m, m) one between their ends (m = ceil(n / G) blocks),
+    O(n (G + m)) instead of O(n^2) (at L = 64k and C = 64: n = 1,024 chunks, G = m = 32).
     """
     B, H, n, k, d = x.shape
+    if n <= one_level_max:
+        return torch.einsum("hecx,bhxed->bhced", _transition(lam, n), x)
     G = max(1, math.isqrt(max(n - 1, 0)) + 1)  # ceil(sqrt(n)) for n > 0
     m = -(-n // G)
     xb = F.pad(x, (0, 0, 0, 0, 0, m * G - n)).reshape(B, H, m, G, k, d)  # zero chunks at the end
@@ -395,9 +403,10 @@ def chunk_states(
     else:  # state at chunk c's start: sum_{c' < c} exp(-lam C (c - 1 - c')) (chunk c' at its end)
         assert carry is not None
         lam_c = decay_rates(decay) * C  # (H, k): decay per chunk
-        sd = _decayed_prefix((sd * carry)[..., None], lam_c)[..., 0]
-        sk = _decayed_prefix(sk * carry[..., None], lam_c)
-        sv = _decayed_prefix(sv * carry[..., None], lam_c)
+        # the three states in one pass: [sk | sv | sd] on the last axis
+        joint = torch.cat([sk, sv, sd[..., None]], -1) * carry[..., None]
+        sk, sv, sd = _decayed_prefix(joint, lam_c).split([sk.shape[-1], sv.shape[-1], 1], -1)
+        sd = sd[..., 0]
     return ChunkStates(
         q=_cut(q.to(cd), pad, n, C), zk=zkc, zv=zvc, u=uc32, ut=ut, sk=sk, sv=sv, sd=sd, pad=pad,
         g_state=g_state, g_intra=g_intra,
