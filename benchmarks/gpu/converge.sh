@@ -27,8 +27,10 @@
 #   as a cue, the next one the target, 20 extra planted interests a user); full attention at 512 and
 #   2,048 vs KSA (chunks of 64 or 8, or hybrid; banded path) and ELASTIC over the whole 10^4-event
 #   history (SYN_MODELS picks among them), SYN_SEEDS (2 by default), SYN_S a time limit (400 s stopped most runs after 6-8 epochs), into
-#   runs/synthetic -> sweep_synthetic_long; per family the config with the best mean valid NDCG@10
-#   -> longseq_synthetic (the truncated baseline is the better of 512 and 2,048 on validation).
+#   runs/synthetic -> SYN_NAME (sweep_synthetic_long; a new round names its own file, e.g.
+#   sweep_synthetic_long_round2, so the first is not overwritten); per family the config with the best
+#   mean valid NDCG@10 over sweep_synthetic_long*.json -> longseq_synthetic (the truncated baseline is
+#   the better of 512 and 2,048 on validation).
 # GPU memory: a synthetic run takes 10-40 GB (full softmax over 10^4-event histories), an ML-100k one
 # about 3.6 GB: 12 synthetic runs beside 18 ML-100k ones ran out of the H200's 140 GB (2026-11-29), so
 # lower SYN_SEEDS / HSTU_PAR when parts share a call.
@@ -65,7 +67,7 @@ if has speed; then
   fi
 fi
 export BEAUTY_PAR="${BEAUTY_PAR:-18}" PARTS RB_S="${RB_S:-960}" BEAUTY_S="${BEAUTY_S:-780}" MLS_S="${MLS_S:-900}" ML_OURS="${ML_OURS:-1}" \
-  SYN_S="${SYN_S:-900}" HSTU_S="${HSTU_S:-600}" HSTU_SEEDS="${HSTU_SEEDS:-0,1,2,3,4}" \
+  SYN_S="${SYN_S:-900}" SYN_NAME="${SYN_NAME:-sweep_synthetic_long}" HSTU_S="${HSTU_S:-600}" HSTU_SEEDS="${HSTU_SEEDS:-0,1,2,3,4}" \
   HSTU_PAR="${HSTU_PAR:-30}" SYN_SEEDS="${SYN_SEEDS:-0,1}" \
   SYN_MODELS="${SYN_MODELS:-sasrec-long512,sasrec-long2048,ksa-long,ksa-long-c8,ksa-long-hybrid,elastic-long}" \
   BEAUTY_MODELS="${BEAUTY_MODELS:-sasrec-d256,sasrec-d256-do6,hstu-d256,hstu-d128,ksa-c4w4,elastic-e16}" \
@@ -103,11 +105,11 @@ setsid bash -c '
       --out-dir runs/hstu100k --set train.time_limit_s="$HSTU_S" $common > runs/hstu100k.log 2>&1 &
   fi
   if has synthetic; then
-    ( python3 benchmarks/seqrec.py run --name sweep_synthetic_long --dataset synthetic-long \
+    ( python3 benchmarks/seqrec.py run --name "$SYN_NAME" --dataset synthetic-long \
         --split .gpu/synthetic-long.npz --config-dir configs/synthetic --seeds "$SYN_SEEDS" --parallel 12 \
         --models "$SYN_MODELS" \
         --out-dir runs/synthetic --set train.time_limit_s="$SYN_S" $common > runs/synthetic.log 2>&1
-      python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_synthetic_long.json \
+      python3 benchmarks/select_configs.py --sweep benchmarks/results/sweep_synthetic_long*.json \
         --families sasrec,ksa,elastic --name longseq_synthetic --no-rebuild >> runs/select.log 2>&1 ) &
   fi
   if has beauty; then
