@@ -55,6 +55,7 @@ from shortlist.train.distributed import (
     init_distributed,
 )
 from shortlist.train.ema import WeightAverage, check_decay
+from shortlist.train.length_groups import group_weights, length_groups
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,10 @@ class TrainConfig:
     # event is a target twice an epoch, once with the model's max_len of context and once with at
     # most this much (a 2,048 model also learns the short contexts most users have; 0 = off)
     short_windows: int = 0
+    # > 1: each batch runs as up to this many groups of rows of similar length, each at its own
+    # width, their losses weighted by their share of the targets (train/length_groups.py): the same
+    # gradient as the padded batch for a full-softmax loss, in fewer padded positions (1 = off)
+    length_groups: int = 1
     time_limit_s: float = 0.0  # stop after the epoch in which training time passes this; 0 = none
     # > 0: validate and save the exponential moving average of the weights (train/ema.py), e.g. 0.999
     ema_decay: float = 0.0
@@ -132,6 +137,11 @@ class TrainConfig:
             raise ValueError(
                 "The 'short_windows' parameter of TrainConfig needs windows='all' and must be >= 0 "
                 f"(0 = off). Got short_windows={self.short_windows!r} with windows={self.windows!r}."
+            )
+        if isinstance(self.length_groups, bool) or self.length_groups < 1:
+            raise ValueError(
+                "The 'length_groups' parameter of TrainConfig must be an int >= 1 (1 = off). "
+                f"Got {self.length_groups!r} instead."
             )
         if self.ema_decay != 0:
             check_decay(self.ema_decay, "TrainConfig", "ema_decay")
@@ -360,6 +370,31 @@ class Trainer:
         return metrics
 
     # -- the loop ----------------------------------------------------------------------------
+    def _accumulate(
+        self, batch: Any, step_fn: Callable[[Any], torch.Tensor], net: nn.Module, autocast: Any
+    ) -> torch.Tensor:
+        """Forward and backward of one batch; returns its (detached) loss. A padded batch is
+        trimmed, and with ``length_groups`` > 1 cut into groups of similar length whose losses,
+        weighted by their share of the targets, sum to the batch's (gradients accumulate; under
+        DDP only the last group synchronises them)."""
+        c = self.config
+        if hasattr(batch, "num_rows"):  # a BatchSource's batch: no padding to trim
+            groups, weights = [batch], [1.0]
+        else:
+            groups = length_groups(batch, c.length_groups)
+            weights = group_weights(groups) if len(groups) > 1 else [1.0]
+            groups = [trim_padding(g, bucketed=c.compile) for g in groups]
+        total = torch.zeros((), device=self.device)
+        for i, (group, weight) in enumerate(zip(groups, weights, strict=True)):
+            last = i == len(groups) - 1
+            sync = nullcontext() if last or not self.dist.enabled else net.no_sync()  # type: ignore[operator]
+            with sync:
+                with autocast():
+                    loss = step_fn(group.to(self.device, non_blocking=True))
+                (loss * weight if len(groups) > 1 else loss).backward()
+            total = total + loss.detach().float() * weight
+        return total
+
     def fit(self, *, resume: bool = True) -> TrainResult:
         """Train until ``epochs`` or early stopping; resumes from ``checkpoints/last.pt`` if present."""
         c = self.config
@@ -462,14 +497,10 @@ class Trainer:
                         rows = batch.num_rows
                         positions += rows
                     else:
-                        batch = trim_padding(batch, bucketed=c.compile)
                         rows = batch.input_ids.shape[0]
                         positions += int(batch.lengths.sum())  # on the CPU copy: no device sync
-                    batch = batch.to(self.device, non_blocking=True)
-                    with autocast():
-                        loss = step_fn(batch)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    loss = self._accumulate(batch, step_fn, net, autocast)
                     if c.grad_clip > 0:
                         torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
                     optimizer.step()
