@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from seq_helpers import cyclic_sequences
 
+from seq_helpers import cyclic_sequences
 from shortlist.data.batches import SequenceBatch
 from shortlist.data.sequences import Jagged
 from shortlist.models import build_model
@@ -49,9 +49,9 @@ def test_group_rows_partition_by_length() -> None:
     assert [g.tolist() for g in group_rows(lengths, 1)] == [
         torch.argsort(-lengths, stable=True).tolist()
     ]
-    with pytest.raises(ValueError, match="max_groups must be an int >= 1. Got 0"):
+    with pytest.raises(ValueError, match=r"max_groups must be an int >= 1\. Got 0"):
         group_rows(lengths, 0)
-    with pytest.raises(ValueError, match="ratio must be > 1. Got 1.0"):
+    with pytest.raises(ValueError, match=r"ratio must be > 1\. Got 1\.0"):
         group_rows(lengths, 2, ratio=1.0)
 
 
