@@ -1,8 +1,8 @@
 """Rows of a padded training batch in groups of similar length, for exact gradient accumulation.
 
 A left-padded batch costs every row its longest row's width. Histories are skewed: at max length
-2,048 on MovieLens latest-small, random batches of 16 windows hold 21% events and 79% padding,
-because nearly every batch draws one long user. Training each group of rows at its own width,
+2,048 on MovieLens latest-small, most random batches of 16 windows draw one long user, and three
+quarters of their positions are padding (``benchmarks/results/length_groups_speed.json``). Training each group of rows at its own width,
 and weighting each group's mean loss by its share of the batch's targets, gives the gradient of
 the whole batch's mean loss (:func:`group_weights`), at the cost of one forward and backward per
 group. ``train.length_groups`` in :mod:`shortlist.train.trainer` turns it on.
