@@ -205,8 +205,10 @@ def test_bucketed_padding_leaves_the_loss_unchanged(name: str) -> None:
 
 
 @pytest.mark.timeout(240)
-def test_ddp_two_processes_over_gloo(tmp_path: Path) -> None:
-    """torchrun with 2 CPU processes: same code path, weights stay identical across ranks."""
+@pytest.mark.parametrize("length_groups", [1, 3])
+def test_ddp_two_processes_over_gloo(tmp_path: Path, length_groups: int) -> None:
+    """torchrun with 2 CPU processes: same code path, weights stay identical across ranks (also
+    with train.length_groups, whose groups but the last accumulate without DDP's sync)."""
     script = Path(__file__).parent / "scripts" / "ddp_train.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
@@ -219,6 +221,7 @@ def test_ddp_two_processes_over_gloo(tmp_path: Path) -> None:
             "2",
             str(script),
             str(tmp_path),
+            str(length_groups),
         ],
         env=env,
         capture_output=True,

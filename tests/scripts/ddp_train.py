@@ -1,4 +1,4 @@
-"""Started by tests/test_trainer.py under torchrun (2 CPU processes, gloo)."""
+"""Started by tests/test_trainer.py under torchrun (2 CPU processes, gloo): OUT [LENGTH_GROUPS]."""
 
 from __future__ import annotations
 
@@ -16,14 +16,21 @@ from shortlist.models import build_model
 from shortlist.train.trainer import TrainConfig, Trainer
 
 
-def main(out: Path) -> None:
+def main(out: Path, length_groups: int) -> None:
     rng = np.random.default_rng(0)
     lengths = rng.integers(3, 12, 64)
     values = rng.integers(1, 21, int(lengths.sum()))
     data = Jagged.from_lengths(values, lengths)
     torch.manual_seed(0)
     model = build_model("sasrec", num_items=20, max_len=10, dim=16, num_heads=2, dropout=0.0)
-    cfg = TrainConfig(epochs=2, batch_size=8, lr=0.01, num_workers=0, progress=False)
+    cfg = TrainConfig(
+        epochs=2,
+        batch_size=8,
+        lr=0.01,
+        num_workers=0,
+        progress=False,
+        length_groups=length_groups,  # > 1: the groups but the last skip DDP's gradient sync
+    )
     result = Trainer(model, data, cfg, out / "run", evaluate=lambda m: {"ndcg@10": 0.0}).fit()
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     torch.save(model.state_dict(), out / f"rank{rank}.pt")
@@ -52,4 +59,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 1)
