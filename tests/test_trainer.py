@@ -320,3 +320,27 @@ def test_time_limit_stops_after_the_epoch_that_passes_it(tmp_path: Path) -> None
     assert result.history[-1]["time_limit"] is True and result.stopped_by == "time_limit"
     done = Trainer(tiny_sasrec(), cyclic_sequences(), _config(epochs=2), tmp_path / "done").fit()
     assert not done.stopped_early and done.stopped_by == "epochs"
+
+
+def test_deterministic_turns_torch_deterministic_algorithms_on_for_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # restored to its state at teardown
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
+    seen: list[bool] = []
+    model = tiny_sasrec()
+    compute = model.compute_loss
+
+    def recording(batch):  # type: ignore[no-untyped-def]
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return compute(batch)
+
+    monkeypatch.setattr(model, "compute_loss", recording)
+    assert not torch.are_deterministic_algorithms_enabled()
+    Trainer(model, cyclic_sequences(), _config(epochs=1, deterministic=True), tmp_path / "a").fit()
+    assert seen and all(seen)  # every training step ran with them
+    assert not torch.are_deterministic_algorithms_enabled()  # set back after the run
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    seen.clear()
+    Trainer(model, cyclic_sequences(), _config(epochs=1), tmp_path / "b").fit()
+    assert seen and not any(seen)

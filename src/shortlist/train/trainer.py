@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -114,6 +115,10 @@ class TrainConfig:
     # width, their losses weighted by their share of the targets (train/length_groups.py): the same
     # gradient as the padded batch for a full-softmax loss, in fewer padded positions (1 = off)
     length_groups: int = 1
+    # True: torch.use_deterministic_algorithms for the run, so a GPU run repeats from its seed, or
+    # stops with PyTorch's error naming the first operation that has no deterministic kernel (CPU
+    # runs repeat without it)
+    deterministic: bool = False
     time_limit_s: float = 0.0  # stop after the epoch in which training time passes this; 0 = none
     # > 0: validate and save the exponential moving average of the weights (train/ema.py), e.g. 0.999
     ema_decay: float = 0.0
@@ -177,6 +182,8 @@ class _LossModule(nn.Module):
         return self.model.compute_loss(batch).loss
 
 
+# cuBLAS needs a fixed workspace for deterministic results (PyTorch's reproducibility notes)
+CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"
 COMPILE_MIN_WIDTH = 64  # the narrowest width a compiled training step is given
 COMPILE_WIDTHS_PER_OCTAVE = 4  # from 256 columns up, at most 25% over a batch's longest row
 COMPILE_RECOMPILE_LIMIT = 64  # dynamo's per-function limit while train.compile is on (torch's: 8)
@@ -396,7 +403,21 @@ class Trainer:
         return total
 
     def fit(self, *, resume: bool = True) -> TrainResult:
-        """Train until ``epochs`` or early stopping; resumes from ``checkpoints/last.pt`` if present."""
+        """Train until ``epochs`` or early stopping; resumes from ``checkpoints/last.pt`` if present.
+
+        With ``deterministic``, PyTorch's deterministic algorithms are on for the run (and cuBLAS
+        gets the fixed workspace it needs for them), then set back as they were."""
+        if not self.config.deterministic:
+            return self._fit(resume)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC_WORKSPACE)
+        previous = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True)
+        try:
+            return self._fit(resume)
+        finally:
+            torch.use_deterministic_algorithms(previous)
+
+    def _fit(self, resume: bool) -> TrainResult:
         c = self.config
         seed_everything(c.seed)
         self.model.to(self.device)
