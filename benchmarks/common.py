@@ -422,8 +422,9 @@ def glob_paths(patterns: list[str]) -> list[Path]:
 def glob_groups(items: list[str], option: str = "--group") -> dict[str, list[Path]]:
     """``["name=pattern", ...]`` -> {name: matching run folders} (``shortlist.eval.compare.
     expand_runs``); a name may be given several patterns. ValueError naming ``option`` for a
-    malformed item or a pattern that matches nothing."""
-    from shortlist.eval.compare import expand_runs
+    malformed item, a pattern that matches nothing, or a group that is not one config's seeds
+    (``shortlist.eval.compare.check_one_model``)."""
+    from shortlist.eval.compare import check_one_model, expand_runs
 
     groups: dict[str, list[Path]] = {}
     for item in items:
@@ -436,6 +437,8 @@ def glob_groups(items: list[str], option: str = "--group") -> dict[str, list[Pat
             groups.setdefault(name, []).extend(expand_runs([pattern]))
         except FileNotFoundError as err:
             raise ValueError(f"{option} {name}: {err}") from None
+    for name, runs in groups.items():
+        check_one_model(runs, f"{option} {name}")
     return groups
 
 

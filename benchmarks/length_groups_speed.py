@@ -20,16 +20,19 @@ import argparse
 import logging
 import sys
 import tempfile
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, write_result
+from shortlist.data.batches import SequenceBatch
 from shortlist.data.splits import SequenceSplit
-from shortlist.models import build_model_from_section
+from shortlist.models import Model, build_model_from_section
 from shortlist.train.config import load_config
-from shortlist.train.length_groups import group_weights, length_groups
+from shortlist.train.length_groups import length_groups
 from shortlist.train.trainer import TrainConfig, Trainer, seed_everything, trim_padding
 
 log = logging.getLogger("benchmarks.length_groups_speed")
@@ -52,28 +55,28 @@ def padding_shares(trainer: Trainer, steps: int, groups: int) -> tuple[float, fl
     return events / whole, events / grouped
 
 
-def gradient_gap(
-    model: torch.nn.Module, trainer: Trainer, groups: int, device: torch.device
-) -> float:
-    """Largest |whole - grouped| gradient entry on the first batch (dropout off), relative to the
-    largest |whole| entry."""
+def gradient_gap(model: Model, trainer: Trainer) -> float:
+    """On the first batch with dropout off: the largest |grouped - whole| gradient entry, relative
+    to the largest |whole| entry; grouped is the trainer's own step (``Trainer._accumulate`` with
+    its ``length_groups``), whole the padded batch's loss."""
     loader = trainer._loader()
     loader.set_epoch(0)
     batch = next(iter(loader))
-    model.to(device).eval()  # no dropout: the two ways see the same network
+    model.to(trainer.device).eval()  # no dropout: the two ways see the same network
 
-    def grads(parts: list, weights: list[float]) -> torch.Tensor:
+    def grads(step: Callable[[], object]) -> torch.Tensor:
         model.zero_grad()
-        for part, weight in zip(parts, weights, strict=True):
-            (model.compute_loss(trim_padding(part).to(device)).loss * weight).backward()
+        step()
         return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
-    whole = grads([batch], [1.0])
-    parts = length_groups(batch, groups)
-    split = grads(parts, group_weights(parts))
+    def loss(b: SequenceBatch) -> torch.Tensor:
+        return model.compute_loss(b).loss
+
+    whole = grads(lambda: loss(trim_padding(batch).to(trainer.device)).backward())
+    grouped = grads(lambda: trainer._accumulate(batch, loss, model, nullcontext))
     model.zero_grad()
     model.train()
-    return float((split - whole).abs().max() / whole.abs().max())
+    return float((grouped - whole).abs().max() / whole.abs().max())
 
 
 def main() -> None:
@@ -134,7 +137,7 @@ def main() -> None:
                     "events_share_grouped": grouped,
                 }
                 if groups > 1:
-                    metrics["gradient_gap"] = gradient_gap(model, trainer, groups, trainer.device)
+                    metrics["gradient_gap"] = gradient_gap(model, trainer)
             if groups == 1:
                 base = metrics
             else:

@@ -19,11 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, write_result
-from shortlist.eval.compare import expand_runs
+from shortlist.eval.compare import check_aligned, expand_runs
 from shortlist.eval.ranks import load_ranks
 
 log = logging.getLogger("benchmarks.repeat_compare")
@@ -54,8 +52,7 @@ def compare_pair(a: Path, b: Path) -> dict[str, float]:
     ranks_a, ranks_b = load_ranks(a), load_ranks(b)
     for split in ("valid", "test"):
         sa, sb = ranks_a.get(split), ranks_b.get(split)
-        if not (np.array_equal(sa.users, sb.users) and np.array_equal(sa.targets, sb.targets)):
-            raise ValueError(f"{a} and {b} rank different {split} examples: not the same split?")
+        check_aligned([sa, sb], [a, b], split)
         differ = int((sa.ranks != sb.ranks).sum())
         out[f"{split}_same_ranks"] = float(differ == 0)
         out[f"{split}_ranks_differing"] = float(differ)

@@ -196,3 +196,32 @@ def test_paired_compare_script_writes_a_row_per_model_and_metric(
         paired_compare.main([*argv[:-5], "--baseline", "nope", "--name", "x", "--no-rebuild"])
     with pytest.raises(ValueError, match="no run folder matches"):
         common.glob_groups([f"a={tmp_path}/none*"])
+
+
+def test_a_group_must_be_one_configs_seeds(tmp_path: Path) -> None:
+    # the glob '*-elastic-s*' also matches '*-elastic-sw200-s0': two configs pooled as "10 seeds"
+    import sys
+
+    from shortlist.eval.compare import check_one_model
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import common
+
+    def run(folder: str, name: str, seed: int) -> Path:
+        path = _run(tmp_path, folder, np.array([0, 5]))
+        (path / "results.json").write_text(
+            json.dumps({"name": name, "train_config": {"seed": seed}})
+        )
+        return path
+
+    for seed in (0, 1):
+        run(f"m-elastic-s{seed}", "m-elastic", seed)
+        run(f"m-elastic-sw200-s{seed}", "m-elastic-sw200", seed)
+    with pytest.raises(ValueError, match="are runs of different configs; narrow the pattern"):
+        common.glob_groups([f"e={tmp_path}/m-elastic-s*"])
+    groups = common.glob_groups([f"e={tmp_path}/m-elastic-s[0-9]*"])
+    assert [r.name for r in groups["e"]] == ["m-elastic-s0", "m-elastic-s1"]
+    twice = run("m-elastic-again-s0", "m-elastic", 0)
+    with pytest.raises(ValueError, match="both have training seed 0"):
+        check_one_model([*groups["e"], twice], "A")
+    check_one_model([tmp_path / "no-results"], "A")  # folders without results.json: not checked

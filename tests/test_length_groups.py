@@ -134,3 +134,21 @@ def test_length_groups_train_a_learnable_task(tmp_path: Path) -> None:
     result = Trainer(model, cyclic_sequences(), config, tmp_path).fit()
     first, last = result.history[0], result.history[-1]
     assert result.epochs_run == 3 and last["loss"] < first["loss"]
+
+
+def test_benchmark_gradient_gap_is_float_rounding(tmp_path: Path) -> None:
+    # benchmarks/length_groups_speed.py's check: the trainer's grouped step against the padded batch
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import length_groups_speed
+
+    rng = np.random.default_rng(1)
+    lengths = rng.choice([2, 3, 30, 40], size=32)
+    seqs = Jagged.from_lengths(rng.integers(1, 21, lengths.sum()), lengths)
+    torch.manual_seed(0)
+    model = build_model("sasrec", num_items=20, max_len=40, dim=16, num_heads=2, dropout=0.3)
+    config = TrainConfig(batch_size=16, num_workers=0, progress=False, length_groups=3)
+    trainer = Trainer(model, seqs, config, tmp_path)
+    assert length_groups_speed.gradient_gap(model, trainer) < 1e-5
+    assert model.training  # set back to training mode

@@ -56,5 +56,5 @@ def test_runs_of_other_examples_are_an_error(tmp_path: Path) -> None:
         arrays = {k: data[k] for k in data.files}
     arrays["test.targets"] = np.array([4, 5, 7])
     np.savez(tmp_path / "b" / "x" / "ranks.npz", **arrays)
-    with pytest.raises(ValueError, match="rank different test examples"):
+    with pytest.raises(ValueError, match="did not rank the same 'test' examples"):
         repeat_compare.compare_pair(tmp_path / "a" / "x", tmp_path / "b" / "x")

@@ -431,10 +431,12 @@ def compare(
     confidence: Annotated[float, typer.Option(help="Interval coverage.")] = 0.95,
 ) -> None:
     """Paired bootstrap of model A against model B on the same examples (each run's ranks.npz)."""
-    from shortlist.eval.compare import compare_runs, expand_runs
+    from shortlist.eval.compare import check_one_model, compare_runs, expand_runs
 
     try:
         a, b = expand_runs(runs), expand_runs(baseline)
+        check_one_model(a, "model A")
+        check_one_model(b, "model B (--baseline)")
         c = compare_runs(a, b, metric, split, n_boot=boot, confidence=confidence)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         _fail(exc)

@@ -57,6 +57,13 @@ class Jagged:
         np.cumsum(lengths, out=offsets[1:])
         return Jagged(values, offsets)
 
+    @staticmethod
+    def concat(parts: Sequence[Jagged]) -> Jagged:
+        """The rows of ``parts``, one array after another."""
+        return Jagged.from_lengths(
+            np.concatenate([p.values for p in parts]), np.concatenate([p.lengths for p in parts])
+        )
+
 
 def segment_indices(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Concatenation of ``arange(starts[i], ends[i])`` over i, vectorized: (sum(ends - starts),) int64.
@@ -155,20 +162,12 @@ def multi_scale_windows(
             f"multi_scale_windows: sizes must be distinct window sizes, at least one; got {sizes!r}."
         )
     parts = [training_windows(sequences, size, *aligned) for size in sizes]
-    windows = _concat([p[0] for p in parts])
+    windows = Jagged.concat([p[0] for p in parts])
     cut = [
-        None if a is None else _concat([p[1][i] for p in parts])  # type: ignore[misc]
+        None if a is None else Jagged.concat([p[1][i] for p in parts])  # type: ignore[misc]
         for i, a in enumerate(aligned)
     ]
     return windows, cut, np.concatenate([p[2] for p in parts])
-
-
-def _concat(parts: Sequence[Jagged]) -> Jagged:
-    """Rows of several jagged arrays, one after another."""
-    return Jagged.from_lengths(
-        np.concatenate([p.values for p in parts]),
-        np.concatenate([np.diff(p.offsets) for p in parts]),
-    )
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,6 @@ def _reorder(jagged: Jagged, order: np.ndarray) -> Jagged:
     return Jagged.from_lengths(jagged.values[idx], jagged.lengths[order])
 
 
-def _concat(parts: list[Jagged]) -> Jagged:
-    return Jagged.from_lengths(
-        np.concatenate([p.values for p in parts]), np.concatenate([p.lengths for p in parts])
-    )
-
-
 def widen_validation(split: SequenceSplit, targets: int) -> SequenceSplit:
     """``split`` with up to ``targets`` validation examples per evaluated user.
 
@@ -90,10 +84,10 @@ def widen_validation(split: SequenceSplit, targets: int) -> SequenceSplit:
     both_t = extra.history_timestamps is not None and old.history_timestamps is not None
     valid = EvalExamples(
         users=users[order],
-        history=_reorder(_concat([extra.history, old.history]), order),
+        history=_reorder(Jagged.concat([extra.history, old.history]), order),
         targets=np.concatenate([extra.targets, old.targets])[order],
         history_timestamps=(
-            _reorder(_concat([extra.history_timestamps, old.history_timestamps]), order)  # type: ignore[list-item]
+            _reorder(Jagged.concat([extra.history_timestamps, old.history_timestamps]), order)  # type: ignore[list-item]
             if both_t
             else None
         ),

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import glob
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +36,14 @@ import numpy as np
 from shortlist.eval.metrics import metric_values, parse_metric
 from shortlist.eval.ranks import SplitRanks, load_ranks
 
-__all__ = ["PairedComparison", "compare_runs", "expand_runs", "paired_bootstrap"]
+__all__ = [
+    "PairedComparison",
+    "check_aligned",
+    "check_one_model",
+    "compare_runs",
+    "expand_runs",
+    "paired_bootstrap",
+]
 
 _BLOCK_ELEMENTS = 1 << 22  # resampled indices held at once (32 MiB of int64), whatever E is
 
@@ -174,13 +182,41 @@ def expand_runs(patterns: Sequence[str]) -> list[Path]:
     return runs
 
 
+def check_one_model(runs: Sequence[str | os.PathLike[str]], label: str) -> None:
+    """ValueError unless the runs that have a ``results.json`` are one config's seeds: the same run
+    name, no training seed twice. A glob can match more than meant (``*-elastic-s*`` also matches
+    ``*-elastic-sw200-s0``), and the pooled seeds would then mix two models."""
+    seen: dict[int, Path] = {}
+    first: tuple[str, Path] | None = None
+    for run in map(Path, runs):
+        path = run / "results.json"
+        if not path.exists():
+            continue
+        results = json.loads(path.read_text())
+        name, seed = results.get("name"), results.get("train_config", {}).get("seed")
+        if first is None:
+            first = (name, run)
+        elif name != first[0]:
+            raise ValueError(
+                f"{label}: {first[1]} ({first[0]!r}) and {run} ({name!r}) are runs of different "
+                "configs; narrow the pattern (e.g. '-s[0-9]*' for the seed suffix)."
+            )
+        if seed is not None and seed in seen:
+            raise ValueError(
+                f"{label}: {seen[seed]} and {run} both have training seed {seed}: pooled, they "
+                "would count one draw twice."
+            )
+        if seed is not None:
+            seen[seed] = run
+
+
 def _group(runs: Sequence[str | os.PathLike[str]], split: str, name: str) -> list[SplitRanks]:
     if not runs:
         raise ValueError(f"compare_runs needs at least one run folder for {name}. Got none.")
     return [load_ranks(r).get(split) for r in runs]
 
 
-def _check_aligned(
+def check_aligned(
     ranks: Sequence[SplitRanks], runs: Sequence[str | os.PathLike[str]], split: str
 ) -> None:
     """Every run must rank the same examples as the first (users and targets, in order)."""
@@ -217,7 +253,7 @@ def compare_runs(
     parse_metric(metric)
     ranks_a, ranks_b = _group(runs_a, split, "A"), _group(runs_b, split, "B")
     runs = [*runs_a, *runs_b]
-    _check_aligned([*ranks_a, *ranks_b], runs, split)
+    check_aligned([*ranks_a, *ranks_b], runs, split)
     per_run_a = [metric_values(r.ranks, metric) for r in ranks_a]  # each (E,)
     per_run_b = [metric_values(r.ranks, metric) for r in ranks_b]
     a, b = np.mean(per_run_a, axis=0), np.mean(per_run_b, axis=0)  # (E,) mean over the seeds

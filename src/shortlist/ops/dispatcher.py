@@ -42,8 +42,9 @@ counts in expert e's summary at position t with the weight ``exp(s_ej - lam_e (t
 so some experts hold short-term and others long-term interests (as the multi-scale decays of
 retention / gated linear attention). Distances count positions: under left padding, the models'
 layout, the number of events between j and t. It stays near-linear: the state before a chunk decays
-by ``exp(-lam C)`` per chunk (transitions within and between blocks of about sqrt(n) chunks, per
-head and expert: :func:`_decayed_prefix`), and inside a chunk the weight
+by ``exp(-lam C)`` per chunk (per head and expert, one transition over the n chunks up to
+:data:`DECAY_ONE_LEVEL_CHUNKS`, beyond that transitions within and between blocks of about sqrt(n)
+chunks: :func:`_decayed_prefix`), and inside a chunk the weight
 ``exp(-lam (a - b))`` factors into ``exp(-lam (a - m)) exp(-lam (m - b))`` around the chunk's middle
 m, both factors within ``exp(+-lam C / 2)`` (so C is capped at :data:`DECAY_MAX_CHUNK`). The
 incremental state multiplies by ``exp(-lam)`` per new event.
@@ -65,8 +66,8 @@ Implementations:
       (exclusive prefix sum of per-chunk sums, (n, k, d)) plus the masked intra-chunk terms,
       written as matmuls: O(B H L (C + k) d) time, O(B H L (C + k)) extra memory, no Python loop
       over chunks, no data-dependent control flow (torch.compile-friendly); with recency decay,
-      the state before each chunk comes from two levels of decayed transitions (blocks of about
-      sqrt(n) chunks), O(B H k n^1.5 d) more.
+      the state before each chunk comes from decayed transitions between chunks, O(B H k n^2 d)
+      more up to :data:`DECAY_ONE_LEVEL_CHUNKS` chunks, O(B H k n^1.5 d) beyond (two levels).
     - ``ops/dispatcher_triton.dispatcher_attention_triton``: the chunked algorithm with one Triton
       kernel per chunk and direction (opt-in ``impl="triton"``; CUDA, no extra tokens).
     - :func:`dispatcher_step`: one new event per row, O(H (k + W) d), from a

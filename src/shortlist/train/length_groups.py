@@ -82,7 +82,10 @@ def length_groups(
     batch: SequenceBatch, max_groups: int, ratio: float = LENGTH_GROUP_RATIO
 ) -> list[SequenceBatch]:
     """``batch`` cut into at most ``max_groups`` batches of rows of similar length
-    (:func:`group_rows`); one group returns ``[batch]`` itself."""
+    (:func:`group_rows`); one group returns ``[batch]`` itself (``max_groups`` 1 without sorting:
+    the trainer calls this for every batch)."""
+    if max_groups == 1:
+        return [batch]
     rows = group_rows(batch.lengths, max_groups, ratio)
     return [batch] if len(rows) == 1 else [take_rows(batch, r) for r in rows]
 

@@ -385,20 +385,23 @@ class Trainer:
         weighted by their share of the targets, sum to the batch's (gradients accumulate; under
         DDP only the last group synchronises them)."""
         c = self.config
-        if hasattr(batch, "num_rows"):  # a BatchSource's batch: no padding to trim
-            groups, weights = [batch], [1.0]
-        else:
-            groups = length_groups(batch, c.length_groups)
-            weights = group_weights(groups) if len(groups) > 1 else [1.0]
-            groups = [trim_padding(g, bucketed=c.compile) for g in groups]
+        groups = [batch]  # a BatchSource's batch (no "num_rows" on a padded one) is used as is
+        if not hasattr(batch, "num_rows"):
+            groups = [
+                trim_padding(g, bucketed=c.compile) for g in length_groups(batch, c.length_groups)
+            ]
+        if len(groups) == 1:
+            with autocast():
+                loss = step_fn(groups[0].to(self.device, non_blocking=True))
+            loss.backward()
+            return loss.detach()
         total = torch.zeros((), device=self.device)
-        for i, (group, weight) in enumerate(zip(groups, weights, strict=True)):
+        for i, (group, weight) in enumerate(zip(groups, group_weights(groups), strict=True)):
             last = i == len(groups) - 1
-            sync = nullcontext() if last or not self.dist.enabled else net.no_sync()  # type: ignore[operator]
-            with sync:
+            with nullcontext() if last or not self.dist.enabled else net.no_sync():  # type: ignore[operator]
                 with autocast():
                     loss = step_fn(group.to(self.device, non_blocking=True))
-                (loss * weight if len(groups) > 1 else loss).backward()
+                (loss * weight).backward()
             total = total + loss.detach().float() * weight
         return total
 
