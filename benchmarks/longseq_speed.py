@@ -69,6 +69,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, write_result
+from shortlist.ops import dispatcher
 from shortlist.ops.ksa import FLEX_SPAN
 
 log = logging.getLogger("benchmarks.longseq_speed")
@@ -422,6 +423,7 @@ def _write(
         "elastic_chunk",
         "elastic_triton_chunk",
         "elastic_decay_half_life",
+        "decay_one_level_chunks",
     )
     config = {
         k: getattr(args, k)
@@ -472,6 +474,14 @@ def main(argv: list[str] | None = None) -> None:
         "--tokens", type=int, default=0, help="tokens per batch (0: 65,536 GPU, 8,192 CPU)"
     )
     add_sublayer_args(p)
+    p.add_argument(
+        "--decay-one-level-chunks",
+        type=int,
+        default=dispatcher.DECAY_ONE_LEVEL_CHUNKS,
+        help="elastic-decay: the chunk-level decayed state is one (n, n) transition up to this "
+        "many chunks, two levels beyond (shortlist.ops.dispatcher.DECAY_ONE_LEVEL_CHUNKS, set for "
+        "the run: at L = 16k and C = 64, n = 256)",
+    )
     p.add_argument("--naive-max-len", type=int, default=16384, help="longest L for naive attention")
     p.add_argument(
         "--compile",
@@ -515,6 +525,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
+    dispatcher.DECAY_ONE_LEVEL_CHUNKS = args.decay_one_level_chunks
     if not args.tokens:
         args.tokens = 65536 if args.device.startswith("cuda") else 8192
     if args.from_log:

@@ -327,20 +327,22 @@ def _transition(lam: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _decayed_prefix(
-    x: torch.Tensor, lam: torch.Tensor, one_level_max: int = DECAY_ONE_LEVEL_CHUNKS
+    x: torch.Tensor, lam: torch.Tensor, one_level_max: int | None = None
 ) -> torch.Tensor:
     """Exclusive decayed prefix over the chunk axis: x (B, H, n, k, d) holds each chunk's sum at
     its end, lam (H, k) the decay per chunk; returns (B, H, n, k, d) with
     ``[c] = sum_{c' < c} exp(-lam (c - 1 - c')) x[c']``, the state at chunk c's start.
 
-    Up to ``one_level_max`` chunks it is one (n, n) transition: one product, where the two levels
+    Up to ``one_level_max`` chunks (default: :data:`DECAY_ONE_LEVEL_CHUNKS`, read at call time,
+    so ``benchmarks/longseq_speed.py --decay-one-level-chunks`` can time another threshold) it is
+    one (n, n) transition: one product, where the two levels
     below would launch several small kernels (on the GPU, unfused, that costs more than the
     O(n^2) work). Beyond, two levels keep it near-linear: blocks of G ~ sqrt(n) chunks take a
     (G, G) transition inside and a (m, m) one between their ends (m = ceil(n / G) blocks),
     O(n (G + m)) instead of O(n^2) (at L = 64k and C = 64: n = 1,024 chunks, G = m = 32).
     """
     B, H, n, k, d = x.shape
-    if n <= one_level_max:
+    if n <= (DECAY_ONE_LEVEL_CHUNKS if one_level_max is None else one_level_max):
         return torch.einsum("hecx,bhxed->bhced", _transition(lam, n), x)
     G = max(1, math.isqrt(max(n - 1, 0)) + 1)  # ceil(sqrt(n)) for n > 0
     m = -(-n // G)
