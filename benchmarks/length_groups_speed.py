@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, write_result
 from shortlist.data.batches import SequenceBatch
-from shortlist.data.splits import SequenceSplit
+from shortlist.data.sequences import SequenceSplit  # no Polars: the GPU machine lacks it
 from shortlist.models import Model, build_model_from_section
 from shortlist.train.config import load_config
 from shortlist.train.length_groups import length_groups
