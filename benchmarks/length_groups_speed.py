@@ -5,9 +5,9 @@ epoch of ``--steps`` batches from the same seed (the same batches in the same or
 validation, and reports sequences and events a second, with the ratio to ``length_groups`` 1
 from the same process. Each case trains ``--runs`` times from the same seed (the same batches, so
 the same shapes) and the last run is timed: the first pays the process's and the shapes' warm-up
-(CUDA context, cuBLAS, and on the GPU KSA's FlexAttention kernels, compiled per batch length:
-on 2026-11-30 a single run of 100 batches took 67 s for KSA against 5.5 s for ELASTIC). The result
-file is written after each config, so a run stopped by a time limit keeps the configs it finished. Beside the times, over those batches: the share of the padded positions
+(CUDA context, cuBLAS, and on the GPU KSA's FlexAttention kernels, compiled for new batch
+lengths). The result file is written after each config, so a run stopped by a time limit keeps
+the configs it finished. Beside the times, over those batches: the share of the padded positions
 that are events, without and with the groups (what the groups save, whatever the device), and on
 the first batch, with dropout off, the largest difference between the gradient of the whole batch
 and the groups' weighted sum (the two are the same gradient up to float rounding).
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -130,17 +129,16 @@ def main() -> None:
             for _ in range(args.runs):  # the last one timed
                 seed_everything(train.seed)
                 model = build_model_from_section(config.model, num_items=split.num_items)
-                run_dir = tempfile.mkdtemp(prefix="length-groups-")
-                trainer = Trainer(
-                    model,
-                    split.train,
-                    train,
-                    run_dir,
-                    timestamps=split.train_timestamps,
-                    user_ids=split.train_users,
-                )
-                result = trainer.fit(resume=False)
-                shutil.rmtree(run_dir, ignore_errors=True)
+                with tempfile.TemporaryDirectory(prefix="length-groups-") as run_dir:
+                    trainer = Trainer(
+                        model,
+                        split.train,
+                        train,
+                        run_dir,
+                        timestamps=split.train_timestamps,
+                        user_ids=split.train_users,
+                    )
+                    result = trainer.fit(resume=False)
             whole, grouped = padding_shares(trainer, args.steps, groups)
             metrics = {
                 "sequences_per_s": result.sequences_per_s,

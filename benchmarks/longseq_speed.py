@@ -525,6 +525,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
+    if args.decay_one_level_chunks < 0:
+        p.error(f"--decay-one-level-chunks must be >= 0, got {args.decay_one_level_chunks}.")
     dispatcher.DECAY_ONE_LEVEL_CHUNKS = args.decay_one_level_chunks
     if not args.tokens:
         args.tokens = 65536 if args.device.startswith("cuda") else 8192

@@ -227,7 +227,7 @@ def _speed_args(**over: object) -> argparse.Namespace:
     base = dict(
         device="cpu", tokens=64, dim=16, heads=2, chunk=4, window=2, ksa_block=128,
         ksa_span=2048, ksa_tiles="", experts=4, elastic_chunk=8, elastic_triton_chunk=16,
-        elastic_decay_half_life=64.0, warmup=1, repeats=1,
+        elastic_decay_half_life=64.0, decay_one_level_chunks=64, warmup=1, repeats=1,
         threads=1, inductor="",
     )  # fmt: skip
     base.update(over)
@@ -757,3 +757,27 @@ def test_eval_speed_times_both_batchings_of_each_frozen_config(
     assert row.metrics["examples"] == 40 and row.metrics["ranks_equal"] == 1.0
     m = row.metrics
     assert m["speedup_ratio"] == pytest.approx(m["fixed_s"] / m["by_length_s"])
+
+
+def test_speed_decay_one_level_chunks_sets_the_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shortlist.ops import dispatcher
+
+    threads = str(torch.get_num_threads())  # main sets torch's threads: keep the session's
+    with pytest.raises(SystemExit):
+        longseq_speed.main(
+            ["--device", "cpu", "--threads", threads, "--decay-one-level-chunks", "-1"]
+        )
+    # a valid value is set for the run before anything is timed (--from-log with no log then fails)
+    monkeypatch.setattr(dispatcher, "DECAY_ONE_LEVEL_CHUNKS", dispatcher.DECAY_ONE_LEVEL_CHUNKS)
+    with pytest.raises(FileNotFoundError):
+        longseq_speed.main(
+            [
+                "--threads",
+                threads,
+                "--decay-one-level-chunks",
+                "7",
+                "--from-log",
+                "/nonexistent.log",
+            ]
+        )
+    assert dispatcher.DECAY_ONE_LEVEL_CHUNKS == 7

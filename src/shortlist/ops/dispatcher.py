@@ -90,6 +90,8 @@ MAX_DECAY = math.log(2.0)  # recency decay per position: a half-life of at least
 # with decay, chunks are at most this long: the intra-chunk factors stay within e^{+-ln2 * 64}
 DECAY_MAX_CHUNK = 128
 # with decay, the chunk-level state takes one (n, n) transition up to this many chunks, two levels beyond
+# (at 16k and C = 64, 256 chunks: one level timed slower than two on the H200, compiled and autotuned,
+# benchmarks/results/longseq_speed_decay_onelevel256.json against longseq_speed_decay.json)
 DECAY_ONE_LEVEL_CHUNKS = 64
 
 
@@ -335,9 +337,8 @@ def _decayed_prefix(
 
     Up to ``one_level_max`` chunks (default: :data:`DECAY_ONE_LEVEL_CHUNKS`, read at call time,
     so ``benchmarks/longseq_speed.py --decay-one-level-chunks`` can time another threshold) it is
-    one (n, n) transition: one product, where the two levels
-    below would launch several small kernels (on the GPU, unfused, that costs more than the
-    O(n^2) work). Beyond, two levels keep it near-linear: blocks of G ~ sqrt(n) chunks take a
+    one (n, n) transition: one product, where the two levels below would launch several small
+    kernels (on the GPU, unfused, that costs more than the O(n^2) work). Beyond, two levels keep it near-linear: blocks of G ~ sqrt(n) chunks take a
     (G, G) transition inside and a (m, m) one between their ends (m = ceil(n / G) blocks),
     O(n (G + m)) instead of O(n^2) (at L = 64k and C = 64: n = 1,024 chunks, G = m = 32).
     """
