@@ -15,15 +15,21 @@ This script merges their result files (a part whose file is absent is named in t
 measured, with ``--why-missing``) into ``benchmarks/results/longseq_quality.json``, keeps the
 mean-over-seeds rows (and every seed row), and adds to each row ``ndcg@10_vs_baseline_ratio`` and
 ``ndcg@10_gap`` against the baseline of the same run (SASRec; on the synthetic split the better of
-the two truncated full-attention runs).
+the two truncated full-attention runs). The file also records each part's command, commit, date,
+machine and notes under ``parts``, so that ``--base`` can update one part: the parts absent from
+``--from`` are then carried from the base file (its rows of that part's dataset and its record),
+instead of being listed as not measured. A part's own files and run folders need not outlive the
+checkout they were made in (on 2026-11-30 a new checkout had no ``runs/``).
 
     python benchmarks/longseq_quality.py --from /path/with/longseq_*.json
+    python benchmarks/longseq_quality.py --from benchmarks/results --base benchmarks/results/longseq_quality.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +45,52 @@ PARTS = {
     # family "sasrec"), or, in a part made without that choice, the better of the two
     "longseq_synthetic": ("sasrec", "sasrec-long512", "sasrec-long2048"),
 }
+
+
+# the dataset of each part's rows (a part carried from --base is its rows of this dataset)
+DATASETS = {
+    "longseq_ml100k": "ml-100k",
+    "longseq_beauty": "amazon-beauty",
+    "longseq_mls": "ml-latest-small",
+    "longseq_synthetic": "synthetic-long",
+}
+RECORD = ("command", "commit", "date", "machine", "notes")
+
+
+def _legacy_records(base: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Part records of a file written before ``parts`` was recorded: its notes were ``"runs: " +
+    " | ".join(commands) + " | notes: " + " | ".join(f"{name}: {notes}")``, the commands in
+    :data:`PARTS` order, one per part present; commit, date and machine were the newest part's
+    (the file's own), so a carried part keeps those."""
+    runs, sep, notes = base.get("notes", "").partition(" | notes: ")
+    present = [n for n in PARTS if any(r["dataset"] == DATASETS[n] for r in base["rows"])]
+    commands = runs.removeprefix("runs: ").split(" | ") if sep else []
+    if len(commands) != len(present):
+        raise ValueError(
+            f"{base.get('name')}: its notes hold {len(commands)} commands for {len(present)} parts;"
+            " cannot tell which is whose. Merge all parts again with --from and no --base."
+        )
+    notes = re.sub(r" \| not measured: .*$", "", notes)
+    pattern = r"(?:^| \| )(" + "|".join(PARTS) + r"): "
+    pieces = re.split(pattern, notes)  # ["", name, text, name, text, ...]
+    texts = dict(zip(pieces[1::2], pieces[2::2], strict=True))
+    return {
+        n: {"command": c, "commit": base["commit"], "date": base["date"],
+            "machine": base["machine"], "notes": texts.get(n, "")}
+        for n, c in zip(present, commands, strict=True)
+    }  # fmt: skip
+
+
+def carried_parts(base: dict[str, Any], names: list[str]) -> dict[str, dict[str, Any]]:
+    """Parts ``names`` rebuilt from a merged file: each one's record and its dataset's rows."""
+    records = base.get("parts") or _legacy_records(base)
+    out = {}
+    for name in names:
+        rows = [r for r in base["rows"] if r["dataset"] == DATASETS[name]]
+        if name not in records or not rows:
+            continue
+        out[name] = {**{k: records[name].get(k, "") for k in RECORD}, "rows": rows}
+    return out
 
 
 def _is_mean(row: dict[str, Any]) -> bool:
@@ -82,6 +134,11 @@ def main() -> None:
         help="how the parts were made, for the result file",
     )
     p.add_argument(
+        "--base",
+        help="a merged longseq_quality.json: the parts absent from --from are carried from it "
+        "(their rows and records) instead of being listed as not measured",
+    )
+    p.add_argument(
         "--why-missing",
         default="no result file",
         help="recorded in the notes for each part whose result file is absent",
@@ -94,8 +151,12 @@ def main() -> None:
             f"{src}: none of the result files {sorted(PARTS)} is there (benchmarks/gpu/sweeps.sh "
             "and benchmarks/select_configs.py write them)"
         )
-    parts = {n: json.loads((src / f"{n}.json").read_text()) for n in PARTS if n not in missing}
-    skipped = [f"{n}: {args.why_missing}" for n in missing]
+    found = {n: json.loads((src / f"{n}.json").read_text()) for n in PARTS if n not in missing}
+    carried = {}
+    if args.base:
+        carried = carried_parts(json.loads(Path(args.base).read_text()), missing)
+    parts = {n: found.get(n) or carried[n] for n in PARTS if n in found or n in carried}
+    skipped = [f"{n}: {args.why_missing}" for n in missing if n not in carried]
     rows, commands = merge(parts)
     # the file's commit, date and machine are those of its newest part (each part's own are in its
     # rows' notes and commands); ties keep the first in PARTS order
@@ -109,7 +170,12 @@ def main() -> None:
         + " | notes: "
         + " | ".join(f"{n}: {p['notes']}" for n, p in parts.items() if p.get("notes"))
         + "".join(f" | not measured: {m}" for m in skipped),
-        extra={"commit": newest["commit"], "date": newest["date"], "machine": newest["machine"]},
+        extra={
+            "commit": newest["commit"],
+            "date": newest["date"],
+            "machine": newest["machine"],
+            "parts": {n: {k: p.get(k, "") for k in RECORD} for n, p in parts.items()},
+        },
     )
 
 

@@ -180,10 +180,76 @@ def test_longseq_quality_ratios_against_the_run_baseline_and_missing_parts(
     assert "not measured: longseq_synthetic: split redesigned" in written["notes"]
     assert "not measured: longseq_mls" not in written["notes"]
     # the file is dated by its newest part, whichever comes first
-    assert written["extra"] == {"commit": "def5678", "date": "2026-11-30", "machine": "newer"}
+    extra = {k: written["extra"][k] for k in ("commit", "date", "machine")}
+    assert extra == {"commit": "def5678", "date": "2026-11-30", "machine": "newer"}
+    assert written["extra"]["parts"]["longseq_mls"]["commit"] == "abc1234"  # each part's own
     monkeypatch.setattr(sys, "argv", ["longseq_quality.py", "--from", str(tmp_path / "none")])
     with pytest.raises(SystemExit, match="none of the result files"):
         longseq_quality.main()
+
+
+def test_longseq_quality_base_carries_the_parts_not_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import longseq_quality
+
+    def part(dataset: str, test: float, command: str, notes: str) -> dict:
+        rows = [
+            _row("sasrec", "mean of 3 seeds", 0.3, 0.05),
+            _row("ksa", "mean of 3 seeds", 0.3, test),
+        ]
+        for r in rows:
+            r["dataset"] = dataset
+        return {"command": command, "commit": "c1", "date": "2026-11-29", "machine": "m",
+                "notes": notes, "rows": rows}  # fmt: skip
+
+    ml = part("ml-100k", 0.06, "cmd ml100k", "ml notes | with a bar")
+    mls = part("ml-latest-small", 0.04, "cmd mls", "mls notes")
+    # a file in the format before "parts" was recorded: joined commands and notes
+    rows, commands = longseq_quality.merge({"longseq_ml100k": ml, "longseq_mls": mls})
+    legacy = {
+        "name": "longseq_quality", "commit": "c1", "date": "2026-11-29", "machine": "m",
+        "rows": [r.__dict__ for r in rows],
+        "notes": "runs: " + " | ".join(commands)
+        + " | notes: longseq_ml100k: ml notes | with a bar | longseq_mls: mls notes"
+        + " | not measured: longseq_synthetic: no result file",
+    }  # fmt: skip
+    carried = longseq_quality.carried_parts(legacy, ["longseq_ml100k", "longseq_beauty"])
+    assert list(carried) == ["longseq_ml100k"]  # no Beauty rows: nothing to carry
+    assert carried["longseq_ml100k"]["command"] == "cmd ml100k"
+    assert carried["longseq_ml100k"]["notes"] == "ml notes | with a bar"
+    assert {r["dataset"] for r in carried["longseq_ml100k"]["rows"]} == {"ml-100k"}
+
+    # --base: a new MovieLens latest-small part, ML-100k carried, the rest not measured
+    new_mls = {**part("ml-latest-small", 0.06, "cmd mls 2", "mls round 9"), "date": "2026-11-30"}
+    (tmp_path / "longseq_mls.json").write_text(json.dumps(new_mls))
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps(legacy))
+    written: dict = {}
+    monkeypatch.setattr(
+        longseq_quality, "write_result", lambda name, rows, **kw: written.update(kw, rows=rows)
+    )
+    argv = ["longseq_quality.py", "--from", str(tmp_path), "--base", str(base)]
+    monkeypatch.setattr(sys, "argv", argv)
+    longseq_quality.main()
+    parts = written["extra"]["parts"]
+    assert list(parts) == ["longseq_ml100k", "longseq_mls"]
+    assert parts["longseq_mls"]["command"] == "cmd mls 2"
+    assert parts["longseq_ml100k"]["notes"] == "ml notes | with a bar"
+    ratios = {(r.dataset, r.model): r.metrics["ndcg@10_vs_baseline_ratio"] for r in written["rows"]}
+    assert ratios[("ml-latest-small", "shortlist ksa")] == pytest.approx(1.2)  # the new part's
+    assert ratios[("ml-100k", "shortlist ksa")] == pytest.approx(1.2)  # carried
+    assert "not measured: longseq_beauty" in written["notes"]
+    assert "not measured: longseq_ml100k" not in written["notes"]
+    assert written["extra"]["date"] == "2026-11-30"
+    # a file with "parts" is read from them; a legacy file whose commands do not match its parts
+    # is refused
+    base.write_text(json.dumps({**legacy, "parts": {"longseq_ml100k": parts["longseq_ml100k"]}}))
+    assert list(longseq_quality.carried_parts(json.loads(base.read_text()), ["longseq_mls"])) == []
+    with pytest.raises(ValueError, match="cannot tell which is whose"):
+        longseq_quality.carried_parts({**legacy, "notes": "runs: one | notes: x"}, ["longseq_mls"])
 
 
 def test_keep_rows_carries_the_models_not_rerun_and_names_them(tmp_path: Path) -> None:
