@@ -310,6 +310,17 @@ def seed_jobs(
     }
 
 
+def epoch_records(run_dir: Path) -> list[dict[str, Any]]:
+    """A run folder's per-epoch records from its ``metrics.jsonl`` (``"type": "epoch"``: loss,
+    ``train_s``, throughput, ``valid`` metrics when validated), in order."""
+    records = [
+        json.loads(line)
+        for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    return [r for r in records if r.get("type") == "epoch"]
+
+
 def overrides_args(items: list[str] | None) -> list[str]:
     """``--set`` overrides passed on to each job: ["--set", KEY=VALUE, ...]."""
     return [arg for item in items or [] for arg in ("--set", item)]

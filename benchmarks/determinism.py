@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Row, write_result
+from common import ROOT, Row, epoch_records, overrides_args, write_result
 
 log = logging.getLogger("benchmarks.determinism")
 MODES = {"off": "false", "on": "true"}
@@ -40,11 +40,7 @@ MODES = {"off": "false", "on": "true"}
 
 def read_run(run_dir: Path) -> dict[str, Any]:
     """A finished run's per-epoch losses and validation metrics, test metrics and epoch times."""
-    epochs = [
-        json.loads(line)
-        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-        if line.strip() and json.loads(line).get("type") == "epoch"
-    ]
+    epochs = epoch_records(run_dir)
     results = json.loads((run_dir / "results.json").read_text())
     return {
         "loss": [e["loss"] for e in epochs],
@@ -79,8 +75,8 @@ def run_job(args: argparse.Namespace, mode: str, repeat: int, root: Path) -> Pat
         sys.executable, str(ROOT / "benchmarks" / "seqrec.py"), "job",
         "--config", args.config, "--split", args.split, "--seed", str(args.seed),
         "--run-dir", str(run_dir),
-        "--set", f"train.deterministic={MODES[mode]}", "--set", f"train.epochs={args.epochs}",
-        "--set", "train.num_workers=0", "--set", f"train.device={args.device}",
+        *overrides_args([f"train.deterministic={MODES[mode]}", f"train.epochs={args.epochs}",
+                         "train.num_workers=0", f"train.device={args.device}"]),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -22,7 +22,6 @@ only with CUDA.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Row, write_result
+from common import ROOT, Row, epoch_records, write_result
 from shortlist.train.trainer import COMPILE_MODES
 
 log = logging.getLogger("benchmarks.train_compile")
@@ -165,8 +164,7 @@ def main() -> None:
                 log.warning("%s, compile %s failed: %s", family, mode, reason)
                 rows.append(Row(args.dataset, "training", family, variant, {"failed": reason}))
             else:
-                lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-                metrics = epoch_summary([json.loads(line) for line in lines if line.strip()])
+                metrics = epoch_summary(epoch_records(run_dir))
                 metrics["case_wall_s"] = wall
                 log.info("%s, compile %s: %s", family, mode, metrics)
                 rows.append(Row(args.dataset, "training", family, variant, metrics))

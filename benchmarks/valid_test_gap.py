@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from by_target_gap import target_gaps
-from common import Row, write_result
+from common import Row, epoch_records, write_result
 
 if TYPE_CHECKING:
     from shortlist.data.sequences import EvalExamples
@@ -36,11 +36,7 @@ if TYPE_CHECKING:
 
 def selection_bias(run_dir: Path, window: int) -> tuple[float, float, float]:
     """(best epoch's valid NDCG@10, mean of the other epochs within ``window``, test NDCG@10)."""
-    epochs = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record.get("type") == "epoch" and "valid" in record:
-            epochs[record["epoch"]] = record["valid"]["ndcg@10"]
+    epochs = {r["epoch"]: r["valid"]["ndcg@10"] for r in epoch_records(run_dir) if "valid" in r}
     result = json.loads((run_dir / "results.json").read_text())
     best = result["best_epoch"]
     near = [v for e, v in epochs.items() if e != best and abs(e - best) <= window]

@@ -167,3 +167,13 @@ def test_write_result_also_writes_the_copy_folder_when_set(
     monkeypatch.setenv("SHORTLIST_RESULTS_COPY", str(tmp_path / "copy"))
     path = common.write_result("b", rows, command="c", rebuild=False)
     assert (tmp_path / "copy" / "b.json").read_text() == path.read_text()
+
+
+def test_epoch_records_keeps_the_epoch_lines_in_order(tmp_path: Path) -> None:
+    lines = [
+        {"type": "train", "epoch": 1, "loss": 9.0},
+        {"type": "epoch", "epoch": 1, "loss": 2.5},
+        {"type": "epoch", "epoch": 2, "loss": 2.0, "valid": {"ndcg@10": 0.2}},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
+    assert common.epoch_records(tmp_path) == lines[1:]

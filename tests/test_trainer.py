@@ -331,16 +331,25 @@ def test_deterministic_turns_torch_deterministic_algorithms_on_for_the_run(
     model = tiny_sasrec()
     compute = model.compute_loss
 
+    workspaces: set[str | None] = set()
+
     def recording(batch):  # type: ignore[no-untyped-def]
         seen.append(torch.are_deterministic_algorithms_enabled())
+        workspaces.add(os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
         return compute(batch)
 
     monkeypatch.setattr(model, "compute_loss", recording)
     assert not torch.are_deterministic_algorithms_enabled()
     Trainer(model, cyclic_sequences(), _config(epochs=1, deterministic=True), tmp_path / "a").fit()
     assert seen and all(seen)  # every training step ran with them
-    assert not torch.are_deterministic_algorithms_enabled()  # set back after the run
-    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert workspaces == {":4096:8"}  # and with cuBLAS's fixed workspace
+    assert not torch.are_deterministic_algorithms_enabled()  # both set back after the run
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    # a workspace the user set is kept, during the run and after it
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    workspaces.clear()
+    Trainer(model, cyclic_sequences(), _config(epochs=1, deterministic=True), tmp_path / "c").fit()
+    assert workspaces == {":16:8"} and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
     seen.clear()
     Trainer(model, cyclic_sequences(), _config(epochs=1), tmp_path / "b").fit()
     assert seen and not any(seen)

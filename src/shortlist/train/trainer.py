@@ -409,9 +409,11 @@ class Trainer:
         """Train until ``epochs`` or early stopping; resumes from ``checkpoints/last.pt`` if present.
 
         With ``deterministic``, PyTorch's deterministic algorithms are on for the run (and cuBLAS
-        gets the fixed workspace it needs for them), then set back as they were."""
+        gets the fixed workspace it needs for them, unless one is set already); both are set back
+        as they were afterwards."""
         if not self.config.deterministic:
             return self._fit(resume)
+        workspace_set = "CUBLAS_WORKSPACE_CONFIG" in os.environ
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC_WORKSPACE)
         previous = torch.are_deterministic_algorithms_enabled()
         torch.use_deterministic_algorithms(True)
@@ -419,6 +421,8 @@ class Trainer:
             return self._fit(resume)
         finally:
             torch.use_deterministic_algorithms(previous)
+            if not workspace_set:
+                os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
     def _fit(self, resume: bool) -> TrainResult:
         c = self.config
