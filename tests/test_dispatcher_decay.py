@@ -98,7 +98,7 @@ def test_zero_decay_is_no_decay_and_rates_are_clamped() -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_largest_rate_long_chunks_stay_finite(dtype: torch.dtype) -> None:
-    # the intra-chunk factors reach e^{+-MAX_DECAY C / 2}; chunks are capped at DECAY_MAX_CHUNK
+    # the intra-chunk factors reach e^{MAX_DECAY (C - 1)}; chunks are capped at DECAY_MAX_CHUNK
     L = 3 * DECAY_MAX_CHUNK + 5
     q, eq, kc, zk, zv, valid, _, _ = _inputs(6, 1, 2, L, 8, 4, 0)
     decay = torch.full((2, 4), MAX_DECAY)
@@ -108,6 +108,34 @@ def test_largest_rate_long_chunks_stay_finite(dtype: torch.dtype) -> None:
     ref = dispatcher_attention_chunked(q, eq, kc, zk, zv, valid, chunk=16, decay=decay)
     tol = {"atol": 2e-5, "rtol": 1e-4} if dtype == torch.float32 else {"atol": 0.1, "rtol": 0.05}
     torch.testing.assert_close(out.float(), ref, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_left_padded_rows_at_the_largest_rate_have_finite_gradients(dtype: torch.dtype) -> None:
+    # whole chunks of front padding (den = 0 there, clamped): zero outputs and finite gradients,
+    # equal to the reference's in float32 (bfloat16's are as far from them as without decay)
+    L, C = 3 * 64 + 7, 64
+    q, eq, kc, zk, zv, _, _, _ = _inputs(8, 2, 2, L, 8, 4, 0)
+    valid = torch.ones(2, L, dtype=torch.bool)
+    valid[0, : C + 9] = False  # row 0: the first chunk and part of the second are padding
+    decay = torch.full((2, 4), MAX_DECAY)
+    leaves = [t.to(dtype).requires_grad_() for t in (q, eq, kc, zk, zv)]
+    out = dispatcher_attention_chunked(*leaves, valid, chunk=C, decay=decay)
+    assert (out[0, :, : C + 9] == 0).all()
+    out.float().square().sum().backward()
+    grads = [t.grad for t in leaves]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    ref_leaves = [t.detach().float().requires_grad_() for t in leaves]
+    ref = dispatcher_attention_reference(*ref_leaves, valid, decay=decay)
+    ref.square().sum().backward()
+    tol = TOL if dtype == torch.float32 else {"atol": 0.1, "rtol": 0.05}
+    torch.testing.assert_close(out.float(), ref, **tol)
+    if dtype != torch.float32:
+        return
+    for g, r in zip(grads, ref_leaves, strict=True):
+        assert g is not None and r.grad is not None
+        scale = r.grad.abs().max().clamp_min(1.0)
+        torch.testing.assert_close(g.float() / scale, r.grad / scale, **tol)
 
 
 def test_decay_shape_and_triton_errors() -> None:

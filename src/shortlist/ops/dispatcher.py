@@ -44,10 +44,14 @@ retention / gated linear attention). Distances count positions: under left paddi
 layout, the number of events between j and t. It stays near-linear: the state before a chunk decays
 by ``exp(-lam C)`` per chunk (per head and expert, one transition over the n chunks up to
 :data:`DECAY_ONE_LEVEL_CHUNKS`, beyond that transitions within and between blocks of about sqrt(n)
-chunks: :func:`_decayed_prefix`), and inside a chunk the weight
-``exp(-lam (a - b))`` factors into ``exp(-lam (a - m)) exp(-lam (m - b))`` around the chunk's middle
-m, both factors within ``exp(+-lam C / 2)`` (so C is capped at :data:`DECAY_MAX_CHUNK`). The
-incremental state multiplies by ``exp(-lam)`` per new event.
+chunks: :func:`_decayed_prefix`), and inside a chunk the weight ``exp(-lam (a - b))`` of event b
+at position a factors into ``exp(-lam a) exp(lam b)``. The first factor is common to every weight of
+position a, numerators and denominator alike, so it cancels in the softmax-weighted mean: position
+a's terms are the undecayed ones with u_b scaled by ``exp(lam b)`` (at most ``exp(lam (C - 1))``, so
+C is capped at :data:`DECAY_MAX_CHUNK`) and the state at the chunk's start, and no per-position
+factor is left (:class:`ChunkStates`). The denominators stay at least u_a, as without decay, so
+their squares in the backward stay normal floats (a factor centred on the chunk's middle would push
+them below float32's range). The incremental state multiplies by ``exp(-lam)`` per new event.
 
 Stability without a running max. Logits are clamped to [-T, T] (the layer keeps them there by
 construction: cosine similarity times a scale < T), so ``exp(s - T)`` lies in [e^{-2T}, 1]: no
@@ -87,8 +91,9 @@ Impl = Literal["reference", "fast", "triton"]
 IMPLS: tuple[str, ...] = ("reference", "fast", "triton")
 MAX_LOGIT_BOUND = 40.0  # e^{-2T} must stay a normal float32 (> 1.2e-38): T <= 43
 MAX_DECAY = math.log(2.0)  # recency decay per position: a half-life of at least one event
-# with decay, chunks are at most this long: the intra-chunk factors stay within e^{+-ln2 * 64}
-DECAY_MAX_CHUNK = 128
+# with decay, chunks are at most this long: the intra-chunk factors e^{lam b} stay below 2^63, and the
+# sums of C of them well inside float32's range
+DECAY_MAX_CHUNK = 64
 # with decay, the chunk-level state takes one (n, n) transition up to this many chunks, two levels beyond
 # (at 16k and C = 64, 256 chunks: one level timed slower than two on the H200, compiled and autotuned,
 # benchmarks/results/longseq_speed_decay_onelevel256.json against longseq_speed_decay.json)
@@ -290,11 +295,11 @@ class ChunkStates:
     float32, sums of u zk / u zv over all earlier chunks; sd: (B, H, n, k) float32, sums of u.
     pad: positions added in front.
 
-    With recency decay (``decay`` given), u is the intra-chunk factor ``u_b exp(-lam (m - b))``
-    around the chunk's middle m (b the position in the chunk), sk, sv, sd are the decayed sums of
-    the earlier chunks at the chunk's start, and two (1, H, 1, C, k) float32 factors apply them:
-    ``g_state = exp(-lam a)`` to the state terms and ``g_intra = exp(-lam (a - m))`` to the
-    intra-chunk terms at position a of the chunk (None without decay).
+    With recency decay (``decay`` given), every weight of position a (in the chunk) is divided by
+    ``exp(-lam a)``: a common factor of the numerators and the denominator of each expert, so the
+    dispatch and the output do not change. Then u is ``u_b exp(lam b)`` (b the position in the
+    chunk), and sk, sv, sd are the decayed sums of the earlier chunks at the chunk's start: the same
+    formulas as without decay, with no per-position factor left.
     """
 
     q: torch.Tensor
@@ -306,8 +311,6 @@ class ChunkStates:
     sv: torch.Tensor
     sd: torch.Tensor
     pad: int
-    g_state: torch.Tensor | None = None
-    g_intra: torch.Tensor | None = None
 
     def cut(self, x: torch.Tensor) -> torch.Tensor:
         """Another (B, H, L, *) tensor cut the same way -> (B, H, n, C, *)."""
@@ -387,14 +390,10 @@ def chunk_states(
     u = torch.exp(s - logit_bound) * valid[:, None, :, None]  # (B, H, L, k), 0 at padding
     cd = matmul_dtype(q.dtype)
     uc32 = _cut(u, pad, n, C)  # (B, H, n, C, k), float32
-    g_state = g_intra = carry = None
-    if decay is not None:  # (1, H, 1, C, k) factors; uc32 becomes u_b exp(-lam (m - b))
+    if decay is not None:  # uc32 becomes u_b exp(lam b) (ChunkStates)
         lam = decay_rates(decay)[None, :, None, None, :]  # (1, H, 1, 1, k)
-        a = torch.arange(C, device=q.device, dtype=torch.float32)[None, None, None, :, None]
-        m = C // 2
-        g_state, g_intra = torch.exp(-lam * a), torch.exp(-lam * (a - m))
-        uc32 = uc32 * torch.exp(-lam * (m - a))
-        carry = torch.exp(-lam * (C - m))[:, :, 0]  # (1, H, 1, k): a chunk's sum at its end
+        b = torch.arange(C, device=q.device, dtype=torch.float32)[None, None, None, :, None]
+        uc32 = uc32 * torch.exp(lam * b)
     zkc, zvc = _cut(zk.to(cd), pad, n, C), _cut(zv.to(cd), pad, n, C)  # (B, H, n, C, d)
     ut = uc32.to(cd).transpose(-1, -2)  # (B, H, n, k, C)
 
@@ -405,15 +404,15 @@ def chunk_states(
     if decay is None:
         sk, sv, sd = before(sk), before(sv), before(sd)
     else:  # state at chunk c's start: sum_{c' < c} exp(-lam C (c - 1 - c')) (chunk c' at its end)
-        assert carry is not None
         lam_c = decay_rates(decay) * C  # (H, k): decay per chunk
-        # the three states in one pass: [sk | sv | sd] on the last axis
-        joint = torch.cat([sk, sv, sd[..., None]], -1) * carry[..., None]
+        # a chunk's sum at its end (the next chunk's start): u_b exp(lam b) decays by exp(-lam C).
+        # The three states in one pass: [sk | sv | sd] on the last axis
+        carry = torch.exp(-lam_c)[None, :, None, :, None]  # (1, H, 1, k, 1)
+        joint = torch.cat([sk, sv, sd[..., None]], -1) * carry
         sk, sv, sd = _decayed_prefix(joint, lam_c).split([sk.shape[-1], sv.shape[-1], 1], -1)
         sd = sd[..., 0]
     return ChunkStates(
         q=_cut(q.to(cd), pad, n, C), zk=zkc, zv=zvc, u=uc32, ut=ut, sk=sk, sv=sv, sd=sd, pad=pad,
-        g_state=g_state, g_intra=g_intra,
     )  # fmt: skip
 
 
@@ -441,8 +440,8 @@ def dispatcher_attention_chunked(
                          denominators; ((R U^T) . mask) Zv the value term, R = p / den.
     Left padding of L to n C uses invalid positions, so any padding side is handled. The local
     window (``window`` W > 0) is O(L W d): its logits and values read W shifted views of zk and zv
-    (:func:`window_logits`, :func:`window_values`). With ``decay`` (H, k), the state terms are
-    scaled by ``ChunkStates.g_state`` and the intra-chunk terms by ``g_intra`` (module docstring).
+    (:func:`window_logits`, :func:`window_values`). With ``decay`` (H, k), the same formulas
+    run on :func:`chunk_states`' rescaled u and states (:class:`ChunkStates`, module docstring).
     """
     _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound, window, decay)
     if valid is None:
@@ -455,14 +454,9 @@ def dispatcher_attention_chunked(
     mask = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()  # [t, j]: j <= t
     qk = (qc @ zkc.transpose(-1, -2)).masked_fill(~mask, 0.0)  # (B, H, n, C, C)
     # sum_j u_je q_t.zk_j (B, H, n, C, k) and the denominators: state part + intra-chunk part
-    num_state, num_intra = (qc @ sk.to(cd).transpose(-1, -2)).float(), (qk @ uc).float()
-    den_state, den_intra = sd[:, :, :, None, :], uc32.cumsum(3)
-    if ch.g_state is not None and ch.g_intra is not None:
-        num_state, den_state = num_state * ch.g_state, den_state * ch.g_state
-        num_intra, den_intra = num_intra * ch.g_intra, den_intra * ch.g_intra
-    num = num_state + num_intra
-    den_raw = den_state + den_intra  # (B, H, n, C, k); 0 only at padding rows
-    den = den_raw.clamp_min(torch.finfo(torch.float32).tiny)
+    num = (qc @ sk.to(cd).transpose(-1, -2)).float() + (qk @ uc).float()
+    den = sd[:, :, :, None, :] + uc32.cumsum(3)  # (B, H, n, C, k); 0 only at padding rows
+    den = den.clamp_min(torch.finfo(torch.float32).tiny)
     extra_logits = None
     if extra_k is not None:
         extra_logits = (qc.float()[..., None, :] * ch.cut(extra_k.float())).sum(-1)
@@ -471,13 +465,9 @@ def dispatcher_attention_chunked(
         win_logits = ch.cut(window_logits(q.to(cd), zk.to(cd), valid, window))
     # (B, H, n, C, k), (B, H, n, C, m), (B, H, n, C, W)
     p, pe, pw = _dispatch(num / den, extra_logits, win_logits)
-    r = p / den  # (B, H, n, C, k)
-    r_state, r_intra = r, r
-    if ch.g_state is not None and ch.g_intra is not None:
-        r = torch.where(den_raw > 0, r, 0.0)  # padding rows: 0, not p / tiny times a factor > 1
-        r_state, r_intra = r * ch.g_state, r * ch.g_intra
-    y = (r_state.to(cd) @ sv.to(cd)).float()  # (B, H, n, C, d)
-    y = y + ((r_intra.to(cd) @ ut).masked_fill(~mask, 0.0) @ zvc).float()
+    r = (p / den).to(cd)  # (B, H, n, C, k)
+    y = (r @ sv.to(cd)).float()  # (B, H, n, C, d)
+    y = y + ((r @ ut).masked_fill(~mask, 0.0) @ zvc).float()
     if pe is not None and extra_v is not None:
         y = y + (pe[..., None] * ch.cut(extra_v.float())).sum(-2)
     y = y.reshape(B, H, n * C, d)[:, :, ch.pad :]  # (B, H, L, d)
