@@ -340,12 +340,10 @@ def _decayed_prefix(
 
     Up to ``one_level_max`` chunks (default: :data:`DECAY_ONE_LEVEL_CHUNKS`, read at call time,
     so ``benchmarks/longseq_speed.py --decay-one-level-chunks`` can time another threshold) it is
-    one (n, n) transition: one product. Beyond, two levels of the recurrence
-    ``state <- exp(-lam) state + x[c]``, written as loops over slices: within blocks of G ~ sqrt(n)
-    chunks (all blocks at once), then between the m = ceil(n / G) blocks' ends, O(n) work in
-    G + m steps. Each step is elementwise, so under ``torch.compile`` a level fuses into few
-    kernels, where the batched products over (H, k) of an (n, n) or (G, G) transition ran as
-    float32 GEMMs with poor shapes (benchmarks/results/longseq_speed_decay*.json).
+    one (n, n) transition: one product, where the two levels below would launch several small
+    kernels (on the GPU, unfused, that costs more than the O(n^2) work). Beyond, two levels keep it near-linear: blocks of G ~ sqrt(n) chunks take a
+    (G, G) transition inside and a (m, m) one between their ends (m = ceil(n / G) blocks),
+    O(n (G + m)) instead of O(n^2) (at L = 64k and C = 64: n = 1,024 chunks, G = m = 32).
     """
     B, H, n, k, d = x.shape
     if n <= (DECAY_ONE_LEVEL_CHUNKS if one_level_max is None else one_level_max):
@@ -353,23 +351,13 @@ def _decayed_prefix(
     G = max(1, math.isqrt(max(n - 1, 0)) + 1)  # ceil(sqrt(n)) for n > 0
     m = -(-n // G)
     xb = F.pad(x, (0, 0, 0, 0, 0, m * G - n)).reshape(B, H, m, G, k, d)  # zero chunks at the end
-    rate = lam[None, :, None, :, None]  # (1, H, 1, k, 1)
-    step = torch.exp(-rate)  # one chunk's decay
-    state = torch.zeros_like(xb[:, :, :, 0])  # (B, H, m, k, d): every block from its start
-    inner = []
-    for g in range(G):  # state before chunk g of each block, then take chunk g in
-        inner.append(state)
-        state = step * state + xb[:, :, :, g]
-    ends = state  # each block's total at its end (its last chunk's end)
-    block_step = torch.exp(-rate[:, :, 0] * G)  # (1, H, k, 1): one block's decay
-    start = torch.zeros_like(ends[:, :, 0])  # (B, H, k, d)
-    starts = []
-    for j in range(m):  # the state at block j's start: the earlier blocks' totals, decayed
-        starts.append(start)
-        start = block_step * start + ends[:, :, j]
-    # chunk g of block j: its block's state decayed over the g chunks before it, plus inner[g]
-    into = torch.exp(-rate[:, :, :, None] * torch.arange(G, device=x.device)[:, None, None])
-    out = torch.stack(inner, 3) + torch.stack(starts, 2)[:, :, :, None] * into  # (B, H, m, G, k, d)
+    inner = torch.einsum("hecx,bhmxed->bhmced", _transition(lam, G), xb)  # within each block
+    # each block's total at its end: chunk c' decays over the G - 1 - c' chunks after it
+    tail = torch.exp(-lam[:, :, None] * torch.arange(G - 1, -1, -1, device=x.device))  # (H, k, G)
+    ends = torch.einsum("hex,bhmxed->bhmed", tail, xb)  # (B, H, m, k, d)
+    starts = torch.einsum("hemy,bhyed->bhmed", _transition(lam * G, m), ends)  # block starts
+    into = torch.exp(-lam[:, :, None] * torch.arange(G, device=x.device))  # (H, k, G): c chunks in
+    out = inner + starts[:, :, :, None] * into.permute(0, 2, 1)[None, :, None, :, :, None]
     return out.reshape(B, H, m * G, k, d)[:, :, :n]
 
 
@@ -418,11 +406,12 @@ def chunk_states(
     else:  # state at chunk c's start: sum_{c' < c} exp(-lam C (c - 1 - c')) (chunk c' at its end)
         lam_c = decay_rates(decay) * C  # (H, k): decay per chunk
         # a chunk's sum at its end (the next chunk's start): u_b exp(lam b) decays by exp(-lam C).
-        # The three states in one pass: [sk | sv | sd] on the last axis
+        # Three passes, not one over [sk | sv | sd] joined on the last axis: the split views of a
+        # 2 d + 1 wide tensor feed the state matmuls unaligned (float32 GEMM kernels of alignment 1
+        # in the H200 profile of longseq_profile.py --method elastic-decay)
         carry = torch.exp(-lam_c)[None, :, None, :, None]  # (1, H, 1, k, 1)
-        joint = torch.cat([sk, sv, sd[..., None]], -1) * carry
-        sk, sv, sd = _decayed_prefix(joint, lam_c).split([sk.shape[-1], sv.shape[-1], 1], -1)
-        sd = sd[..., 0]
+        sk, sv = _decayed_prefix(sk * carry, lam_c), _decayed_prefix(sv * carry, lam_c)
+        sd = _decayed_prefix(sd[..., None] * carry, lam_c)[..., 0]
     return ChunkStates(
         q=_cut(q.to(cd), pad, n, C), zk=zkc, zv=zvc, u=uc32, ut=ut, sk=sk, sv=sv, sd=sd, pad=pad,
     )  # fmt: skip
