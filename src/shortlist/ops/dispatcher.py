@@ -343,7 +343,10 @@ def _decayed_prefix(
     one (n, n) transition: one product, where the two levels below would launch several small
     kernels (on the GPU, unfused, that costs more than the O(n^2) work). Beyond, two levels keep it near-linear: blocks of G ~ sqrt(n) chunks take a
     (G, G) transition inside and a (m, m) one between their ends (m = ceil(n / G) blocks),
-    O(n (G + m)) instead of O(n^2) (at L = 64k and C = 64: n = 1,024 chunks, G = m = 32).
+    O(n (G + m)) instead of O(n^2) (at L = 64k and C = 64: n = 1,024 chunks, G = m = 32). The
+    recurrence ``state <- exp(-lam) state + x`` written as two levels of elementwise loops instead
+    of products timed no faster compiled and slower eager on the H200
+    (benchmarks/results/longseq_speed_decay_scan.json).
     """
     B, H, n, k, d = x.shape
     if n <= (DECAY_ONE_LEVEL_CHUNKS if one_level_max is None else one_level_max):
@@ -406,12 +409,12 @@ def chunk_states(
     else:  # state at chunk c's start: sum_{c' < c} exp(-lam C (c - 1 - c')) (chunk c' at its end)
         lam_c = decay_rates(decay) * C  # (H, k): decay per chunk
         # a chunk's sum at its end (the next chunk's start): u_b exp(lam b) decays by exp(-lam C).
-        # Three passes, not one over [sk | sv | sd] joined on the last axis: the split views of a
-        # 2 d + 1 wide tensor feed the state matmuls unaligned (float32 GEMM kernels of alignment 1
-        # in the H200 profile of longseq_profile.py --method elastic-decay)
+        # The three states in one pass: [sk | sv | sd] on the last axis (three passes, aligned but
+        # more kernels, timed no faster: benchmarks/results/longseq_speed_decay_split.json)
         carry = torch.exp(-lam_c)[None, :, None, :, None]  # (1, H, 1, k, 1)
-        sk, sv = _decayed_prefix(sk * carry, lam_c), _decayed_prefix(sv * carry, lam_c)
-        sd = _decayed_prefix(sd[..., None] * carry, lam_c)[..., 0]
+        joint = torch.cat([sk, sv, sd[..., None]], -1) * carry
+        sk, sv, sd = _decayed_prefix(joint, lam_c).split([sk.shape[-1], sv.shape[-1], 1], -1)
+        sd = sd[..., 0]
     return ChunkStates(
         q=_cut(q.to(cd), pad, n, C), zk=zkc, zv=zvc, u=uc32, ut=ut, sk=sk, sv=sv, sd=sd, pad=pad,
     )  # fmt: skip
