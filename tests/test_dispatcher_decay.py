@@ -138,16 +138,12 @@ def test_left_padded_rows_at_the_largest_rate_have_finite_gradients(dtype: torch
         torch.testing.assert_close(g.float() / scale, r.grad / scale, **tol)
 
 
-def test_decay_shape_and_triton_errors() -> None:
+def test_decay_shape_errors() -> None:
     q, eq, kc, zk, zv, valid, _, _ = _inputs(7, 1, 2, 5, 4, 3, 0)
     with pytest.raises(ValueError, match=r"decay must have shape \(H, k\) = \(2, 3\)"):
         dispatcher_attention(q, eq, kc, zk, zv, valid, decay=torch.zeros(3, 2))
-    with pytest.raises(ValueError, match="no recency decay"):
-        dispatcher_attention(q, eq, kc, zk, zv, valid, impl="triton", decay=torch.zeros(2, 3))
     with pytest.raises(ValueError, match=r"decay_half_life.*>= 2"):
         DispatcherAttentionLayer(8, 2, 3, decay_half_life=1.5)
-    with pytest.raises(ValueError, match="no recency decay"):
-        DispatcherAttentionLayer(8, 2, 3, impl="triton", decay_half_life=16)
     with pytest.raises(ValueError, match="decay_half_life"):
         build_model("elastic", num_items=10, dim=8, decay_half_life=-4)
 

@@ -54,6 +54,42 @@ def test_triton_matches_the_chunked_path_forward_and_backward(
     assert not y[1, :, :pad_rows].any()  # padding outputs zero, as the chunked path
 
 
+@pytest.mark.parametrize(("L", "chunk", "pad_rows"), [(64, 16, 5), (70, 128, 3)])
+def test_triton_with_decay_matches_the_chunked_path(L: int, chunk: int, pad_rows: int) -> None:
+    """Recency decay through the unchanged kernels: outputs and the gradients of the inputs and of
+    the rates, up to the largest rate; a chunk of 128 runs as DECAY_MAX_CHUNK (64)."""
+    torch.manual_seed(1)
+    B, H, d, k, bound = 2, 2, 16, 16, 3.0
+    leaves = [torch.randn(B, H, L, d, device=DEV) for _ in range(4)]  # q, kc, zk, zv
+    eq = torch.randn(H, k, d, device=DEV)
+    valid = torch.ones(B, L, dtype=torch.bool, device=DEV)
+    valid[1, :pad_rows] = False
+    rates = torch.rand(H, k, generator=torch.Generator().manual_seed(2)).to(DEV) * 0.7
+    rates[0, 0] = 10.0  # clamped to MAX_DECAY by both paths
+    grads = []
+    for fn in (dispatcher_attention_chunked, dispatcher_attention_triton):
+        ts = [t.clone().requires_grad_(True) for t in leaves]
+        e, lam = eq.clone().requires_grad_(True), rates.clone().requires_grad_(True)
+        y = fn(ts[0], e, ts[1], ts[2], ts[3], valid, logit_bound=bound, chunk=chunk, decay=lam)
+        y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(3)).to(y))
+        grads.append((y, [t.grad for t in ts] + [e.grad, lam.grad]))
+    (y_ref, g_ref), (y, g) = grads
+    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5)
+    for name, got, want in zip(("q", "kc", "zk", "zv", "expert_q", "decay"), g, g_ref, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=name)
+    assert not y[1, :, :pad_rows].any()
+    assert torch.isfinite(torch.cat([x.flatten() for x in g])).all()
+
+
+def test_triton_layer_with_decay_equals_the_fast_layer() -> None:
+    torch.manual_seed(0)
+    fast = DispatcherAttentionLayer(32, 2, 16, chunk=16, decay_half_life=64).to(DEV)
+    tri = DispatcherAttentionLayer(32, 2, 16, chunk=16, decay_half_life=64, impl="triton").to(DEV)
+    tri.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 48, 32, device=DEV)
+    torch.testing.assert_close(tri(x), fast(x), rtol=1e-4, atol=1e-5)
+
+
 def test_triton_is_reached_through_the_layer_and_the_dispatch_point() -> None:
     torch.manual_seed(0)
     fast = DispatcherAttentionLayer(32, heads=2, num_experts=16, chunk=16).to(DEV)

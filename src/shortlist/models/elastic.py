@@ -105,11 +105,6 @@ class ElasticConfig:
                 "The 'decay_half_life' parameter of ElasticConfig must be 0 (no decay) or a "
                 f"number of events >= 2. Got {self.decay_half_life!r} instead."
             )
-        if self.decay_half_life and self.impl == "triton":
-            raise ValueError(
-                "The 'decay_half_life' parameter of ElasticConfig needs impl='fast' (or "
-                f"'reference'): impl='triton' has no recency decay. Got {self.decay_half_life}."
-            )
         if self.local_window and self.impl == "triton":
             raise ValueError(
                 "The 'local_window' parameter of ElasticConfig needs impl='fast' (or 'reference'): "

@@ -498,7 +498,7 @@ def dispatcher_attention(
 ) -> torch.Tensor:
     """The one dispatch point: ``impl="reference"`` (O(L^2), tests), ``"fast"`` (chunked) or
     ``"triton"`` (chunked, one Triton kernel per chunk: ``ops/dispatcher_triton.py``; no local
-    window, no decay)."""
+    window, no extra tokens)."""
     if impl == "reference":
         return dispatcher_attention_reference(
             q, expert_q, kc, zk, zv, valid, logit_bound=logit_bound, extra_k=extra_k,
@@ -512,13 +512,11 @@ def dispatcher_attention(
     if impl == "triton":
         if window:
             raise ValueError("impl='triton' has no local window: use impl='fast' with window > 0.")
-        if decay is not None:
-            raise ValueError("impl='triton' has no recency decay: use impl='fast' with decay.")
         from shortlist.ops.dispatcher_triton import dispatcher_attention_triton
 
         return dispatcher_attention_triton(
             q, expert_q, kc, zk, zv, valid, logit_bound=logit_bound, extra_k=extra_k,
-            extra_v=extra_v, chunk=chunk,
+            extra_v=extra_v, chunk=chunk, decay=decay,
         )  # fmt: skip
     raise ValueError(f"impl must be one of {IMPLS}. Got {impl!r} instead.")
 

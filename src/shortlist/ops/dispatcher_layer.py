@@ -94,11 +94,6 @@ class DispatcherAttentionLayer(nn.Module):
                 "The 'decay_half_life' parameter of DispatcherAttentionLayer must be 0 (no decay) "
                 f"or a number of events >= 2. Got {decay_half_life!r} instead."
             )
-        if decay_half_life and impl == "triton":
-            raise ValueError(
-                "DispatcherAttentionLayer(impl='triton') has no recency decay: use impl='fast' "
-                f"with decay_half_life={decay_half_life}, or decay_half_life=0."
-            )
         if window and impl == "triton":
             raise ValueError(
                 "DispatcherAttentionLayer(impl='triton') has no local window: use impl='fast' "

@@ -15,10 +15,12 @@ dispatch kernel"). Here the per-chunk work is one program per (batch x head, chu
 
 Status: opt-in (``impl="triton"``), never chosen by ``"fast"``; checked against the chunked path
 under Triton's CPU interpreter (``TRITON_INTERPRET=1``) and compiled on an H200
-(``tests/test_dispatcher_triton.py``). On the H200 at L = 16k it makes the eager step faster and
-the compiled step no faster than the compiled chunked path (docs/long_sequences.md). Limits: no
-extra (memory) tokens; C, d and k powers of 2 >= 16 (``tl.dot``); C <= 64 at d = 64 (shared
-memory, ``benchmarks/triton_dispatch_resources.py``).
+(``tests/test_dispatcher_triton.py``; with recency decay under the interpreter only so far). On the
+H200 at L = 16k it makes the eager step faster and the compiled step no faster than the compiled
+chunked path (docs/long_sequences.md). Recency decay changes only what ``chunk_states`` computes
+(u and the states), not the kernels. Limits: no extra (memory) tokens, no local window; C, d and k
+powers of 2 >= 16 (``tl.dot``); C <= 64 at d = 64 (shared memory,
+``benchmarks/triton_dispatch_resources.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import os
 
 import torch
 
-from shortlist.ops.dispatcher import _check_inputs, chunk_states
+from shortlist.ops.dispatcher import DECAY_MAX_CHUNK, _check_inputs, chunk_states
 
 try:  # an optional dependency: ships with CUDA builds of torch, `pip install triton` elsewhere
     import triton
@@ -124,8 +126,9 @@ if triton is not None:
         dq_b = _mm(dnum, skb, PREC) + _mm(v, zkb, PREC)
         dsk_b = _mm(tl.trans(dnum), qb, PREC)
         dzk_b = _mm(tl.trans(v), qb, PREC)
-        # sum over t >= j of dden_t: the chunk's total minus the inclusive prefix before j
-        rev = tl.sum(dden, 0)[None, :] - tl.cumsum(dden, 0) + dden
+        # sum over t >= j of dden_t, as a reverse scan: the chunk's total minus a prefix cancels
+        # where dden spans many orders of magnitude (recency decay's u_b exp(lam b))
+        rev = tl.cumsum(dden, 0, reverse=True)
         du_b += _mm(tl.trans(a_qz), dnum, PREC) + rev
         tl.store(dq + row[:, None] * D + dd[None, :], dq_b)
         tl.store(dzk + row[:, None] * D + dd[None, :], dzk_b)
@@ -229,10 +232,15 @@ def dispatcher_attention_triton(
     extra_k: torch.Tensor | None = None,
     extra_v: torch.Tensor | None = None,
     chunk: int = 64,
+    decay: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Same arguments and result as ``dispatcher_attention_chunked`` (module docstring for the
-    split of work), without extra tokens. Runs on CUDA, or on CPU under ``TRITON_INTERPRET=1``."""
-    _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound)
+    split of work), without extra tokens or a local window. Runs on CUDA, or on CPU under
+    ``TRITON_INTERPRET=1``. With recency decay ``decay`` (H, k) the kernels are unchanged:
+    ``chunk_states`` rescales u and decays the states, so the formulas inside a chunk are the
+    undecayed ones (``ops/dispatcher.ChunkStates``); chunks are then at most
+    ``DECAY_MAX_CHUNK`` long."""
+    _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound, 0, decay)
     if triton is None:
         raise ImportError("impl='triton' needs the triton package (pip install triton).")
     if extra_k is not None:
@@ -243,10 +251,14 @@ def dispatcher_attention_triton(
             "tests). Use impl='fast'."
         )
     B, H, L, d = q.shape
+    if decay is not None:
+        chunk = min(chunk, DECAY_MAX_CHUNK)
     check_triton_shapes(d, expert_q.shape[-2], chunk)
     if valid is None:
         valid = torch.ones(B, L, dtype=torch.bool, device=q.device)
-    ch = chunk_states(q, expert_q, kc, zk, zv, valid, logit_bound, chunk, whole_chunk=True)
+    ch = chunk_states(
+        q, expert_q, kc, zk, zv, valid, logit_bound, chunk, whole_chunk=True, decay=decay
+    )
 
     def flat(x: torch.Tensor) -> torch.Tensor:  # (B, H, n, C, *) -> contiguous (B, H, n C, *)
         return x.reshape(B, H, -1, x.shape[-1]).contiguous()
