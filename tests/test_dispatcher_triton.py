@@ -23,13 +23,31 @@ from shortlist.ops.dispatcher_triton import dispatcher_attention_triton
 DEV = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: the interpreter
 
 
-def _run(fn, leaves, eq, valid, bound, chunk, dy_seed=1):  # type: ignore[no-untyped-def]
+def _inputs(L: int, pad_rows: int, seed: int):  # type: ignore[no-untyped-def]
+    """(q, kc, zk, zv) (2, 2, L, 16), expert queries (2, 16, 16), valid (2, L) with row 1 padded."""
+    torch.manual_seed(seed)
+    leaves = [torch.randn(2, 2, L, 16, device=DEV) for _ in range(4)]
+    eq = torch.randn(2, 16, 16, device=DEV)
+    valid = torch.ones(2, L, dtype=torch.bool, device=DEV)
+    valid[1, :pad_rows] = False
+    return leaves, eq, valid
+
+
+def _run(fn, leaves, eq, valid, bound, chunk, decay=None, dy_seed=1):  # type: ignore[no-untyped-def]
+    """Output and the gradients of (q, kc, zk, zv, expert_q), and of ``decay`` when given."""
     ts = [t.clone().requires_grad_(True) for t in leaves]
     e = eq.clone().requires_grad_(True)
-    y = fn(ts[0], e, ts[1], ts[2], ts[3], valid, logit_bound=bound, chunk=chunk)
+    extra = {} if decay is None else {"decay": decay.clone().requires_grad_(True)}
+    y = fn(ts[0], e, ts[1], ts[2], ts[3], valid, logit_bound=bound, chunk=chunk, **extra)
     dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(dy_seed)).to(y)
     y.backward(dy)
-    return y, [t.grad for t in ts] + [e.grad]
+    return y, [t.grad for t in ts] + [e.grad] + [t.grad for t in extra.values()]
+
+
+def _assert_parity(y, g, y_ref, g_ref, names):  # type: ignore[no-untyped-def]
+    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5)
+    for name, got, want in zip(names, g, g_ref, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=name)
 
 
 @pytest.mark.parametrize(
@@ -40,17 +58,10 @@ def test_triton_matches_the_chunked_path_forward_and_backward(
 ) -> None:
     """Outputs and the gradients of q, kc, zk, zv and the expert queries, with left padding and a
     length that is not a whole number of chunks."""
-    torch.manual_seed(0)
-    B, H, d, k, bound = 2, 2, 16, 16, 3.0
-    leaves = [torch.randn(B, H, L, d, device=DEV) for _ in range(4)]  # q, kc, zk, zv
-    eq = torch.randn(H, k, d, device=DEV)
-    valid = torch.ones(B, L, dtype=torch.bool, device=DEV)
-    valid[1, :pad_rows] = False
-    y_ref, g_ref = _run(dispatcher_attention_chunked, leaves, eq, valid, bound, chunk)
-    y, g = _run(dispatcher_attention_triton, leaves, eq, valid, bound, chunk)
-    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5)
-    for name, got, want in zip(("q", "kc", "zk", "zv", "expert_q"), g, g_ref, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=name)
+    leaves, eq, valid = _inputs(L, pad_rows, 0)
+    y_ref, g_ref = _run(dispatcher_attention_chunked, leaves, eq, valid, 3.0, chunk)
+    y, g = _run(dispatcher_attention_triton, leaves, eq, valid, 3.0, chunk)
+    _assert_parity(y, g, y_ref, g_ref, ("q", "kc", "zk", "zv", "expert_q"))
     assert not y[1, :, :pad_rows].any()  # padding outputs zero, as the chunked path
 
 
@@ -58,25 +69,12 @@ def test_triton_matches_the_chunked_path_forward_and_backward(
 def test_triton_with_decay_matches_the_chunked_path(L: int, chunk: int, pad_rows: int) -> None:
     """Recency decay through the unchanged kernels: outputs and the gradients of the inputs and of
     the rates, up to the largest rate; a chunk of 128 runs as DECAY_MAX_CHUNK (64)."""
-    torch.manual_seed(1)
-    B, H, d, k, bound = 2, 2, 16, 16, 3.0
-    leaves = [torch.randn(B, H, L, d, device=DEV) for _ in range(4)]  # q, kc, zk, zv
-    eq = torch.randn(H, k, d, device=DEV)
-    valid = torch.ones(B, L, dtype=torch.bool, device=DEV)
-    valid[1, :pad_rows] = False
-    rates = torch.rand(H, k, generator=torch.Generator().manual_seed(2)).to(DEV) * 0.7
+    leaves, eq, valid = _inputs(L, pad_rows, 1)
+    rates = torch.rand(2, 16, generator=torch.Generator().manual_seed(2)).to(DEV) * 0.7
     rates[0, 0] = 10.0  # clamped to MAX_DECAY by both paths
-    grads = []
-    for fn in (dispatcher_attention_chunked, dispatcher_attention_triton):
-        ts = [t.clone().requires_grad_(True) for t in leaves]
-        e, lam = eq.clone().requires_grad_(True), rates.clone().requires_grad_(True)
-        y = fn(ts[0], e, ts[1], ts[2], ts[3], valid, logit_bound=bound, chunk=chunk, decay=lam)
-        y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(3)).to(y))
-        grads.append((y, [t.grad for t in ts] + [e.grad, lam.grad]))
-    (y_ref, g_ref), (y, g) = grads
-    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5)
-    for name, got, want in zip(("q", "kc", "zk", "zv", "expert_q", "decay"), g, g_ref, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=name)
+    y_ref, g_ref = _run(dispatcher_attention_chunked, leaves, eq, valid, 3.0, chunk, rates, 3)
+    y, g = _run(dispatcher_attention_triton, leaves, eq, valid, 3.0, chunk, rates, 3)
+    _assert_parity(y, g, y_ref, g_ref, ("q", "kc", "zk", "zv", "expert_q", "decay"))
     assert not y[1, :, :pad_rows].any()
     assert torch.isfinite(torch.cat([x.flatten() for x in g])).all()
 
