@@ -65,6 +65,9 @@ def test_triton_matches_the_chunked_path_forward_and_backward(
     assert not y[1, :, :pad_rows].any()  # padding outputs zero, as the chunked path
 
 
+# a padding row's r = p / 2^-126 times a later event's u_b exp(lam b) overflows in (C, C) entries
+# that the causal mask then drops (tl.where); the interpreter's numpy warns about them
+@pytest.mark.filterwarnings("ignore:overflow encountered in matmul:RuntimeWarning")
 @pytest.mark.parametrize(("L", "chunk", "pad_rows"), [(64, 16, 5), (70, 128, 3)])
 def test_triton_with_decay_matches_the_chunked_path(L: int, chunk: int, pad_rows: int) -> None:
     """Recency decay through the unchanged kernels: outputs and the gradients of the inputs and of
