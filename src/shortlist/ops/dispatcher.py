@@ -364,6 +364,12 @@ def _decayed_prefix(
     return out.reshape(B, H, m * G, k, d)[:, :, :n]
 
 
+def decayed_chunk(chunk: int, decay: torch.Tensor | None) -> int:
+    """The chunk length the chunked paths use: ``chunk``, at most :data:`DECAY_MAX_CHUNK` with
+    recency decay (``decay`` not None)."""
+    return chunk if decay is None else min(chunk, DECAY_MAX_CHUNK)
+
+
 def chunk_states(
     q: torch.Tensor,
     expert_q: torch.Tensor,
@@ -379,12 +385,11 @@ def chunk_states(
     """Cut (B, H, L, d) inputs into chunks and compute the exclusive prefix states (the chunked
     path's first half, shared by ``ops/dispatcher_triton.py``); ``valid`` (B, L) bool. Chunks are
     ``min(chunk, L)`` long, or ``chunk`` with ``whole_chunk`` (fixed-size kernel tiles). ``decay``
-    (H, k) rates: the decayed states and factors of :class:`ChunkStates` (chunks then at most
-    :data:`DECAY_MAX_CHUNK` long)."""
+    (H, k) rates: the rescaled u and decayed states of :class:`ChunkStates` (chunks then
+    :func:`decayed_chunk` long)."""
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be an int >= 1. Got {chunk!r} instead.")
-    if decay is not None:
-        chunk = min(chunk, DECAY_MAX_CHUNK)
+    chunk = decayed_chunk(chunk, decay)
     L = q.shape[2]
     C = chunk if whole_chunk else (min(chunk, L) if L > 0 else 1)
     n = -(-L // C)

@@ -29,7 +29,7 @@ import os
 
 import torch
 
-from shortlist.ops.dispatcher import DECAY_MAX_CHUNK, _check_inputs, chunk_states
+from shortlist.ops.dispatcher import _check_inputs, chunk_states, decayed_chunk
 
 try:  # an optional dependency: ships with CUDA builds of torch, `pip install triton` elsewhere
     import triton
@@ -238,8 +238,7 @@ def dispatcher_attention_triton(
     split of work), without extra tokens or a local window. Runs on CUDA, or on CPU under
     ``TRITON_INTERPRET=1``. With recency decay ``decay`` (H, k) the kernels are unchanged:
     ``chunk_states`` rescales u and decays the states, so the formulas inside a chunk are the
-    undecayed ones (``ops/dispatcher.ChunkStates``); chunks are then at most
-    ``DECAY_MAX_CHUNK`` long."""
+    undecayed ones (``ops/dispatcher.ChunkStates``); chunks are then ``decayed_chunk`` long."""
     _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound, 0, decay)
     if triton is None:
         raise ImportError("impl='triton' needs the triton package (pip install triton).")
@@ -251,8 +250,7 @@ def dispatcher_attention_triton(
             "tests). Use impl='fast'."
         )
     B, H, L, d = q.shape
-    if decay is not None:
-        chunk = min(chunk, DECAY_MAX_CHUNK)
+    chunk = decayed_chunk(chunk, decay)  # the kernels tile the chunks chunk_states cuts
     check_triton_shapes(d, expert_q.shape[-2], chunk)
     if valid is None:
         valid = torch.ones(B, L, dtype=torch.bool, device=q.device)
