@@ -11,7 +11,10 @@ Five sublayers of the same width are timed at fixed tokens per batch (B = tokens
   ``elastic-triton`` (opt-in, named in ``--methods``): the same with one Triton kernel per chunk;
   ``elastic-decay`` (opt-in): the same with recency decay in the expert summaries
   (``decay_half_life`` ``--elastic-decay-half-life``, what the frozen ML-100k and MovieLens
-  latest-small ELASTIC configs use);
+  latest-small ELASTIC configs use), its chunk-level state as ``--decay-scan`` says (default
+  ``auto``: the Triton scan on CUDA); ``elastic-decay-torch`` (opt-in): the same with that state
+  from PyTorch's transitions (``shortlist.ops.dispatcher.DECAY_SCAN = "torch"``), to time the two
+  in one run;
 - ``sdpa``: full causal attention through ``F.scaled_dot_product_attention`` (flash on the GPU);
 - ``naive``: full causal attention with explicit (L, L) scores (``shortlist.ops.attention``).
 
@@ -80,7 +83,8 @@ STEP_GRAPH = "step-graph"  # a --compile mode of this script: compile "default" 
 # modes with CUDA graphs: they allocate from a private pool before the timed step (no peak_mib)
 GRAPH_MODES = ("reduce-overhead", "max-autotune", STEP_GRAPH)
 # timed only when named in --methods (elastic-triton: CUDA, ops/dispatcher_triton.py)
-OPT_IN = ["elastic-triton", "elastic-decay"]
+OPT_IN = ["elastic-triton", "elastic-decay", "elastic-decay-torch"]
+DECAYED = ("elastic-decay", "elastic-decay-torch")
 
 
 def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
@@ -96,13 +100,13 @@ def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
             flex_span=args.ksa_span,
             flex_tiles=args.ksa_tiles,
         )  # fmt: skip
-    if method in ("elastic", "elastic-triton", "elastic-decay"):
+    if method in ("elastic", "elastic-triton", *DECAYED):
         return DispatcherAttentionLayer(
             args.dim, args.heads, num_experts=args.experts,
             chunk=args.elastic_triton_chunk if method == "elastic-triton"
             else args.elastic_chunk,
             impl="triton" if method == "elastic-triton" else "fast",
-            decay_half_life=args.elastic_decay_half_life if method == "elastic-decay" else 0.0,
+            decay_half_life=args.elastic_decay_half_life if method in DECAYED else 0.0,
         )  # fmt: skip
     return FullAttentionLayer(args.dim, args.heads, impl=method)  # type: ignore[arg-type]
 
@@ -166,6 +170,14 @@ def add_sublayer_args(p: argparse.ArgumentParser, tiles: bool = True) -> None:
         help="decay_half_life of the opt-in elastic-decay method (the experts' longest initial "
         "half-life, in events)",
     )
+    p.add_argument(
+        "--decay-scan",
+        choices=dispatcher.DECAY_SCANS,
+        default=dispatcher.DECAY_SCAN,
+        help="elastic-decay: how the chunk-level decayed state is computed "
+        "(shortlist.ops.dispatcher.DECAY_SCAN: 'auto' = the Triton scan on CUDA, 'torch' = "
+        "PyTorch's transitions, 'triton' = the scan)",
+    )
 
 
 def set_inductor(spec: str) -> dict[str, Any]:
@@ -205,6 +217,8 @@ def make_step(
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     B = max(1, args.tokens // L)
     torch.manual_seed(0)
+    # read when the step runs (eager) or is traced (compiled): it holds until the next make_step
+    dispatcher.DECAY_SCAN = "torch" if method == "elastic-decay-torch" else args.decay_scan
     if scope == "op":
         fn, inputs = build_op(method, args, B, L, device, dtype)
         params: list[torch.Tensor] = []
@@ -424,6 +438,7 @@ def _write(
         "elastic_triton_chunk",
         "elastic_decay_half_life",
         "decay_one_level_chunks",
+        "decay_scan",
     )
     config = {
         k: getattr(args, k)

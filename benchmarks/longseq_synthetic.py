@@ -25,9 +25,13 @@ after the first epoch); with 20 extra interests it has about 80. Two return even
 all), after which the user goes back to their own topics, so one alone says little that a return
 has begun; two of one topic in a row rarely happen by exploration. In a CPU trial at 2,000
 events (2026-11-29) KSA's validation NDCG@10 rose past SASRec's at 256 in the second epoch with
-this cue and fell with a cue of 1. The split is saved with ``SequenceSplit.save`` (protocol "tiger":
-Recall/NDCG@5/10, full ranking, seen items not masked, since returns repeat burst items), and
-trained on like any dataset by ``benchmarks/seqrec.py run``.
+this cue and fell with a cue of 1. The split is saved with ``SequenceSplit.save`` (protocol "long":
+Recall/NDCG@5/10, full ranking, seen items not masked, since returns repeat burst items, and the
+whole history fed to the model up to its ``max_len``), and trained on like any dataset by
+``benchmarks/seqrec.py run``. Until 2026-11-30 (eighteenth session) the split was saved as "tiger",
+whose evaluation keeps only the 20 most recent events of a history: every model was ranked from
+its last 20 events, so the burst thousands of events back was out of every model's sight at
+validation and test (docs/long_sequences.md, "Long-history data").
 
     python benchmarks/longseq_synthetic.py --out .gpu/synthetic-long.npz --rules
 
@@ -91,7 +95,7 @@ def split_of(data: LongHistoryData, n_valid: int, n_test: int, cue: int = 1) -> 
     start, end = seq.offsets[train_users], seq.offsets[train_users + 1]
     train = Jagged.from_lengths(seq.values[segment_indices(start, end)], end - start)
     return SequenceSplit(
-        protocol="tiger",
+        protocol="long",
         num_items=cfg.n_items,
         train_users=train_users.astype(np.int32),
         train=train,
@@ -210,7 +214,7 @@ def main() -> None:
         rows = [
             Row(
                 dataset="synthetic-long",
-                protocol="tiger",
+                protocol="long",
                 model=f"rule: {rule}",
                 variant=f"G={args.gap}, B={args.burst}, {args.users} users x {args.length} events",
                 metrics=metrics,

@@ -40,12 +40,12 @@ log = logging.getLogger("benchmarks.seqrec")
 
 def prepare(args: argparse.Namespace) -> None:
     from shortlist.data.datasets import load_dataset
-    from shortlist.data.splits import leave_one_out, tiger_split
+    from shortlist.data.splits import SPLITS
     from shortlist.train.config import load_config
 
     cfg = load_config(ROOT / "configs" / args.dataset / f"{args.model}.yaml")
     data = load_dataset(args.dataset)
-    split = tiger_split(data) if cfg.protocol == "tiger" else leave_one_out(data)
+    split = SPLITS.get(cfg.protocol)(data)
     split.save(args.out)
     log.info("%s: %s -> %s", args.dataset, split.summary(), args.out)
 

@@ -293,7 +293,7 @@ def _speed_args(**over: object) -> argparse.Namespace:
     base = dict(
         device="cpu", tokens=64, dim=16, heads=2, chunk=4, window=2, ksa_block=128,
         ksa_span=2048, ksa_tiles="", experts=4, elastic_chunk=8, elastic_triton_chunk=16,
-        elastic_decay_half_life=64.0, decay_one_level_chunks=64, warmup=1, repeats=1,
+        elastic_decay_half_life=64.0, decay_one_level_chunks=64, decay_scan="auto", warmup=1, repeats=1,
         threads=1, inductor="",
     )  # fmt: skip
     base.update(over)
@@ -847,3 +847,19 @@ def test_speed_decay_one_level_chunks_sets_the_threshold(monkeypatch: pytest.Mon
             ]
         )
     assert dispatcher.DECAY_ONE_LEVEL_CHUNKS == 7
+
+
+def test_speed_decayed_methods_set_the_chunk_level_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """elastic-decay-torch times PyTorch's transitions, elastic-decay what --decay-scan says; both
+    build the decayed layer."""
+    from shortlist.ops import dispatcher
+
+    monkeypatch.setattr(dispatcher, "DECAY_SCAN", dispatcher.DECAY_SCAN)  # restored afterwards
+    for method, scan, want in (
+        ("elastic-decay-torch", "auto", "torch"),
+        ("elastic-decay", "triton", "triton"),
+    ):
+        _, B = longseq_speed.make_step(method, 16, _speed_args(decay_scan=scan))
+        scan_now = dispatcher.DECAY_SCAN  # read at call time, so the step keeps it
+        assert scan_now == want and B == 4
+        assert longseq_speed.build_layer(method, _speed_args()).decay_logit is not None

@@ -50,7 +50,9 @@ def test_unknown_keys_are_rejected_with_the_valid_ones(tmp_path: Path) -> None:
         parse_config(apply_overrides(QUICKSTART, {"model.layers": 3}), "x")
     with pytest.raises(ConfigError, match="optimizer: unknown key"):
         parse_config({**QUICKSTART, "optimizer": "adam"}, "x")
-    with pytest.raises(ConfigError, match="protocol: Input should be 'hstu', 'tiger' or 'ctr'"):
+    with pytest.raises(
+        ConfigError, match="protocol: Input should be 'hstu', 'tiger', 'long' or 'ctr'"
+    ):
         parse_config({**QUICKSTART, "protocol": "loo"}, "x")
     with pytest.raises(ConfigError, match=r"Unknown model 'sasrek'"):
         parse_config(apply_overrides(QUICKSTART, {"model.name": "sasrek"}), "x")

@@ -97,7 +97,7 @@ HISTORIES = [[290], [291, 292], [], [293, 294, 295], [296], [297, 298, 299, 300]
 
 # -- protocols ---------------------------------------------------------------------------------
 def test_registered_protocols():
-    assert PROTOCOLS.names() == ["hstu", "tiger"]
+    assert PROTOCOLS.names() == ["hstu", "long", "tiger"]
     hstu, tiger = get_protocol("hstu"), get_protocol("tiger")
     assert hstu.metric_keys == ("hr@10", "ndcg@10", "hr@50", "ndcg@50", "hr@200", "ndcg@200", "mrr")
     assert (hstu.max_history, hstu.exclude_history, hstu.candidates, hstu.ties) == (
@@ -118,7 +118,8 @@ def test_registered_protocols():
 def test_unknown_protocol_lists_the_valid_ones():
     model = FakeRetriever(FakeConfig())
     with pytest.raises(
-        UnknownNameError, match=r"Unknown evaluation protocol 'sasrec'\. Valid names: hstu, tiger\."
+        UnknownNameError,
+        match=r"Unknown evaluation protocol 'sasrec'\. Valid names: hstu, long, tiger\.",
     ):
         evaluate(model, examples_of(HISTORIES, TARGETS), "sasrec")
 
@@ -220,6 +221,23 @@ def test_tiger_caps_history_at_20():
     result = evaluate(model, examples_of(histories, [1, 2, 3]), "hstu", by_length=False)
     assert result.history_lengths.tolist() == [35, 10, 20]
     assert torch.cat([b.lengths for b in model.seen]).tolist() == [35, 10, 20]
+
+
+def test_long_is_tiger_without_the_cap():
+    """The ``long`` protocol ranks from the model's whole window (35 events here, where tiger keeps
+    20), with tiger's metrics and no masking of seen items."""
+    model = FakeRetriever(FakeConfig(max_len=50))
+    histories = [list(range(100, 135)), list(range(200, 210))]
+    result = evaluate(model, examples_of(histories, [134, 2]), "long", by_length=False)
+    assert result.history_lengths.tolist() == [35, 10]
+    assert torch.cat([b.lengths for b in model.seen]).tolist() == [35, 10]
+    assert set(result.metrics) == set(get_protocol("tiger").metric_keys)
+    # target 134 is in its history: not masked, so it ranks by score, as under tiger
+    tiger = evaluate(
+        FakeRetriever(FakeConfig(max_len=50)), examples_of(histories, [134, 2]), "tiger"
+    )
+    assert result.per_example_rank[0] == tiger.per_example_rank[0]
+    assert get_protocol("long").max_history is None and not get_protocol("long").exclude_history
 
 
 def test_history_padded_to_model_max_len_unless_given():

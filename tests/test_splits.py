@@ -115,7 +115,7 @@ def test_temporal_split_has_no_leakage() -> None:
 def test_unknown_protocol() -> None:
     with pytest.raises(
         ValueError,
-        match=r"Unknown protocol 'loo'\. Valid names: hstu, leave_one_out, random, temporal, tiger",
+        match=r"Unknown protocol 'loo'\. Valid names: hstu, leave_one_out, long, random, temporal, tiger",
     ):
         split(_data({"u": ["a"]}), "loo")
 

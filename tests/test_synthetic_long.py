@@ -20,6 +20,7 @@ from shortlist.data.synthetic import (
     iter_long_history_blocks,
     long_range_examples,
 )
+from shortlist.eval.protocols import history_lengths
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -201,6 +202,9 @@ def test_long_range_split_shows_the_cue_and_targets_the_next_return() -> None:
     )  # fmt: skip
     data = generate_long_histories(cfg)
     split = build_split(cfg, n_valid=5, n_test=5, cue=1)
+    # ranked from the whole history (the 'long' protocol), not tiger's 20 most recent events
+    assert split.protocol == "long" and split.max_history is None
+    assert history_lengths(split.test, split.protocol).min() > 100
     assert len(split.train_users) == 20 and split.train.lengths.tolist() == [200] * 20
     for ex in (split.valid, split.test):
         for i, u in enumerate(ex.users):
@@ -228,7 +232,7 @@ def test_rule_baselines_by_hand() -> None:
         )
 
     split = SequenceSplit(
-        protocol="tiger",
+        protocol="long",
         num_items=6,
         train_users=np.array([1], dtype=np.int32),
         train=Jagged.from_lengths(np.array([4, 4, 4, 5, 5, 6, 1]), np.array([7])),  # pop 4 > 5 > 6

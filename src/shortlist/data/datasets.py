@@ -334,7 +334,7 @@ register_dataset(
         name="synthetic",
         description="Generated short-video log: latent interests, Zipf popularity, sessions, watch time, text",
         loader=_load_synthetic,
-        protocols=("hstu", "tiger", "random", "temporal"),
+        protocols=("hstu", "tiger", "long", "random", "temporal"),
         notes="Parameters: any field of shortlist.data.synthetic.SyntheticConfig (--set n_users=...).",
     )
 )

@@ -131,6 +131,12 @@ def tiger_split(data: InteractionData, *, max_history: int = 20) -> SequenceSpli
     return leave_one_out(data, max_history=max_history, protocol="tiger")
 
 
+def long_split(data: InteractionData) -> SequenceSplit:
+    """The ``long`` protocol: leave-one-out with whole evaluation histories (TIGER's metrics
+    without its 20-item cap, ``shortlist.eval.protocols``)."""
+    return leave_one_out(data, protocol="long")
+
+
 def training_interactions(data: InteractionData) -> InteractionData:
     """``data`` without each user's last two events: the training part of the leave-one-out split
     (users with fewer than 3 events are never evaluated and keep all of theirs).
@@ -229,6 +235,7 @@ SPLITS: Registry[Any] = Registry("protocol")
 SPLITS.add("hstu", leave_one_out)
 SPLITS.add("leave_one_out", leave_one_out)
 SPLITS.add("tiger", tiger_split)
+SPLITS.add("long", long_split)
 SPLITS.add("random", random_split)
 SPLITS.add("temporal", temporal_split)
 

@@ -15,6 +15,11 @@ rule. The split itself (leave-one-out by time) comes from :mod:`shortlist.data.s
 |---|---|---|---|---|---|
 | ``hstu`` | HR, NDCG @ 10, 50, 200; MRR | the model's window (``max_len``; 200 on ML-1M) | masked | all N | generative-recommenders (ANCHORS.md section 1) |
 | ``tiger`` | Recall, NDCG @ 5, 10; MRR | 20 most recent items | not masked | all N | TIGER (section 2) |
+| ``long`` | Recall, NDCG @ 5, 10; MRR | the model's window (``max_len``) | not masked | all N | none: long-history splits |
+
+``long`` is ``tiger`` without its cap, for splits whose point is a history longer than 20 events (the
+planted long-range split of ``benchmarks/longseq_synthetic.py``): under ``tiger`` every model would
+be ranked from its last 20 events, whatever it was trained to read.
 
 What the anchors' code does, and where:
 
@@ -161,6 +166,19 @@ PROTOCOLS.add(
         max_history=20,
         exclude_history=False,
         anchor="Rajput et al. 2023 (TIGER); RecBole full-sort for sequential models",
+    ),
+)
+
+
+PROTOCOLS.add(
+    "long",
+    EvalProtocol(
+        name="long",
+        metric_names=("recall", "ndcg"),
+        cutoffs=(5, 10),
+        max_history=None,
+        exclude_history=False,
+        anchor="none (shortlist): TIGER's metrics over the model's whole window, for long histories",
     ),
 )
 

@@ -71,7 +71,9 @@ Implementations:
       written as matmuls: O(B H L (C + k) d) time, O(B H L (C + k)) extra memory, no Python loop
       over chunks, no data-dependent control flow (torch.compile-friendly); with recency decay,
       the state before each chunk comes from decayed transitions between chunks, O(B H k n^2 d)
-      more up to :data:`DECAY_ONE_LEVEL_CHUNKS` chunks, O(B H k n^1.5 d) beyond (two levels).
+      more up to :data:`DECAY_ONE_LEVEL_CHUNKS` chunks, O(B H k n^1.5 d) beyond (two levels), or
+      on CUDA from one Triton scan per direction, O(B H k n d) (:data:`DECAY_SCAN`,
+      ``ops/decay_scan_triton.py``).
     - ``ops/dispatcher_triton.dispatcher_attention_triton``: the chunked algorithm with one Triton
       kernel per chunk and direction (opt-in ``impl="triton"``; CUDA, no extra tokens).
     - :func:`dispatcher_step`: one new event per row, O(H (k + W) d), from a
@@ -81,6 +83,7 @@ Implementations:
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -98,6 +101,13 @@ DECAY_MAX_CHUNK = 64
 # (at 16k and C = 64, 256 chunks: one level timed slower than two on the H200, compiled and autotuned,
 # benchmarks/results/longseq_speed_decay_onelevel256.json against longseq_speed_decay.json)
 DECAY_ONE_LEVEL_CHUNKS = 64
+# with decay, how the chunk-level state is computed: "auto" (the Triton scan of ops/decay_scan_triton.py
+# for CUDA tensors where triton imports, else the transitions above), "torch" (the transitions) or
+# "triton" (the scan, an error where it cannot run). Read at call time (benchmarks/longseq_speed.py
+# --decay-scan times one against the other).
+DecayScan = Literal["auto", "torch", "triton"]
+DECAY_SCANS: tuple[str, ...] = ("auto", "torch", "triton")
+DECAY_SCAN: DecayScan = "auto"
 
 
 def _check_inputs(
@@ -364,6 +374,26 @@ def _decayed_prefix(
     return out.reshape(B, H, m * G, k, d)[:, :, :n]
 
 
+def _triton_scan(x: torch.Tensor) -> bool:
+    """Whether the chunk-level decayed state of ``x`` runs as the Triton scan (:data:`DECAY_SCAN`)."""
+    if DECAY_SCAN not in DECAY_SCANS:
+        raise ValueError(f"DECAY_SCAN must be one of {DECAY_SCANS}. Got {DECAY_SCAN!r} instead.")
+    if DECAY_SCAN == "torch" or (DECAY_SCAN == "auto" and not x.is_cuda):
+        return False  # (no import on CPU: the interpreter's tests must define the kernels first)
+    from shortlist.ops import decay_scan_triton
+
+    if DECAY_SCAN == "auto":
+        return decay_scan_triton.available()
+    if not decay_scan_triton.available():
+        raise ImportError("DECAY_SCAN='triton' needs the triton package (pip install triton).")
+    if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError(
+            "DECAY_SCAN='triton' runs on CUDA tensors (on CPU only under TRITON_INTERPRET=1, for "
+            "tests). Use 'auto' or 'torch'."
+        )
+    return True
+
+
 def decayed_chunk(chunk: int, decay: torch.Tensor | None) -> int:
     """The chunk length the chunked paths use: ``chunk``, at most :data:`DECAY_MAX_CHUNK` with
     recency decay (``decay`` not None)."""
@@ -416,9 +446,14 @@ def chunk_states(
         # a chunk's sum at its end (the next chunk's start): u_b exp(lam b) decays by exp(-lam C).
         # The three states in one pass: [sk | sv | sd] on the last axis (three passes, aligned but
         # more kernels, timed no faster: benchmarks/results/longseq_speed_decay_split.json)
-        carry = torch.exp(-lam_c)[None, :, None, :, None]  # (1, H, 1, k, 1)
-        joint = torch.cat([sk, sv, sd[..., None]], -1) * carry
-        sk, sv, sd = _decayed_prefix(joint, lam_c).split([sk.shape[-1], sv.shape[-1], 1], -1)
+        joint = torch.cat([sk, sv, sd[..., None]], -1)
+        if _triton_scan(joint):  # one scan per direction (ops/decay_scan_triton.py)
+            from shortlist.ops.decay_scan_triton import decayed_prefix_triton
+
+            state = decayed_prefix_triton(joint, torch.exp(-lam_c))
+        else:
+            state = _decayed_prefix(joint * torch.exp(-lam_c)[None, :, None, :, None], lam_c)
+        sk, sv, sd = state.split([sk.shape[-1], sv.shape[-1], 1], -1)
         sd = sd[..., 0]
     return ChunkStates(
         q=_cut(q.to(cd), pad, n, C), zk=zkc, zv=zvc, u=uc32, ut=ut, sk=sk, sv=sv, sd=sd, pad=pad,

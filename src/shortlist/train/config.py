@@ -65,7 +65,8 @@ class ExperimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     dataset: DatasetSection
-    protocol: Literal["hstu", "tiger", "ctr"]  # ctr: a ranker on a CTR dataset (docs/ranking.md)
+    # long: tiger's metrics over whole histories (docs/protocols.md); ctr: a ranker (docs/ranking.md)
+    protocol: Literal["hstu", "tiger", "long", "ctr"]
     model: dict[str, Any]
     train: dict[str, Any] = Field(default_factory=dict)
     eval: EvalSection = Field(default_factory=EvalSection)

@@ -48,12 +48,12 @@ def make_split(config: ExperimentConfig) -> tuple[SequenceSplit, Any]:
     """Load the config's dataset and split it by its protocol; returns (split, dataset)."""
     # imported here: training on a saved split (run_on_split) needs neither Polars nor the loaders
     from shortlist.data.datasets import load_dataset
-    from shortlist.data.splits import leave_one_out, tiger_split
+    from shortlist.data.splits import SPLITS
 
     data = load_dataset(
         config.dataset.name, data_dir=config.dataset.data_dir, **config.dataset.params
     )
-    split = tiger_split(data) if config.protocol == "tiger" else leave_one_out(data)
+    split = SPLITS.get(config.protocol)(data)  # hstu, tiger or long (each a leave-one-out)
     return split, data
 
 
