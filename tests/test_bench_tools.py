@@ -527,7 +527,7 @@ def test_profile_summary_per_step_figures_from_a_trace(tmp_path: Path) -> None:
 
     events = [
         {"cat": "cpu_op", "ts": 0.0, "dur": 50.0},
-        {"cat": "kernel", "ts": 100.0, "dur": 300.0},
+        {"cat": "kernel", "ts": 100.0, "dur": 300.0, "name": "_scan_fwd_kernel_0"},
         {"cat": "kernel", "ts": 200.0, "dur": 300.0},  # overlaps: busy 400, kernel sum 600
         {"cat": "gpu_memset", "ts": 900.0, "dur": 100.0},
         {"cat": "ac2g", "ts": 5000.0, "dur": 0.0},  # neither host work nor GPU work
@@ -546,6 +546,9 @@ def test_profile_summary_per_step_figures_from_a_trace(tmp_path: Path) -> None:
             "gpu_idle_fraction": 0.5,
         }
     )
+    named = profile_summary.summarize(tmp_path / "ksa-L64-eager.trace.json", ("_scan_fwd", "x"))
+    assert named["kernel_ms_per_step:_scan_fwd"] == pytest.approx(0.15)  # 300 us / 2 steps
+    assert named["kernel_ms_per_step:x"] == 0.0
     (tmp_path / "ksa-L64-eager.txt").write_text("no header\n")
     with pytest.raises(ValueError, match=r"ksa-L64-eager.txt: no '<n> steps'"):
         profile_summary.summarize(tmp_path / "ksa-L64-eager.trace.json")

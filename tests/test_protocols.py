@@ -419,3 +419,15 @@ def test_batch_size_invariance_with_sasrec(protocol):
         np.testing.assert_array_equal(r.per_example_rank, results[0].per_example_rank)
         assert r.metrics == results[0].metrics
     assert results[0].per_example_rank.max() > 10  # a random model: the ranks spread out
+
+
+def test_a_history_cap_below_the_model_window_is_named():
+    """run_on_split warns when the protocol ranks from fewer events than the model reads."""
+    from shortlist.train.experiment import history_cap_warning
+
+    msg = history_cap_warning("tiger", 10000)
+    assert msg is not None and "reads up to 10000 events" in msg and "20 most recent" in msg
+    assert "use protocol 'long'" in msg
+    assert history_cap_warning("tiger", 20) is None  # Beauty's models read what tiger feeds
+    assert history_cap_warning("long", 10000) is None and history_cap_warning("hstu", 200) is None
+    assert history_cap_warning("tiger", None) is None

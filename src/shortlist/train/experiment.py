@@ -25,7 +25,7 @@ import yaml
 from shortlist.atomic import write_json
 from shortlist.data.sequences import EvalExamples, SequenceSplit
 from shortlist.data.validation import widen_validation
-from shortlist.eval.protocols import EvalResult, evaluate
+from shortlist.eval.protocols import EvalResult, evaluate, get_protocol
 from shortlist.eval.ranks import save_ranks
 from shortlist.models.base import Model, build_model_from_section, load_model
 from shortlist.train.config import ExperimentConfig
@@ -94,6 +94,20 @@ def run_ctr_experiment(config: ExperimentConfig, *, resume: bool = True) -> RunR
     return RunResult(run_dir=run_dir, valid=result.valid, test=result.test, train=result.train)
 
 
+def history_cap_warning(protocol: str, max_len: int | None) -> str | None:
+    """A warning when ``protocol`` ranks from fewer events than the model reads (``max_len``):
+    under ``tiger`` a model trained on long windows would be validated and tested on each
+    history's 20 most recent events (what the planted long-range split was, until 2026-11-30)."""
+    cap = get_protocol(protocol).max_history
+    if cap is None or max_len is None or max_len <= cap:
+        return None
+    return (
+        f"the model reads up to {max_len} events, but protocol {protocol!r} ranks from each "
+        f"history's {cap} most recent events only: validation and test feed it no more. For whole "
+        "histories use protocol 'long' (docs/protocols.md)."
+    )
+
+
 def run_on_split(
     config: ExperimentConfig, split: SequenceSplit, *, resume: bool = True
 ) -> RunResult:
@@ -110,6 +124,9 @@ def run_on_split(
     seed_everything(train_cfg.seed)  # the initial weights too, not only the batches
     model = build_model_from_section(config.model, num_items=split.num_items)
     device = resolve_device(train_cfg.device)
+    warning = history_cap_warning(config.protocol, getattr(model.config, "max_len", None))
+    if warning:
+        log.warning("%s: %s", config.name, warning)
     log.info(
         "%s: %s, %s parameters, %s",
         config.name,
