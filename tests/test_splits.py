@@ -72,6 +72,16 @@ def test_tiger_caps_history_at_20() -> None:
     assert len(s.train.values) == 28  # training sequences are not capped
 
 
+def test_long_keeps_whole_histories() -> None:
+    """The 'long' split is leave-one-out under its own name, nothing capped; the registry (what
+    make_split uses for a config's protocol) gives it by name."""
+    seq = [f"i{k}" for k in range(30)]
+    s = split(_data({"u": seq}, with_time=False), "long")
+    assert s.protocol == "long" and s.max_history is None
+    assert s.test.history[0].tolist() == list(range(1, 30)) and s.test.targets.tolist() == [30]
+    assert s.valid.history[0].tolist() == list(range(1, 29))
+
+
 def test_sequential_protocols_refuse_unordered_data() -> None:
     frame = pl.DataFrame({"user_id": [1, 1, 1], "item_id": [1, 2, 3]})
     data = build_dataset("unordered", frame, order="none")

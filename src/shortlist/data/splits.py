@@ -241,7 +241,7 @@ SPLITS.add("temporal", temporal_split)
 
 
 def split(data: InteractionData, protocol: str, **kwargs: Any) -> SequenceSplit | RowSplit:
-    """Split ``data`` by a protocol name (``hstu``, ``tiger``, ``random``, ``temporal``)."""
+    """Split ``data`` by a protocol name (``hstu``, ``tiger``, ``long``, ``random``, ``temporal``)."""
     return SPLITS.get(protocol)(data, **kwargs)
 
 
@@ -251,6 +251,7 @@ __all__ = [
     "RowSplit",
     "SequenceSplit",
     "leave_one_out",
+    "long_split",
     "random_split",
     "segment_indices",
     "split",
