@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("final_rows.sh", "lib.sh", "longseq_speed.sh", "train_compile.sh")
+SCRIPTS = ("final_rows.sh", "lib.sh", "longseq_speed.sh", "train_compile.sh", "round11c.sh")
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("bash", "setsid", "tar")),
@@ -117,3 +117,24 @@ def test_ml100k_sweep_takes_its_seeds(tmp_path: Path) -> None:
     proc, lines = _run(tmp_path, PARTS="ml100ksweep", ML_ROUND="round3", ML_SEEDS="0,1,2,3,4,5")
     assert proc.returncode == 0, proc.stderr
     assert "--seeds 0,1,2,3,4,5 " in lines[_index(lines, "--name sweep_ml100k_round3 ")]
+
+
+def test_round_preamble_launches_detached_and_the_wait_collects(tmp_path: Path) -> None:
+    """round11c.sh through lib.sh's round_preamble and copy_synthetic_full: the detached run gets
+    its settings, writes its done file, and the call hands back one tarball; a later `--wait` call
+    finds the done file and hands it back again without launching anything."""
+    proc, lines = _run(tmp_path, "round11c.sh", SYN_S="5", SYN_SEEDS="0")
+    assert proc.returncode == 0, proc.stderr
+    run = lines[_index(lines, "--name sweep_synthetic_full_f ")]
+    assert "--models elastic-long-m0-e64,elastic-long-m0-e128" in run
+    assert "--seeds 0 " in run and "train.time_limit_s=5" in run
+    repo, out = tmp_path / "repo", tmp_path / "out"
+    assert (repo / "runs" / "round11c.done").exists() and (out / "all.tgz").exists()
+    (out / "all.tgz").unlink()
+    proc = subprocess.run(
+        ["bash", str(repo / "benchmarks" / "gpu" / "round11c.sh"), "--wait", "5"],
+        env={**os.environ, "OUT": str(out)}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "runs/round11c.done" in proc.stdout and (out / "all.tgz").exists()
+    assert len((tmp_path / "calls.log").read_text().splitlines()) == len(lines)  # nothing new

@@ -28,3 +28,21 @@ wait_then_copy() {  # DONE_FILE SECONDS: wait for the detached job (at most SECO
   ls "$1" 2>/dev/null
   copy_out
 }
+
+copy_synthetic_full() {  # LOG...: the planted split's runs (runs/synthetic_full) into $OUT/all.tgz,
+  # then the named logs' tails (round11b.sh, round11c.sh)
+  tar czf "$OUT/all.tgz" runs/results runs/*.log runs/synthetic_full/logs \
+    runs/synthetic_full/*/results.json runs/synthetic_full/*/ranks.npz 2>/dev/null
+  tail -n 3 "$@" 2>/dev/null
+}
+
+round_preamble() {  # DONE_FILE "$@": a detached round's start. With `--wait S` as its arguments,
+  # wait for DONE_FILE (at most S seconds), copy_out and exit; otherwise install the wheels once per
+  # machine and remove DONE_FILE for the new launch (round11b.sh, round11c.sh)
+  local done_file="$1"
+  shift
+  if [ "${1:-}" = "--wait" ]; then wait_then_copy "$done_file" "${2:-540}"; exit 0; fi
+  [ -d /tmp/site ] || gpu_setup
+  mkdir -p runs/results
+  fresh_done "$done_file"
+}

@@ -10,16 +10,9 @@
 set -u
 cd "$(dirname "$0")/../.."
 . benchmarks/gpu/lib.sh
-copy_out() {
-  tar czf "$OUT/all.tgz" runs/results runs/*.log runs/synthetic_full/logs \
-    runs/synthetic_full/*/results.json runs/synthetic_full/*/ranks.npz 2>/dev/null
-  tail -n 2 runs/synthetic_d.log runs/synthetic_e.log 2>/dev/null
-}
-if [ "${1:-}" = "--wait" ]; then wait_then_copy runs/round11b.done "${2:-540}"; exit 0; fi
-[ -d /tmp/site ] || gpu_setup
-mkdir -p runs/results
+copy_out() { copy_synthetic_full runs/synthetic_d.log runs/synthetic_e.log; }
+round_preamble runs/round11b.done "$@"
 export SYN_SEEDS="${SYN_SEEDS:-0,1,2}" SYN_S="${SYN_S:-330}"
-fresh_done runs/round11b.done
 setsid bash -c '
   syn() {  # GPU NAME MODELS
     CUDA_VISIBLE_DEVICES=$1 python3 benchmarks/seqrec.py run --name "$2" --dataset synthetic-long \

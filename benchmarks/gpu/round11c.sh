@@ -8,16 +8,9 @@
 set -u
 cd "$(dirname "$0")/../.."
 . benchmarks/gpu/lib.sh
-copy_out() {
-  tar czf "$OUT/all.tgz" runs/results runs/*.log runs/synthetic_full/logs \
-    runs/synthetic_full/*/results.json runs/synthetic_full/*/ranks.npz 2>/dev/null
-  tail -n 3 runs/synthetic_f.log 2>/dev/null
-}
-if [ "${1:-}" = "--wait" ]; then wait_then_copy runs/round11c.done "${2:-540}"; exit 0; fi
-[ -d /tmp/site ] || gpu_setup
-mkdir -p runs/results
+copy_out() { copy_synthetic_full runs/synthetic_f.log; }
+round_preamble runs/round11c.done "$@"
 export SYN_SEEDS="${SYN_SEEDS:-0,1,2}" SYN_S="${SYN_S:-220}"
-fresh_done runs/round11c.done
 setsid bash -c '
   python3 benchmarks/seqrec.py run --name sweep_synthetic_full_f --dataset synthetic-long \
     --split .gpu/synthetic-long.npz --config-dir configs/synthetic --seeds "$SYN_SEEDS" --parallel 6 \

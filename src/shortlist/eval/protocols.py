@@ -55,7 +55,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -168,16 +168,12 @@ PROTOCOLS.add(
         anchor="Rajput et al. 2023 (TIGER); RecBole full-sort for sequential models",
     ),
 )
-
-
-PROTOCOLS.add(
+PROTOCOLS.add(  # tiger without its cap (module docstring)
     "long",
-    EvalProtocol(
+    replace(
+        PROTOCOLS.get("tiger"),
         name="long",
-        metric_names=("recall", "ndcg"),
-        cutoffs=(5, 10),
         max_history=None,
-        exclude_history=False,
         anchor="none (shortlist): TIGER's metrics over the model's whole window, for long histories",
     ),
 )
