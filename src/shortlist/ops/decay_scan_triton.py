@@ -19,10 +19,12 @@ is the adjoint of ``out[c' + 1] = a (out[c'] + x[c'])``), summed per program and
 in PyTorch, so the result is deterministic (no atomics).
 
 It is a ``torch.library.triton_op``, so ``torch.compile`` keeps it in the graph (no graph break,
-CUDA graphs allowed). ``dispatcher._decayed_prefix`` uses it for CUDA tensors when triton is
+CUDA graphs allowed). ``dispatcher.chunk_states`` uses it for CUDA tensors when triton is
 importable and :data:`shortlist.ops.dispatcher.DECAY_SCAN` is ``"auto"`` or ``"triton"``;
-elsewhere the PyTorch form. Tested against it and against the definition, values and gradients,
-under Triton's CPU interpreter (``tests/test_decay_scan_triton.py``).
+elsewhere the PyTorch form. ``a`` must be positive (the rate's gradient divides by it): with
+``MAX_DECAY`` and ``DECAY_MAX_CHUNK`` it is at least ``2^-64``. Tested against the PyTorch form and
+the definition, values and gradients, under Triton's CPU interpreter and compiled on an H200
+(``tests/test_decay_scan_triton.py``; speed and profile in docs/long_sequences.md).
 """
 
 from __future__ import annotations
