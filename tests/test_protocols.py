@@ -421,13 +421,25 @@ def test_batch_size_invariance_with_sasrec(protocol):
     assert results[0].per_example_rank.max() > 10  # a random model: the ranks spread out
 
 
-def test_a_history_cap_below_the_model_window_is_named():
-    """run_on_split warns when the protocol ranks from fewer events than the model reads."""
-    from shortlist.train.experiment import history_cap_warning
+def test_a_split_whose_protocol_would_cut_its_histories_is_refused():
+    """run_on_split refuses a split saved as tiger with whole histories (ranked from its last 20
+    events whatever the model reads); a split cut to the cap or tighter, and long, pass."""
+    from shortlist.data.sequences import SequenceSplit
+    from shortlist.train.experiment import check_history_cap
 
-    msg = history_cap_warning("tiger", 10000)
-    assert msg is not None and "reads up to 10000 events" in msg and "20 most recent" in msg
-    assert "use protocol 'long'" in msg
-    assert history_cap_warning("tiger", 20) is None  # Beauty's models read what tiger feeds
-    assert history_cap_warning("long", 10000) is None and history_cap_warning("hstu", 200) is None
-    assert history_cap_warning("tiger", None) is None
+    ex = examples_of([list(range(1, 40))], [40])
+
+    def split_of(protocol: str, cap: int | None) -> SequenceSplit:
+        return SequenceSplit(
+            protocol=protocol, num_items=50, train_users=np.array([0], dtype=np.int32),
+            train=ex.history, train_timestamps=None, valid=ex, test=ex, max_history=cap,
+        )  # fmt: skip
+
+    with pytest.raises(
+        ValueError, match=r"keeps whole evaluation histories, but its protocol 'tiger'"
+    ):
+        check_history_cap(split_of("tiger", None))
+    with pytest.raises(ValueError, match=r"up to 50 events of .* Save it under .*'long'"):
+        check_history_cap(split_of("tiger", 50))
+    for protocol, cap in (("tiger", 20), ("tiger", 3), ("long", None), ("hstu", None)):
+        check_history_cap(split_of(protocol, cap))

@@ -15,7 +15,7 @@ dispatch kernel"). Here the per-chunk work is one program per (batch x head, chu
 
 Status: opt-in (``impl="triton"``), never chosen by ``"fast"``; checked against the chunked path
 under Triton's CPU interpreter (``TRITON_INTERPRET=1``) and compiled on an H200
-(``tests/test_dispatcher_triton.py``; with recency decay under the interpreter only so far). On the
+(``tests/test_dispatcher_triton.py``, recency decay included). On the
 H200 at L = 16k it makes the eager step faster and the compiled step no faster than the compiled
 chunked path (docs/long_sequences.md). Recency decay changes only what ``chunk_states`` computes
 (u and the states), not the kernels. Limits: no extra (memory) tokens, no local window; C, d and k

@@ -94,18 +94,20 @@ def run_ctr_experiment(config: ExperimentConfig, *, resume: bool = True) -> RunR
     return RunResult(run_dir=run_dir, valid=result.valid, test=result.test, train=result.train)
 
 
-def history_cap_warning(protocol: str, max_len: int | None) -> str | None:
-    """A warning when ``protocol`` ranks from fewer events than the model reads (``max_len``):
-    under ``tiger`` a model trained on long windows would be validated and tested on each
-    history's 20 most recent events (what the planted long-range split was, until 2026-11-30)."""
-    cap = get_protocol(protocol).max_history
-    if cap is None or max_len is None or max_len <= cap:
-        return None
-    return (
-        f"the model reads up to {max_len} events, but protocol {protocol!r} ranks from each "
-        f"history's {cap} most recent events only: validation and test feed it no more. For whole "
-        "histories use protocol 'long' (docs/protocols.md)."
-    )
+def check_history_cap(split: SequenceSplit) -> None:
+    """ValueError when ``split``'s protocol would cut the evaluation histories the split keeps:
+    ``evaluate`` applies the protocol's cap (tiger: 20 events) whatever the split was made with, so
+    a split saved as ``tiger`` with whole histories is ranked from its last 20 events (what the
+    planted long-range split was, until 2026-11-30). A split cut tighter than its protocol is fine."""
+    cap = get_protocol(split.protocol).max_history
+    if cap is not None and (split.max_history is None or split.max_history > cap):
+        kept = "whole" if split.max_history is None else f"up to {split.max_history} events of"
+        raise ValueError(
+            f"The split keeps {kept} evaluation histories, but its protocol {split.protocol!r} ranks "
+            f"from each history's {cap} most recent events. Save it under a protocol without that "
+            "cap ('long': the same metrics over whole histories, docs/protocols.md), or cut it to "
+            f"{cap} (max_history={cap})."
+        )
 
 
 def run_on_split(
@@ -116,6 +118,7 @@ def run_on_split(
         raise ValueError(
             f"The split was made by protocol {split.protocol!r} but the config asks for {config.protocol!r}."
         )
+    check_history_cap(split)
     split = widen_validation(split, config.eval.valid_targets)
     run_dir = config.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -124,9 +127,6 @@ def run_on_split(
     seed_everything(train_cfg.seed)  # the initial weights too, not only the batches
     model = build_model_from_section(config.model, num_items=split.num_items)
     device = resolve_device(train_cfg.device)
-    warning = history_cap_warning(config.protocol, getattr(model.config, "max_len", None))
-    if warning:
-        log.warning("%s: %s", config.name, warning)
     log.info(
         "%s: %s, %s parameters, %s",
         config.name,
