@@ -1,7 +1,10 @@
 """Causal Linear Dispatcher Attention: fast path == reference, incremental == full (each with and
-without recency decay), causality, padding never leaks, the layer's two implementations agree."""
+without recency decay, and with the compress normalised over events or routed over experts),
+causality, padding never leaks, the layer's two implementations agree."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import pytest
 import torch
@@ -51,18 +54,21 @@ def _rates(seed: int, H: int, k: int) -> torch.Tensor:
     bound=st.sampled_from([2.0, 8.0, 16.0, 40.0]),
     window=st.integers(0, 12),
     decayed=st.booleans(),
+    over=st.sampled_from(["events", "experts"]),
 )
-def test_chunked_matches_reference(seed, B, H, L, d, k, m, chunk, bound, window, decayed) -> None:
+def test_chunked_matches_reference(
+    seed, B, H, L, d, k, m, chunk, bound, window, decayed, over
+) -> None:
     q, eq, kc, zk, zv, valid, extra = _inputs(seed, B, H, L, d, k, m)
     ek, ev = extra if extra else (None, None)
     decay = _rates(seed, H, k) if decayed else None
     ref = dispatcher_attention_reference(
         q, eq, kc, zk, zv, valid, logit_bound=bound, extra_k=ek, extra_v=ev, window=window,
-        decay=decay,
+        decay=decay, compress_over=over,
     )  # fmt: skip
     fast = dispatcher_attention_chunked(
         q, eq, kc, zk, zv, valid, logit_bound=bound, extra_k=ek, extra_v=ev, chunk=chunk,
-        window=window, decay=decay,
+        window=window, decay=decay, compress_over=over,
     )  # fmt: skip
     torch.testing.assert_close(fast, ref, **TOL)
     assert torch.all(fast[~valid[:, None].expand(-1, H, -1)] == 0)  # padding outputs are zero
@@ -78,8 +84,11 @@ def test_chunked_matches_reference(seed, B, H, L, d, k, m, chunk, bound, window,
     per_row_experts=st.booleans(),
     window=st.integers(0, 6),
     decayed=st.booleans(),
+    over=st.sampled_from(["events", "experts"]),
 )
-def test_incremental_step_equals_full(seed, B, L, k, m, per_row_experts, window, decayed) -> None:
+def test_incremental_step_equals_full(
+    seed, B, L, k, m, per_row_experts, window, decayed, over
+) -> None:
     H, d = 2, 3
     q, eq, kc, zk, zv, valid, extra = _inputs(seed, B, H, L, d, k, m)
     if per_row_experts:
@@ -87,39 +96,42 @@ def test_incremental_step_equals_full(seed, B, L, k, m, per_row_experts, window,
     ek, ev = extra if extra else (None, None)
     decay = _rates(seed, H, k) if decayed else None
     full = dispatcher_attention_reference(
-        q, eq, kc, zk, zv, valid, extra_k=ek, extra_v=ev, window=window, decay=decay
-    )
+        q, eq, kc, zk, zv, valid, extra_k=ek, extra_v=ev, window=window, decay=decay,
+        compress_over=over,
+    )  # fmt: skip
     state = DispatcherState.zeros(B, H, k, d, window=window)
     outs = []
     for t in range(L):
         y, state = dispatcher_step(
             state, q[:, :, t], eq, kc[:, :, t], zk[:, :, t], zv[:, :, t], valid[:, t],
             extra_k=None if ek is None else ek[:, :, t],
-            extra_v=None if ev is None else ev[:, :, t], decay=decay,
+            extra_v=None if ev is None else ev[:, :, t], decay=decay, compress_over=over,
         )  # fmt: skip
         outs.append(y)
     torch.testing.assert_close(torch.stack(outs, 2), full, **TOL)
 
 
+@pytest.mark.parametrize("over", ["events", "experts"])
 @pytest.mark.parametrize("impl", ["reference", "fast"])
-def test_exact_causality_and_no_padding_leak(impl: str) -> None:
+def test_exact_causality_and_no_padding_leak(impl: str, over: str) -> None:
     B, H, L, d, k = 2, 2, 23, 4, 3
     q, eq, kc, zk, zv, _, _ = _inputs(1, B, H, L, d, k, 0)
     valid = torch.ones(B, L, dtype=torch.bool)
     valid[1, :7] = False
-    base = dispatcher_attention(q, eq, kc, zk, zv, valid, chunk=5, impl=impl)
+    run = partial(dispatcher_attention, chunk=5, impl=impl, compress_over=over)
+    base = run(q, eq, kc, zk, zv, valid)
     t = 12
     kc2, zk2, zv2 = kc.clone(), zk.clone(), zv.clone()
     for x in (kc2, zk2, zv2):
         x[:, :, t] += 5.0
-    moved = dispatcher_attention(q, eq, kc2, zk2, zv2, valid, chunk=5, impl=impl)
+    moved = run(q, eq, kc2, zk2, zv2, valid)
     assert torch.equal(moved[:, :, :t], base[:, :, :t])  # bitwise: no dependence on later events
     assert (moved[:, :, t:] - base[:, :, t:]).abs().amax() > 1e-3
     # Anything written into padding slots changes nothing.
     junk = [x.clone() for x in (q, kc, zk, zv)]
     for x in junk:
         x[1, :, :7] = 1e4
-    again = dispatcher_attention(junk[0], eq, junk[1], junk[2], junk[3], valid, chunk=5, impl=impl)
+    again = run(junk[0], eq, junk[1], junk[2], junk[3], valid)
     assert torch.equal(again[1, :, 7:], base[1, :, 7:]) or torch.allclose(
         again[1, :, 7:], base[1, :, 7:], atol=1e-6
     )

@@ -91,6 +91,24 @@ def test_triton_layer_with_decay_equals_the_fast_layer() -> None:
     torch.testing.assert_close(tri(x), fast(x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("topk", [0, 1])
+def test_triton_layer_with_routing_equals_the_fast_layer(topk: int) -> None:
+    """Routing over the experts changes only u, which chunk_states computes: the kernels read it
+    unchanged (with recency decay, so the floor of the unrouted weights is exercised)."""
+    torch.manual_seed(0)
+    kw = {"compress_over": "experts", "route_topk": topk, "decay_half_life": 64}
+    fast = DispatcherAttentionLayer(32, 2, 16, chunk=16, **kw).to(DEV)  # type: ignore[arg-type]
+    tri = DispatcherAttentionLayer(32, 2, 16, chunk=16, impl="triton", **kw).to(DEV)  # type: ignore[arg-type]
+    tri.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 48, 32, device=DEV, requires_grad=True)
+    y_fast = fast(x)
+    (g_fast,) = torch.autograd.grad(y_fast.square().sum(), x)
+    y_tri = tri(x)
+    (g_tri,) = torch.autograd.grad(y_tri.square().sum(), x)
+    torch.testing.assert_close(y_tri, y_fast, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(g_tri, g_fast, rtol=1e-4, atol=1e-4)
+
+
 def test_triton_is_reached_through_the_layer_and_the_dispatch_point() -> None:
     torch.manual_seed(0)
     fast = DispatcherAttentionLayer(32, heads=2, num_experts=16, chunk=16).to(DEV)

@@ -22,7 +22,9 @@ Model (it mirrors SASRec: same batches, losses, item table and evaluation):
 LDA: :class:`~shortlist.ops.dispatcher_layer.DispatcherAttentionLayer` (k learned interest experts
 per layer compress every prefix; each position dispatches from its own causal expert states and,
 with ``local_window`` W > 0, from its W most recent events exactly; with ``decay_half_life`` > 0
-older events fade from each expert's summary at a learned per-expert rate).
+older events fade from each expert's summary at a learned per-expert rate; with ``compress_over``
+"experts" each event is routed over the experts by a softmax, so the experts are soft clusters of
+the history, and with ``route_topk`` r > 0 only to its r best experts).
 IMR: one :class:`~shortlist.ops.interest_memory.InterestMemory` of M slots shared by the layers;
 each layer queries it at every position from that position's own state (so the selection at t
 depends only on events <= t) and adds the k retrieved interest tokens as extra dispatch tokens.
@@ -53,7 +55,7 @@ from shortlist.models.next_item import (
     is_full_layer,
 )
 from shortlist.ops.attention import FullAttentionCache, FullAttentionLayer
-from shortlist.ops.dispatcher import IMPLS, MAX_LOGIT_BOUND, DispatcherState
+from shortlist.ops.dispatcher import IMPLS, MAX_LOGIT_BOUND, DispatcherState, check_compress
 from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
 from shortlist.ops.interest_memory import InterestMemory
 
@@ -77,6 +79,11 @@ class ElasticConfig:
     # recency decay in the compress softmax: 0 = off; H >= 2 = the k experts' initial half-lives
     # spread geometrically from 2 events to H, learned per head and expert (ops/dispatcher.py)
     decay_half_life: float = 0.0
+    # what the compress softmax normalises over: "events" (each expert a softmax over the prefix's
+    # events) or "experts" (each event routed over the experts, multi-interest routing): ops/dispatcher
+    compress_over: Literal["events", "experts"] = "events"
+    # with compress_over "experts": r > 0 routes each event to its r best experts only (0 = all)
+    route_topk: int = 0
     logit_bound: float = 16.0  # T: compress logits stay in [-T, T] (stability, see ops/dispatcher)
     # "reference": O(L^2), tests only; "triton": opt-in, CUDA (ops/dispatcher_triton.py)
     impl: Literal["fast", "reference", "triton"] = "fast"
@@ -105,6 +112,10 @@ class ElasticConfig:
                 "The 'decay_half_life' parameter of ElasticConfig must be 0 (no decay) or a "
                 f"number of events >= 2. Got {self.decay_half_life!r} instead."
             )
+        try:
+            check_compress(self.compress_over, self.route_topk, self.num_experts)
+        except ValueError as err:
+            raise ValueError(f"ElasticConfig: {err}") from None
         if self.local_window and self.impl == "triton":
             raise ValueError(
                 "The 'local_window' parameter of ElasticConfig needs impl='fast' (or 'reference'): "
@@ -175,7 +186,8 @@ class ElasticBlock(nn.Module):
         self.lda = DispatcherAttentionLayer(
             c.dim, c.num_heads, c.num_experts, c.chunk_size, impl=c.impl,
             logit_bound=c.logit_bound, use_memory=c.memory_size > 0, window=c.local_window,
-            decay_half_life=c.decay_half_life,
+            decay_half_life=c.decay_half_life, compress_over=c.compress_over,
+            route_topk=c.route_topk,
         )  # fmt: skip
         self.memory_query = nn.Linear(c.dim, c.dim) if c.memory_size else None
         self.ln2 = nn.LayerNorm(c.dim)

@@ -31,6 +31,31 @@ under left padding, the models' layout; an invalid position inside a row would t
     p_t = softmax( [q_t . Kz_t[e]]_e  ++  [q_t . xk_t[i]]_i  ++  [q_t . zk_j]_j )
     y_t = sum_e p_te Vz_t[e] + sum_i p_ti xv_t[i] + sum_j p_tj zv_j
 
+Routing over experts (optional, ``compress_over="experts"``, this project's addition). The compress
+above normalises each expert's weights over the prefix's events, so a short interest of a few
+events among 10^4 reaches an expert's summary only if that expert's logits single it out by a wide
+margin (ln(10^4 / 5) ~ 7.6 for 5 events to hold half of it). With ``compress_over="experts"`` each
+event j splits a unit weight over the k experts, ``r_je = softmax_e(s_je)``, and expert e's summary
+is the mean of the events by the weight they route to it::
+
+    Kz_t[e] = sum_{j <= t} r_je zk_j / sum_{j <= t} r_je      (Vz likewise)
+
+the behaviour-to-interest routing of multi-interest retrievers (MIND, Li et al. 2019; ComiRec, Cen
+et al. 2020: the routing coefficients are a softmax over the interests per behaviour): the experts
+become soft clusters of the history. Soft routing alone only reweights each event by
+``1 / sum_e exp(s_je)`` against the softmax over events, so its leak from many events is the same
+kind; with ``route_topk`` r > 0 each event keeps its r largest ``r_je`` (not renormalised, so the
+routing logits keep a gradient, as in Switch-style gating) and gives the other experts only the
+floor ``e^{-2T} / k``, the least weight a soft route can give. Then an expert holds the events
+routed to it, and an interest of a few events keeps an expert of its own however many other events
+there are: 10^4 events at the floor weigh about 10^-10 of one routed event (T = 16). An expert no
+event was routed to reads as the mean of the prefix. The floor keeps every weight at least
+``e^{-2T} / k``, as ``exp(s - T)`` is at least ``e^{-2T}``, so the denominators and their squares
+in the backward stay normal floats with recency decay too (with weights of exactly 0, an expert
+whose routed events have decayed far would divide by a denominator near 0). Either way it is the
+same computation with ``u`` from :func:`compress_weights` in place of ``exp(s - T)``: every path,
+the decay and the incremental state are unchanged.
+
 The window is this project's addition (docs/long_sequences.md, "ELASTIC"): the experts summarise
 the whole prefix, the window keeps the latest events exact, as KSA's window does for its chunks;
 it costs O(L W d) more and the incremental state keeps the last W events.
@@ -108,6 +133,12 @@ DECAY_ONE_LEVEL_CHUNKS = 64
 DecayScan = Literal["auto", "torch", "triton"]
 DECAY_SCANS: tuple[str, ...] = ("auto", "torch", "triton")
 DECAY_SCAN: DecayScan = "auto"
+# what each expert's compress softmax normalises over: "events" (expert e's summary is a softmax over
+# the prefix's events, the reconstruction's compress) or "experts" (each event splits a unit weight
+# over the k experts by a softmax, and expert e's summary is the mean of the events by the weight they
+# route to it: the behaviour-to-interest routing of multi-interest retrievers; module docstring)
+CompressOver = Literal["events", "experts"]
+COMPRESS_OVER: tuple[str, ...] = ("events", "experts")
 
 
 def _check_inputs(
@@ -122,7 +153,10 @@ def _check_inputs(
     logit_bound: float,
     window: int = 0,
     decay: torch.Tensor | None = None,
+    compress_over: str = "events",
+    route_topk: int = 0,
 ) -> None:
+    check_compress(compress_over, route_topk, expert_q.shape[-2])
     if isinstance(window, bool) or not isinstance(window, int) or window < 0:
         raise ValueError(f"window must be an int >= 0. Got {window!r} instead.")
     if decay is not None and (decay.ndim != 2 or decay.shape != expert_q.shape[-3:-1]):
@@ -188,6 +222,55 @@ def _compress_logits(expert_q: torch.Tensor, kc: torch.Tensor, bound: float) -> 
     return s.clamp(-bound, bound)
 
 
+def check_compress(over: str, topk: int, experts: int) -> None:
+    """``compress_over`` must be one of :data:`COMPRESS_OVER`; ``route_topk`` an int in [0, k], and
+    0 unless the compress is routed over the experts."""
+    if over not in COMPRESS_OVER:
+        raise ValueError(f"compress_over must be one of {COMPRESS_OVER}. Got {over!r} instead.")
+    if isinstance(topk, bool) or not isinstance(topk, int) or not 0 <= topk <= experts:
+        raise ValueError(
+            f"route_topk must be an int in [0, {experts}] (0: every expert). Got {topk!r} instead."
+        )
+    if topk and over != "experts":
+        raise ValueError(
+            f"route_topk={topk} routes each event to its top experts: it needs "
+            "compress_over='experts'."
+        )
+
+
+def route_floor(bound: float, experts: int) -> float:
+    """The weight an event gives an expert it is not routed to (``route_topk``): e^{-2T} / k, the
+    least weight a soft route can give (module docstring)."""
+    return math.exp(-2.0 * bound) / experts
+
+
+def route_keep(r: torch.Tensor, topk: int) -> torch.Tensor | None:
+    """Routing weights r (..., k) -> bool (..., k), True at each event's ``topk`` largest (ties at
+    the k-th all kept), or None when every expert is kept (``topk`` 0 or k)."""
+    if not 0 < topk < r.shape[-1]:
+        return None
+    return r >= r.topk(topk, -1).values[..., -1:]
+
+
+def compress_weights(
+    s: torch.Tensor, bound: float, over: str = "events", topk: int = 0
+) -> torch.Tensor:
+    """Clamped compress logits s (..., k) -> the events' unnormalised weights u (..., k), float32.
+
+    ``over="events"``: ``u = exp(s - T)`` in [e^{-2T}, 1], normalised later over the prefix's events
+    (each expert's summary a softmax over events). ``over="experts"``: ``u = softmax_e(s)``, each
+    event's unit weight split over the k experts (in [e^{-2T} / k, 1]), normalised later over the
+    events routed to each expert; with ``topk`` r > 0 only each event's r largest are kept (not
+    renormalised, so the routing logits keep a gradient, as in Switch-style gating), the others
+    set to :func:`route_floor`. The prefix sums stay plain cumulative sums.
+    """
+    if over != "experts":
+        return torch.exp(s.float() - bound)
+    r = s.float().softmax(-1)
+    keep = route_keep(r, topk)
+    return r if keep is None else torch.where(keep, r, route_floor(bound, r.shape[-1]))
+
+
 def _dispatch(
     logits: torch.Tensor, *extras: torch.Tensor | None
 ) -> tuple[torch.Tensor | None, ...]:
@@ -242,6 +325,8 @@ def dispatcher_attention_reference(
     extra_v: torch.Tensor | None = None,
     window: int = 0,
     decay: torch.Tensor | None = None,
+    compress_over: CompressOver = "events",
+    route_topk: int = 0,
 ) -> torch.Tensor:
     """Causal LDA with an explicit (L, L) mask: the definition in the module docstring.
 
@@ -256,15 +341,31 @@ def dispatcher_attention_reference(
         window: W: position t also dispatches exactly from the valid events j in (t - W, t]
             (keys zk, values zv; t itself included); 0 = none.
         decay: (H, k) recency decay rates per position (module docstring), or None (no decay).
+        compress_over: ``"events"`` (each expert's summary a softmax over the prefix's events) or
+            ``"experts"`` (each event's weight split over the experts by a softmax over them; each
+            expert the mean of the events by the weight they route to it). Module docstring.
+        route_topk: with ``compress_over="experts"``, r > 0 routes each event to its r best
+            experts only (the others get the floor e^{-2T} / k; an expert no event was routed to
+            reads as the mean of the prefix); 0 = every expert.
 
     Returns:
         (B, H, L, d) in the dtype of q; zero where not valid.
     """
-    _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound, window, decay)
+    _check_inputs(
+        q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound, window, decay, compress_over,
+        route_topk,
+    )  # fmt: skip
     B, _, L, _ = q.shape
     if valid is None:
         valid = torch.ones(B, L, dtype=torch.bool, device=q.device)
-    s = _compress_logits(expert_q, kc, logit_bound).permute(0, 1, 3, 2)  # (B, H, k, L)
+    s = _compress_logits(expert_q, kc, logit_bound)  # (B, H, L, k)
+    if compress_over == "experts":  # softmax_j(log u_je) = u_je / sum_i u_ie, u = softmax_e(s)
+        s = s.log_softmax(-1)
+        keep = route_keep(s, route_topk)  # the top experts by log r are those by r
+        if keep is not None:  # the others: the floor's log
+            floor = math.log(route_floor(logit_bound, s.shape[-1]))
+            s = torch.where(keep, s, torch.full_like(s, floor))
+    s = s.permute(0, 1, 3, 2)  # (B, H, k, L)
     causal = torch.ones(L, L, dtype=torch.bool, device=q.device).tril()  # [t, j]: j <= t
     allowed = causal[None] & valid[:, None, :]  # (B, L, L)
     logits = s[:, :, :, None, :].expand(-1, -1, -1, L, -1)  # (B, H, k, L, L): [t, j] = s_j
@@ -411,12 +512,14 @@ def chunk_states(
     chunk: int,
     whole_chunk: bool = False,
     decay: torch.Tensor | None = None,
+    compress_over: CompressOver = "events",
+    route_topk: int = 0,
 ) -> ChunkStates:
     """Cut (B, H, L, d) inputs into chunks and compute the exclusive prefix states (the chunked
     path's first half, shared by ``ops/dispatcher_triton.py``); ``valid`` (B, L) bool. Chunks are
     ``min(chunk, L)`` long, or ``chunk`` with ``whole_chunk`` (fixed-size kernel tiles). ``decay``
     (H, k) rates: the rescaled u and decayed states of :class:`ChunkStates` (chunks then
-    :func:`decayed_chunk` long)."""
+    :func:`decayed_chunk` long). ``compress_over``: how u is formed (:func:`compress_weights`)."""
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be an int >= 1. Got {chunk!r} instead.")
     chunk = decayed_chunk(chunk, decay)
@@ -425,7 +528,7 @@ def chunk_states(
     n = -(-L // C)
     pad = n * C - L
     s = _compress_logits(expert_q, kc, logit_bound)  # (B, H, L, k)
-    u = torch.exp(s - logit_bound) * valid[:, None, :, None]  # (B, H, L, k), 0 at padding
+    u = compress_weights(s, logit_bound, compress_over, route_topk) * valid[:, None, :, None]
     cd = matmul_dtype(q.dtype)
     uc32 = _cut(u, pad, n, C)  # (B, H, n, C, k), float32
     if decay is not None:  # uc32 becomes u_b exp(lam b) (ChunkStates)
@@ -474,11 +577,14 @@ def dispatcher_attention_chunked(
     chunk: int = 64,
     window: int = 0,
     decay: torch.Tensor | None = None,
+    compress_over: CompressOver = "events",
+    route_topk: int = 0,
 ) -> torch.Tensor:
     """Causal LDA in linear time: chunk-prefix states plus masked intra-chunk matmuls.
 
     Same arguments and result as :func:`dispatcher_attention_reference`, plus ``chunk`` (C). With
-    ``u_tj = exp(s_tj - T)`` (0 at padding), per chunk c of positions:
+    ``u_tj = exp(s_tj - T)`` (or ``softmax_e(s_tj)`` with ``compress_over="experts"``; 0 at
+    padding), per chunk c of positions:
         state before c:  SK[e] = sum_{j < c} u_je zk_j, SV[e] likewise, SD[e] = sum_{j < c} u_je
         intra-chunk:     (Q Zk^T . mask) U gives sum_{j <= t in c} u_je q_t.zk_j;  mask U the
                          denominators; ((R U^T) . mask) Zv the value term, R = p / den.
@@ -487,10 +593,16 @@ def dispatcher_attention_chunked(
     (:func:`window_logits`, :func:`window_values`). With ``decay`` (H, k), the same formulas
     run on :func:`chunk_states`' rescaled u and states (:class:`ChunkStates`, module docstring).
     """
-    _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound, window, decay)
+    _check_inputs(
+        q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound, window, decay, compress_over,
+        route_topk,
+    )  # fmt: skip
     if valid is None:
         valid = torch.ones(q.shape[0], q.shape[2], dtype=torch.bool, device=q.device)
-    ch = chunk_states(q, expert_q, kc, zk, zv, valid, logit_bound, chunk, decay=decay)
+    ch = chunk_states(
+        q, expert_q, kc, zk, zv, valid, logit_bound, chunk, decay=decay,
+        compress_over=compress_over, route_topk=route_topk,
+    )  # fmt: skip
     B, H, n, C, d = ch.q.shape
     qc, zkc, zvc, uc32, ut, sk, sv, sd = ch.q, ch.zk, ch.zv, ch.u, ch.ut, ch.sk, ch.sv, ch.sd
     cd = qc.dtype
@@ -535,6 +647,8 @@ def dispatcher_attention(
     impl: Impl = "fast",
     window: int = 0,
     decay: torch.Tensor | None = None,
+    compress_over: CompressOver = "events",
+    route_topk: int = 0,
 ) -> torch.Tensor:
     """The one dispatch point: ``impl="reference"`` (O(L^2), tests), ``"fast"`` (chunked) or
     ``"triton"`` (chunked, one Triton kernel per chunk: ``ops/dispatcher_triton.py``; no local
@@ -542,12 +656,14 @@ def dispatcher_attention(
     if impl == "reference":
         return dispatcher_attention_reference(
             q, expert_q, kc, zk, zv, valid, logit_bound=logit_bound, extra_k=extra_k,
-            extra_v=extra_v, window=window, decay=decay,
+            extra_v=extra_v, window=window, decay=decay, compress_over=compress_over,
+            route_topk=route_topk,
         )  # fmt: skip
     if impl == "fast":
         return dispatcher_attention_chunked(
             q, expert_q, kc, zk, zv, valid, logit_bound=logit_bound, extra_k=extra_k,
-            extra_v=extra_v, chunk=chunk, window=window, decay=decay,
+            extra_v=extra_v, chunk=chunk, window=window, decay=decay, compress_over=compress_over,
+            route_topk=route_topk,
         )  # fmt: skip
     if impl == "triton":
         if window:
@@ -556,7 +672,8 @@ def dispatcher_attention(
 
         return dispatcher_attention_triton(
             q, expert_q, kc, zk, zv, valid, logit_bound=logit_bound, extra_k=extra_k,
-            extra_v=extra_v, chunk=chunk, decay=decay,
+            extra_v=extra_v, chunk=chunk, decay=decay, compress_over=compress_over,
+            route_topk=route_topk,
         )  # fmt: skip
     raise ValueError(f"impl must be one of {IMPLS}. Got {impl!r} instead.")
 
@@ -625,6 +742,8 @@ def dispatcher_step(
     extra_k: torch.Tensor | None = None,
     extra_v: torch.Tensor | None = None,
     decay: torch.Tensor | None = None,
+    compress_over: CompressOver = "events",
+    route_topk: int = 0,
 ) -> tuple[torch.Tensor, DispatcherState]:
     """Append one event per row: update the expert state in O(H k d) (and the window's last W
     events) and dispatch it.
@@ -637,6 +756,8 @@ def dispatcher_step(
         extra_k, extra_v: (B, H, m, d) or None.
         decay: (H, k) recency decay rates, or None: the rows with a new event multiply their
             sums by ``exp(-lam)`` before adding it (as the full path under left padding).
+        compress_over, route_topk: as in :func:`dispatcher_attention_reference` (the full path's
+            choice).
 
     Returns:
         (B, H, d) the output at the new position (dtype of q) and the new state.
@@ -646,7 +767,8 @@ def dispatcher_step(
         valid = torch.ones(B, dtype=torch.bool, device=q.device)
     eq = expert_q if expert_q.ndim == 4 else expert_q.unsqueeze(0)
     s = (eq.float() @ kc.float()[..., None])[..., 0].clamp(-logit_bound, logit_bound)  # (B,H,k)
-    u = torch.exp(s - logit_bound) * valid[:, None, None]  # (B, H, k)
+    check_compress(compress_over, route_topk, eq.shape[-2])
+    u = compress_weights(s, logit_bound, compress_over, route_topk) * valid[:, None, None]
     recent_k, recent_v, recent_valid = state.recent_k, state.recent_v, state.recent_valid
     if state.window:  # the window moves by one event in the rows that have one
         recent_k = _push(recent_k, zk.float()[:, :, None], valid, dim=2)  # (B, H, W, d)

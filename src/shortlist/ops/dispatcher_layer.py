@@ -13,6 +13,9 @@ Per head:
     expert streams  zk_j = x_j Wzk, zv_j = x_j Wzv    (averaged into expert keys / values)
     memory tokens   xk_ti, xv_ti = mem_ti Wmk, mem_ti Wmv   (only with ``use_memory=True``)
     local window    the last W events' zk_j, zv_j, read exactly (only with ``window`` W > 0)
+    routing         with ``compress_over="experts"`` each event's compress weights are a softmax over
+                    the k experts (multi-interest routing) instead of exp(s - T), with
+                    ``route_topk`` r > 0 kept at its r best experts only: ops/dispatcher.py
     recency decay   lam_he = ln2 * sigmoid(w_he) per head and expert (only with ``decay_half_life``
                     > 0): the experts' initial half-lives spread geometrically from 2 events to
                     ``decay_half_life``, learned from there (at least 1 event)
@@ -36,8 +39,10 @@ from shortlist.ops.dispatcher import (
     IMPLS,
     MAX_DECAY,
     MAX_LOGIT_BOUND,
+    CompressOver,
     DispatcherState,
     Impl,
+    check_compress,
     dispatcher_attention,
     dispatcher_step,
 )
@@ -62,6 +67,11 @@ class DispatcherAttentionLayer(nn.Module):
         decay_half_life: 0 = no recency decay; > 0 (at least 2): learned per-expert decay of
             older events in the compress softmax (ops/dispatcher.py), the k experts' initial
             half-lives spread geometrically from 2 events to this many.
+        compress_over: ``"events"`` (each expert a softmax over the prefix's events) or
+            ``"experts"`` (each event routed over the experts by a softmax; each expert the mean
+            of the events by their routed weight): ops/dispatcher.py.
+        route_topk: with ``compress_over="experts"``, r > 0 routes each event to its r best experts
+            only (0 = every expert).
     """
 
     def __init__(
@@ -76,6 +86,8 @@ class DispatcherAttentionLayer(nn.Module):
         use_memory: bool = False,
         window: int = 0,
         decay_half_life: float = 0.0,
+        compress_over: CompressOver = "events",
+        route_topk: int = 0,
     ) -> None:
         super().__init__()
         for name, value in (("dim", dim), ("heads", heads), ("num_experts", num_experts), ("chunk", chunk)):  # fmt: skip
@@ -94,6 +106,10 @@ class DispatcherAttentionLayer(nn.Module):
                 "The 'decay_half_life' parameter of DispatcherAttentionLayer must be 0 (no decay) "
                 f"or a number of events >= 2. Got {decay_half_life!r} instead."
             )
+        try:
+            check_compress(compress_over, route_topk, num_experts)
+        except ValueError as err:
+            raise ValueError(f"DispatcherAttentionLayer: {err}") from None
         if window and impl == "triton":
             raise ValueError(
                 "DispatcherAttentionLayer(impl='triton') has no local window: use impl='fast' "
@@ -117,6 +133,8 @@ class DispatcherAttentionLayer(nn.Module):
         self.dim, self.heads, self.num_experts, self.chunk = dim, heads, num_experts, chunk
         self.head_dim = dim // heads
         self.window = window
+        self.compress_over: CompressOver = compress_over
+        self.route_topk = route_topk
         self.impl: Impl = impl
         self.logit_bound = float(logit_bound)
         self.qkv = nn.Linear(dim, 4 * dim)  # q, kc, zk, zv
@@ -195,7 +213,8 @@ class DispatcherAttentionLayer(nn.Module):
         y = dispatcher_attention(
             q, expert_q, kc, zk, zv, valid, logit_bound=self.logit_bound,
             extra_k=mk, extra_v=mv, chunk=self.chunk, impl=self.impl, window=self.window,
-            decay=self.decay_rates(),
+            decay=self.decay_rates(), compress_over=self.compress_over,
+            route_topk=self.route_topk,
         )  # fmt: skip
         return (y,)
 
@@ -236,6 +255,7 @@ class DispatcherAttentionLayer(nn.Module):
             mk, mv = mk.transpose(1, 2), mv.transpose(1, 2)  # (B, H, m, d)
         y, state = dispatcher_step(
             state, q, self._expert_queries(), kc, zk, zv, valid, logit_bound=self.logit_bound,
-            extra_k=mk, extra_v=mv, decay=self.decay_rates(),
+            extra_k=mk, extra_v=mv, decay=self.decay_rates(), compress_over=self.compress_over,
+            route_topk=self.route_topk,
         )  # fmt: skip
         return self.out(y.reshape(B, self.dim)), state

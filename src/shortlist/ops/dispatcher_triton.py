@@ -6,9 +6,10 @@ work, not the attention's arithmetic, bounds ELASTIC's step (docs/long_sequences
 dispatch kernel"). Here the per-chunk work is one program per (batch x head, chunk):
 
 - PyTorch computes what is small, with the chunked path's own code (``ops/dispatcher.chunk_states``):
-  the clamped compress logits and u = exp(s - T) (B, H, L, k), and the states before each chunk,
-  S_K, S_V (B, H, n, k, d) and S_D (B, H, n, k), as exclusive prefix sums of per-chunk sums (so
-  autograd carries their gradients back to earlier chunks);
+  the clamped compress logits and u (B, H, L, k), ``exp(s - T)`` or, with ``compress_over="experts"``,
+  ``softmax_e(s)``, and the states before each chunk, S_K, S_V (B, H, n, k, d) and S_D (B, H, n, k),
+  as exclusive prefix sums of per-chunk sums (so autograd carries their gradients back to earlier
+  chunks);
 - :class:`_ChunkDispatch` runs the rest inside a chunk, forward and backward, in float32, from
   (q, zk, zv, u, S_K, S_V, S_D); its backward is the one written out and tested against autograd
   in ``tests/test_dispatcher_backward_math.py``.
@@ -29,7 +30,7 @@ import os
 
 import torch
 
-from shortlist.ops.dispatcher import _check_inputs, chunk_states, decayed_chunk
+from shortlist.ops.dispatcher import CompressOver, _check_inputs, chunk_states, decayed_chunk
 
 try:  # an optional dependency: ships with CUDA builds of torch, `pip install triton` elsewhere
     import triton
@@ -233,13 +234,19 @@ def dispatcher_attention_triton(
     extra_v: torch.Tensor | None = None,
     chunk: int = 64,
     decay: torch.Tensor | None = None,
+    compress_over: CompressOver = "events",
+    route_topk: int = 0,
 ) -> torch.Tensor:
     """Same arguments and result as ``dispatcher_attention_chunked`` (module docstring for the
     split of work), without extra tokens or a local window. Runs on CUDA, or on CPU under
     ``TRITON_INTERPRET=1``. With recency decay ``decay`` (H, k) the kernels are unchanged:
     ``chunk_states`` rescales u and decays the states, so the formulas inside a chunk are the
-    undecayed ones (``ops/dispatcher.ChunkStates``); chunks are then ``decayed_chunk`` long."""
-    _check_inputs(q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound, 0, decay)
+    undecayed ones (``ops/dispatcher.ChunkStates``); chunks are then ``decayed_chunk`` long.
+    ``compress_over`` changes only u, which ``chunk_states`` computes, so the kernels too."""
+    _check_inputs(
+        q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound, 0, decay, compress_over,
+        route_topk,
+    )  # fmt: skip
     if triton is None:
         raise ImportError("impl='triton' needs the triton package (pip install triton).")
     if extra_k is not None:
@@ -255,8 +262,9 @@ def dispatcher_attention_triton(
     if valid is None:
         valid = torch.ones(B, L, dtype=torch.bool, device=q.device)
     ch = chunk_states(
-        q, expert_q, kc, zk, zv, valid, logit_bound, chunk, whole_chunk=True, decay=decay
-    )
+        q, expert_q, kc, zk, zv, valid, logit_bound, chunk, whole_chunk=True, decay=decay,
+        compress_over=compress_over, route_topk=route_topk,
+    )  # fmt: skip
 
     def flat(x: torch.Tensor) -> torch.Tensor:  # (B, H, n, C, *) -> contiguous (B, H, n C, *)
         return x.reshape(B, H, -1, x.shape[-1]).contiguous()
