@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("final_rows.sh", "lib.sh", "longseq_speed.sh", "train_compile.sh", "round11c.sh")
+SCRIPTS = (
+    "final_rows.sh", "lib.sh", "longseq_speed.sh", "train_compile.sh", "round11c.sh", "round12.sh",
+)  # fmt: skip
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("bash", "setsid", "tar")),
@@ -138,3 +140,28 @@ def test_round_preamble_launches_detached_and_the_wait_collects(tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr
     assert "runs/round11c.done" in proc.stdout and (out / "all.tgz").exists()
     assert len((tmp_path / "calls.log").read_text().splitlines()) == len(lines)  # nothing new
+
+
+def test_round12_parts_follow_their_settings(tmp_path: Path) -> None:
+    """round12.sh's first call runs the routing tests, the planted split's SYN_MODELS and MovieLens
+    latest-small round 11; a later call with PYTEST=0, MLS_MODELS="" and SYN_MODELS_B runs the two
+    synthetic sweeps alone, each under its own name."""
+    proc, lines = _run(tmp_path, "round12.sh", SYN_S="5")
+    assert proc.returncode == 0, proc.stderr
+    assert "-m pytest" in lines[_index(lines, "tests/test_dispatcher_triton.py")]
+    syn = lines[_index(lines, "--name sweep_synthetic_route ")]
+    assert "--models elastic-long-m0-top1,elastic-long-m0-e64-top1,elastic-long-m0-e64-top2" in syn
+    assert "train.time_limit_s=5" in syn
+    mls = lines[_index(lines, "--name sweep_mls_round11 ")]
+    assert "--seeds 0,1,2,3,4 " in mls and "-top1,elastic-m0-d2048-sw200-top2 " in mls
+    assert (tmp_path / "out" / "all.tgz").exists()
+    second = tmp_path / "second"
+    second.mkdir()
+    proc, lines = _run(
+        second, "round12.sh", PYTEST="0", MLS_MODELS="", SYN_NAME="sweep_synthetic_route_b",
+        SYN_MODELS="a", SYN_MODELS_B="b",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert not [line for line in lines if "pytest" in line or "sweep_mls_round11" in line]
+    assert "--models a " in lines[_index(lines, "--name sweep_synthetic_route_b ")]
+    assert "--models b " in lines[_index(lines, "--name sweep_synthetic_route_c ")]
