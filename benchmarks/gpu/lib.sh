@@ -46,3 +46,12 @@ round_preamble() {  # DONE_FILE "$@": a detached round's start. With `--wait S` 
   mkdir -p runs/results
   fresh_done "$done_file"
 }
+
+synthetic_sweep() {  # NAME MODELS: the planted split's sweep of MODELS x SYN_SEEDS (SYN_S a training-time
+  # limit) into runs/synthetic_full, on the GPUs CUDA_VISIBLE_DEVICES names (round11.sh, round12.sh;
+  # a detached `bash -c` sources this file again to have it)
+  python3 benchmarks/seqrec.py run --name "$1" --dataset synthetic-long \
+    --split .gpu/synthetic-long.npz --config-dir configs/synthetic --seeds "$SYN_SEEDS" --parallel 9 \
+    --models "$2" --out-dir runs/synthetic_full --set train.time_limit_s="$SYN_S" \
+    --set train.num_workers=0 --no-rebuild
+}

@@ -35,12 +35,7 @@ export SPEED_S="${SPEED_S:-480}" SYN_SEEDS="${SYN_SEEDS:-0,1,2}" SYN_S="${SYN_S:
   SYN_MODELS_B="${SYN_MODELS_B:-ksa-long,elastic-long,elastic-long-w8}"
 fresh_done runs/round11.done
 setsid bash -c '
-  common="--set train.num_workers=0 --no-rebuild"
-  syn() {  # NAME MODELS
-    python3 benchmarks/seqrec.py run --name "$1" --dataset synthetic-long \
-      --split .gpu/synthetic-long.npz --config-dir configs/synthetic --seeds "$SYN_SEEDS" --parallel 9 \
-      --models "$2" --out-dir runs/synthetic_full --set train.time_limit_s="$SYN_S" $common
-  }
+  . benchmarks/gpu/lib.sh
   ( export CUDA_VISIBLE_DEVICES=0
     timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_decay_scan_triton.py \
       tests/test_dispatcher_triton.py > runs/pytest_triton.log 2>&1 || echo "pytest rc $?"
@@ -50,9 +45,9 @@ setsid bash -c '
       --elastic-chunk 64 --repeats 20 --name longseq_speed_decay > runs/speed.log 2>&1 || echo "speed rc $?"
     timeout 200 python3 benchmarks/longseq_profile.py --device cuda --out runs/prof_elastic-decay \
       --rows 25 --length 16384 --method elastic-decay --compile default > runs/prof.log 2>&1 || echo "prof rc $?"
-    syn sweep_synthetic_full_b "$SYN_MODELS_B" > runs/synthetic_b.log 2>&1 ) > runs/gpu0.log 2>&1 &
+    synthetic_sweep sweep_synthetic_full_b "$SYN_MODELS_B" > runs/synthetic_b.log 2>&1 ) > runs/gpu0.log 2>&1 &
   ( export CUDA_VISIBLE_DEVICES=1
-    syn sweep_synthetic_full_a "$SYN_MODELS_A" > runs/synthetic_a.log 2>&1 ) > runs/gpu1.log 2>&1 &
+    synthetic_sweep sweep_synthetic_full_a "$SYN_MODELS_A" > runs/synthetic_a.log 2>&1 ) > runs/gpu1.log 2>&1 &
   wait
   echo done > runs/round11.done' > runs/round11.log 2>&1 < /dev/null &
 wait_then_copy runs/round11.done "${FIRST_WAIT_S:-30}"

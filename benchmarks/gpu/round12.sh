@@ -27,25 +27,20 @@ export SYN_SEEDS="${SYN_SEEDS:-0,1,2}" SYN_S="${SYN_S:-420}" MLS_S="${MLS_S:-600
   SYN_MODELS_B="${SYN_MODELS_B:-}" \
   MLS_MODELS="${MLS_MODELS-elastic-m0-d2048-sw200-top1,elastic-m0-d2048-sw200-top2}"
 setsid bash -c '
-  common="--set train.num_workers=0 --no-rebuild"
-  syn() {  # NAME MODELS
-    python3 benchmarks/seqrec.py run --name "$1" --dataset synthetic-long \
-      --split .gpu/synthetic-long.npz --config-dir configs/synthetic --seeds "$SYN_SEEDS" --parallel 9 \
-      --models "$2" --out-dir runs/synthetic_full --set train.time_limit_s="$SYN_S" $common
-  }
+  . benchmarks/gpu/lib.sh
   ( export CUDA_VISIBLE_DEVICES=0
     if [ "$PYTEST" = 1 ]; then
       timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_dispatcher_triton.py \
         -k "routing or decay" > runs/pytest_routing.log 2>&1 || echo "pytest rc $?"
     fi
-    syn "$SYN_NAME" "$SYN_MODELS" > runs/$SYN_NAME.log 2>&1 ) > runs/gpu0.log 2>&1 &
+    synthetic_sweep "$SYN_NAME" "$SYN_MODELS" > runs/$SYN_NAME.log 2>&1 ) > runs/gpu0.log 2>&1 &
   ( export CUDA_VISIBLE_DEVICES=1
-    if [ -n "$SYN_MODELS_B" ]; then syn "$SYN_NAME_B" "$SYN_MODELS_B" > runs/$SYN_NAME_B.log 2>&1; fi
+    if [ -n "$SYN_MODELS_B" ]; then synthetic_sweep "$SYN_NAME_B" "$SYN_MODELS_B" > runs/$SYN_NAME_B.log 2>&1; fi
     if [ -n "$MLS_MODELS" ]; then
       python3 benchmarks/seqrec.py run --name sweep_mls_round11 --dataset ml-latest-small \
         --split .gpu/ml-latest-small.npz --config-dir configs/ml-latest-small/sweep2 --models "$MLS_MODELS" \
         --seeds 0,1,2,3,4 --parallel 10 --out-dir runs/mls_round11 --set train.time_limit_s="$MLS_S" \
-        $common > runs/mls_round11.log 2>&1
+        --set train.num_workers=0 --no-rebuild > runs/mls_round11.log 2>&1
     fi ) > runs/gpu1.log 2>&1 &
   wait
   echo done > runs/round12.done' > runs/round12.log 2>&1 < /dev/null &
