@@ -50,9 +50,10 @@ floor ``e^{-2T} / k``, the least weight a soft route can give. Then an expert ho
 routed to it, and an interest of a few events keeps an expert of its own however many other events
 there are: 10^4 events at the floor weigh about 10^-10 of one routed event (T = 16). An expert no
 event was routed to reads as the mean of the prefix. The floor keeps every weight at least
-``e^{-2T} / k``, as ``exp(s - T)`` is at least ``e^{-2T}``, so the denominators and their squares
-in the backward stay normal floats with recency decay too (with weights of exactly 0, an expert
-whose routed events have decayed far would divide by a denominator near 0). Either way it is the
+``e^{-2T} / k``, the bound ``exp(s - T) >= e^{-2T}`` of the compress over events divided by k, so
+the denominators and their squares in the backward stay normal floats with recency decay as they
+do there (at the default T = 16; with weights of exactly 0, an expert whose routed events have
+decayed far divided by a denominator near 0 and its gradients were not finite). Either way it is the
 same computation with ``u`` from :func:`compress_weights` in place of ``exp(s - T)``: every path,
 the decay and the incremental state are unchanged.
 

@@ -242,7 +242,8 @@ def dispatcher_attention_triton(
     ``TRITON_INTERPRET=1``. With recency decay ``decay`` (H, k) the kernels are unchanged:
     ``chunk_states`` rescales u and decays the states, so the formulas inside a chunk are the
     undecayed ones (``ops/dispatcher.ChunkStates``); chunks are then ``decayed_chunk`` long.
-    ``compress_over`` changes only u, which ``chunk_states`` computes, so the kernels too."""
+    ``compress_over`` and ``route_topk`` change only u, which ``chunk_states`` computes: the
+    kernels read it unchanged."""
     _check_inputs(
         q, expert_q, kc, zk, zv, valid, extra_k, extra_v, logit_bound, 0, decay, compress_over,
         route_topk,
