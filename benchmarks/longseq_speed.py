@@ -14,7 +14,9 @@ Five sublayers of the same width are timed at fixed tokens per batch (B = tokens
   latest-small ELASTIC configs use), its chunk-level state as ``--decay-scan`` says (default
   ``auto``: the Triton scan on CUDA); ``elastic-decay-torch`` (opt-in): the same with that state
   from PyTorch's transitions (``shortlist.ops.dispatcher.DECAY_SCAN = "torch"``), to time the two
-  in one run;
+  in one run; ``elastic-route`` (opt-in): the same sublayer with each event routed to its top
+  ``--elastic-route-topk`` experts (``compress_over="experts"``, what the planted split's ELASTIC
+  uses);
 - ``sdpa``: full causal attention through ``F.scaled_dot_product_attention`` (flash on the GPU);
 - ``naive``: full causal attention with explicit (L, L) scores (``shortlist.ops.attention``).
 
@@ -83,7 +85,7 @@ STEP_GRAPH = "step-graph"  # a --compile mode of this script: compile "default" 
 # modes with CUDA graphs: they allocate from a private pool before the timed step (no peak_mib)
 GRAPH_MODES = ("reduce-overhead", "max-autotune", STEP_GRAPH)
 # timed only when named in --methods (elastic-triton: CUDA, ops/dispatcher_triton.py)
-OPT_IN = ["elastic-triton", "elastic-decay", "elastic-decay-torch"]
+OPT_IN = ["elastic-triton", "elastic-decay", "elastic-decay-torch", "elastic-route"]
 DECAYED = ("elastic-decay", "elastic-decay-torch")
 
 
@@ -100,13 +102,16 @@ def build_layer(method: str, args: argparse.Namespace) -> torch.nn.Module:
             flex_span=args.ksa_span,
             flex_tiles=args.ksa_tiles,
         )  # fmt: skip
-    if method in ("elastic", "elastic-triton", *DECAYED):
+    if method in ("elastic", "elastic-triton", "elastic-route", *DECAYED):
+        routed = method == "elastic-route"
         return DispatcherAttentionLayer(
             args.dim, args.heads, num_experts=args.experts,
             chunk=args.elastic_triton_chunk if method == "elastic-triton"
             else args.elastic_chunk,
             impl="triton" if method == "elastic-triton" else "fast",
             decay_half_life=args.elastic_decay_half_life if method in DECAYED else 0.0,
+            compress_over="experts" if routed else "events",
+            route_topk=args.elastic_route_topk if routed else 0,
         )  # fmt: skip
     return FullAttentionLayer(args.dim, args.heads, impl=method)  # type: ignore[arg-type]
 
@@ -169,6 +174,13 @@ def add_sublayer_args(p: argparse.ArgumentParser, tiles: bool = True) -> None:
         default=256.0,
         help="decay_half_life of the opt-in elastic-decay method (the experts' longest initial "
         "half-life, in events)",
+    )
+    p.add_argument(
+        "--elastic-route-topk",
+        type=int,
+        default=2,
+        help="route_topk of the opt-in elastic-route method: each event routed to its top r "
+        "experts (compress_over='experts'; 2 as the planted split's chosen ELASTIC)",
     )
     p.add_argument(
         "--decay-scan",

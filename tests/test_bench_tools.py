@@ -293,14 +293,14 @@ def _speed_args(**over: object) -> argparse.Namespace:
     base = dict(
         device="cpu", tokens=64, dim=16, heads=2, chunk=4, window=2, ksa_block=128,
         ksa_span=2048, ksa_tiles="", experts=4, elastic_chunk=8, elastic_triton_chunk=16,
-        elastic_decay_half_life=64.0, decay_one_level_chunks=64, decay_scan="auto", warmup=1, repeats=1,
-        threads=1, inductor="",
+        elastic_decay_half_life=64.0, elastic_route_topk=2, decay_one_level_chunks=64,
+        decay_scan="auto", warmup=1, repeats=1, threads=1, inductor="",
     )  # fmt: skip
     base.update(over)
     return argparse.Namespace(**base)
 
 
-@pytest.mark.parametrize("method", [*longseq_speed.METHODS, "elastic-decay"])
+@pytest.mark.parametrize("method", [*longseq_speed.METHODS, "elastic-decay", "elastic-route"])
 def test_speed_op_scope_feeds_every_input_of_the_attention_op(method: str) -> None:
     """The op rows time the attention alone: documented output shapes, a gradient on every input."""
     args = _speed_args()
@@ -322,6 +322,15 @@ def test_speed_elastic_decay_is_the_elastic_sublayer_with_decay() -> None:
     assert rates is not None and rates.shape == (2, 4)
     # the slowest expert starts at the given half-life: lam = ln 2 / 64
     assert rates.min().item() == pytest.approx(0.6931471805599453 / 64, rel=1e-5)
+
+
+def test_speed_elastic_route_is_the_elastic_sublayer_routed() -> None:
+    args = _speed_args()
+    routed = longseq_speed.build_layer("elastic-route", args)
+    assert (routed.compress_over, routed.route_topk) == ("experts", 2)
+    plain = longseq_speed.build_layer("elastic", args)
+    assert (plain.compress_over, plain.route_topk) == ("events", 0)
+    assert [n for n, _ in routed.named_parameters()] == [n for n, _ in plain.named_parameters()]
 
 
 def test_speed_ratios_are_taken_within_a_scope(monkeypatch: pytest.MonkeyPatch) -> None:
