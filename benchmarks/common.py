@@ -312,13 +312,15 @@ def seed_jobs(
 
 def epoch_records(run_dir: Path) -> list[dict[str, Any]]:
     """A run folder's per-epoch records from its ``metrics.jsonl`` (``"type": "epoch"``: loss,
-    ``train_s``, throughput, ``valid`` metrics when validated), in order."""
-    records = [
-        json.loads(line)
-        for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
-        if line.strip()
-    ]
-    return [r for r in records if r.get("type") == "epoch"]
+    ``train_s``, throughput, ``valid`` metrics when validated), in order, read by the report's
+    :func:`shortlist.eval.report.read_history`; FileNotFoundError when the run has no log."""
+    from shortlist.eval.report import HISTORY_FILE, read_history
+
+    if not (Path(run_dir) / HISTORY_FILE).exists():
+        raise FileNotFoundError(
+            f"{Path(run_dir) / HISTORY_FILE}: the run folder has no training log."
+        )
+    return [r for r in read_history(run_dir) if r.get("type") == "epoch"]
 
 
 def overrides_args(items: list[str] | None) -> list[str]:

@@ -39,13 +39,11 @@ log = logging.getLogger("benchmarks.seqrec")
 
 
 def prepare(args: argparse.Namespace) -> None:
-    from shortlist.data.datasets import load_dataset
-    from shortlist.data.splits import SPLITS
     from shortlist.train.config import load_config
+    from shortlist.train.experiment import make_split
 
     cfg = load_config(ROOT / "configs" / args.dataset / f"{args.model}.yaml")
-    data = load_dataset(args.dataset)
-    split = SPLITS.get(cfg.protocol)(data)
+    split, _ = make_split(cfg)  # the config's dataset, split by its protocol
     split.save(args.out)
     log.info("%s: %s -> %s", args.dataset, split.summary(), args.out)
 

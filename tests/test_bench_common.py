@@ -177,3 +177,10 @@ def test_epoch_records_keeps_the_epoch_lines_in_order(tmp_path: Path) -> None:
     ]
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
     assert common.epoch_records(tmp_path) == lines[1:]
+
+
+def test_epoch_records_names_a_missing_log(tmp_path: Path) -> None:
+    with pytest.raises(
+        FileNotFoundError, match=r"metrics\.jsonl: the run folder has no training log"
+    ):
+        common.epoch_records(tmp_path)
