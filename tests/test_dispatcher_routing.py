@@ -8,6 +8,7 @@ and its errors. The op-level parity tests of tests/test_dispatcher.py draw it to
 from __future__ import annotations
 
 import math
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from shortlist.ops.dispatcher import (
     dispatcher_attention_chunked,
     dispatcher_attention_reference,
     dispatcher_step,
+    route_keep,
 )
 from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
 
@@ -112,6 +114,44 @@ def test_hand_computed() -> None:
     torch.testing.assert_close(y[0, 0, :, 0].double(), torch.stack(want), atol=1e-6, rtol=1e-6)
     # the first position: both experts hold the one event, whatever its routing
     assert y[0, 0, 0, 0].item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("k", [2, 5, 16])
+def test_route_keep_is_topk_with_ties(k: int) -> None:
+    """The mask without ``topk`` equals ``r >= r.topk(n).values[..., -1:]`` for every n, on values
+    drawn from {0, 1, 2, 3} (many ties, at the n-th largest too) and with -inf entries."""
+    g = torch.Generator().manual_seed(k)
+    r = torch.randint(0, 4, (3, 200, k), generator=g).float()
+    r[0, :50, : k // 2] = -math.inf
+    for n in range(1, k):
+        want = r >= r.topk(n, -1).values[..., -1:]
+        assert torch.equal(route_keep(r, n), want), n
+        assert (route_keep(r, n).sum(-1) >= n).all()
+    assert route_keep(r, 0) is None and route_keep(r, k) is None
+    by_hand = torch.tensor([[3.0, 1.0, 3.0, 2.0], [1.0, 2.0, 2.0, 2.0]])
+    assert route_keep(by_hand, 1).tolist() == [
+        [True, False, True, False],
+        [False, True, True, True],
+    ]
+    assert route_keep(by_hand, 3).tolist() == [[True, False, True, True], [False, True, True, True]]
+
+
+@pytest.mark.skipif(
+    shutil.which("c++") is None and shutil.which("g++") is None,
+    reason="torch.compile on CPU needs a C++ compiler",
+)
+def test_compiled_routing_matches_eager_without_a_topk_kernel() -> None:
+    """Under ``torch.compile`` (inductor, CPU) the routed weights equal eager's, keep the same
+    experts, and the generated code has no ``topk`` (the fallback kernel this mask avoids)."""
+    from torch._inductor.utils import run_and_get_code
+
+    s = torch.randn(2, 3, 50, 8, generator=torch.Generator().manual_seed(0)) * 4
+    fn = partial(compress_weights, bound=16.0, over="experts", topk=2)
+    got, code = run_and_get_code(torch.compile(fn, fullgraph=True), s)
+    want = fn(s)
+    torch.testing.assert_close(got, want)
+    assert torch.equal(got > 1e-10, want > 1e-10)
+    assert code and not any("topk" in c for c in code)
 
 
 def test_a_short_interest_keeps_an_expert_of_its_own() -> None:
