@@ -24,6 +24,7 @@ from shortlist.ops.dispatcher import (
     dispatcher_attention_reference,
     dispatcher_step,
     route_keep,
+    route_level,
 )
 from shortlist.ops.dispatcher_layer import DispatcherAttentionLayer
 
@@ -117,23 +118,31 @@ def test_hand_computed() -> None:
 
 
 @pytest.mark.parametrize("k", [2, 5, 16])
-def test_route_keep_is_topk_with_ties(k: int) -> None:
-    """The mask without ``topk`` equals ``r >= r.topk(n).values[..., -1:]`` for every n, on values
-    drawn from {0, 1, 2, 3} (many ties, at the n-th largest too) and with -inf entries."""
+def test_route_level_is_the_topk_threshold_with_ties(k: int) -> None:
+    """The threshold without ``topk`` (what compiled code uses) equals
+    ``r.topk(n).values[..., -1:]`` for every n, on values drawn from {0, 1, 2, 3} (many ties, at
+    the n-th largest too) and with -inf entries; the mask keeps at least n experts either way."""
     g = torch.Generator().manual_seed(k)
     r = torch.randint(0, 4, (3, 200, k), generator=g).float()
     r[0, :50, : k // 2] = -math.inf
     for n in range(1, k):
-        want = r >= r.topk(n, -1).values[..., -1:]
-        assert torch.equal(route_keep(r, n), want), n
+        assert torch.equal(route_level(r, n), r.topk(n, -1).values[..., -1:]), n
         assert (route_keep(r, n).sum(-1) >= n).all()
     assert route_keep(r, 0) is None and route_keep(r, k) is None
     by_hand = torch.tensor([[3.0, 1.0, 3.0, 2.0], [1.0, 2.0, 2.0, 2.0]])
+    assert route_level(by_hand, 1).tolist() == [[3.0], [2.0]]
+    assert route_level(by_hand, 3).tolist() == [[2.0], [2.0]]
     assert route_keep(by_hand, 1).tolist() == [
         [True, False, True, False],
         [False, True, True, True],
     ]
-    assert route_keep(by_hand, 3).tolist() == [[True, False, True, True], [False, True, True, True]]
+
+
+def test_route_keep_is_the_same_when_compiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    r = torch.randint(0, 3, (64, 6), generator=torch.Generator().manual_seed(1)).float()
+    eager = [route_keep(r, n) for n in range(1, 6)]
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert all(torch.equal(route_keep(r, n), e) for n, e in zip(range(1, 6), eager, strict=True))
 
 
 @pytest.mark.skipif(

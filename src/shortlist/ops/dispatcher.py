@@ -247,28 +247,35 @@ def route_floor(bound: float, experts: int) -> float:
 
 def route_keep(r: torch.Tensor, topk: int) -> torch.Tensor | None:
     """Routing weights r (..., k) -> bool (..., k), True at each event's ``topk`` largest (ties at
-    the k-th all kept), or None when every expert is kept (``topk`` 0 or k).
+    the k-th all kept), or None when every expert is kept (``topk`` 0 or k). The mask carries no
+    gradient, so it is taken from ``r.detach()``.
 
-    The same mask as ``r >= r.topk(topk, -1).values[..., -1:]``, found without ``topk``: ``topk``
-    passes over the distinct values from the largest down, each a masked max, until the values
-    taken cover ``topk`` experts; the last one taken is the ``topk``-th largest counted with
-    repeats. These are elementwise ops and row maxima that ``torch.compile`` fuses with the
-    softmax around them, where ``aten.topk`` stays a separate kernel (a fallback); eager it costs
-    about what ``topk`` does. The mask carries no gradient, so it is taken from ``r.detach()``.
+    Eager it is ``r >= r.topk(topk, -1).values[..., -1:]``, one kernel; under ``torch.compile`` the
+    same threshold comes from :func:`route_level`, which Inductor fuses with the softmax around it
+    (``aten.topk`` would stay a kernel of its own, a fallback: ``longseq_speed_route.json``).
     """
     if not 0 < topk < r.shape[-1]:
         return None
     r = r.detach()
-    level = torch.full_like(r[..., :1], math.inf)  # (..., 1): the last value taken
-    taken = torch.zeros_like(r[..., :1], dtype=torch.int32)  # experts at or above ``level``
+    if torch.compiler.is_compiling():
+        return r >= route_level(r, topk)
+    return r >= r.topk(topk, -1).values[..., -1:]
+
+
+def route_level(r: torch.Tensor, topk: int) -> torch.Tensor:
+    """(..., k) -> (..., 1): the ``topk``-th largest value counted with repeats, which is
+    ``r.topk(topk, -1).values[..., -1:]``, without ``topk``: ``topk`` passes over the distinct
+    values from the largest down, each a masked row maximum, until the values taken cover ``topk``
+    entries; elementwise ops and row maxima only, so ``torch.compile`` fuses them."""
+    level = torch.full_like(r[..., :1], math.inf)  # the last value taken
+    taken = torch.zeros_like(r[..., :1], dtype=torch.int32)  # entries at or above ``level``
     for _ in range(topk):
         done = taken >= topk
         below = torch.where(r < level, r, -math.inf).amax(-1, keepdim=True)
-        taken = torch.where(
-            done, taken, taken + (r == below).sum(-1, keepdim=True, dtype=torch.int32)
-        )
+        more = (r == below).sum(-1, keepdim=True, dtype=torch.int32)
+        taken = torch.where(done, taken, taken + more)
         level = torch.where(done, level, below)
-    return r >= level
+    return level
 
 
 def compress_weights(
