@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 4, the twentieth session's lease on the 1-GPU kind: the routed ELASTIC sublayer
-# (model.compress_over: experts, route_topk 2 of 16) after its top-r mask stopped calling topk
-# (ops/dispatcher.route_keep), in the foreground, one call:
+# (model.compress_over: experts, route_topk 2 of 16) after its compiled top-r mask stopped calling topk
+# (ops/dispatcher.route_keep, route_level), in the foreground, one call:
 # 1. the routing tests on the GPU: the Triton dispatch with routing and decay compiled, and the
 #    op-level routing tests (the compiled mask among them) -> runs/pytest_route13.log;
 # 2. the speed row of longseq_speed_route.json again (ELASTIC, routed ELASTIC and SDPA in one run,
