@@ -139,6 +139,7 @@ def test_route_level_is_the_topk_threshold_with_ties(k: int) -> None:
 
 
 def test_route_keep_is_the_same_when_compiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eager (``topk``) and compiling (:func:`route_level`) give the same mask, ties included."""
     r = torch.randint(0, 3, (64, 6), generator=torch.Generator().manual_seed(1)).float()
     eager = [route_keep(r, n) for n in range(1, 6)]
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
