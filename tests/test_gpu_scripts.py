@@ -5,6 +5,7 @@ SPEED_LAST=1)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = (
     "final_rows.sh", "lib.sh", "longseq_speed.sh", "train_compile.sh", "round11c.sh", "round12.sh",
+    "round13.sh",
 )  # fmt: skip
 
 pytestmark = pytest.mark.skipif(
@@ -165,3 +167,17 @@ def test_round12_parts_follow_their_settings(tmp_path: Path) -> None:
     assert not [line for line in lines if "pytest" in line or "sweep_mls_round11" in line]
     assert "--models a " in lines[_index(lines, "--name sweep_synthetic_route_b ")]
     assert "--models b " in lines[_index(lines, "--name sweep_synthetic_route_c ")]
+
+
+def test_round13_reruns_the_recorded_speed_command_then_profiles(tmp_path: Path) -> None:
+    """round13.sh: the wheels, the routing tests, then longseq_speed_route.json's own recorded
+    command (the same arguments), then one profile of each ELASTIC sublayer, in that order."""
+    proc, lines = _run(tmp_path, "round13.sh")
+    assert proc.returncode == 0, proc.stderr
+    assert "-m pip install" in lines[0] and "-m pytest" in lines[1]
+    recorded = json.loads((ROOT / "benchmarks/results/longseq_speed_route.json").read_text())
+    speed = lines[_index(lines, "benchmarks/longseq_speed.py")]
+    assert speed.split()[1:] == recorded["command"].split()[1:]  # python3 there, python here
+    profiles = [line for line in lines if "longseq_profile.py" in line]
+    assert [p.split("--method ")[1] for p in profiles] == ["elastic", "elastic-route"]
+    assert lines.index(speed) < lines.index(profiles[0])

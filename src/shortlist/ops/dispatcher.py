@@ -279,7 +279,7 @@ def route_level(r: torch.Tensor, topk: int) -> torch.Tensor:
 
 
 def compress_weights(
-    s: torch.Tensor, bound: float, over: str = "events", topk: int = 0
+    s: torch.Tensor, bound: float, over: CompressOver = "events", topk: int = 0
 ) -> torch.Tensor:
     """Clamped compress logits s (..., k) -> the events' unnormalised weights u (..., k), float32.
 
